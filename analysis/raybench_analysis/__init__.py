@@ -1,0 +1,1 @@
+"""raybench_analysis: hierarchical inferential statistics over raybench results."""

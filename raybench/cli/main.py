@@ -1,0 +1,15 @@
+"""The root of the ``raybench`` command: it only wires the command groups together."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="raybench",
+    help="Trustworthy, reproducible benchmarks of deep-learning models on medical images.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Each command module exposes ``register(app)``; add one line per module.

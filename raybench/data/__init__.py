@@ -1,0 +1,1 @@
+"""Data sources (synthetic, manifest, BIDS), validated into :class:`~raybench.data.cohort.Cohort`."""

@@ -1,0 +1,1 @@
+"""The compiler: suite + cohorts -> a plan of stages of content-addressed trials."""

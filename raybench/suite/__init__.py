@@ -1,0 +1,1 @@
+"""Suites: the typed schema and the safe loader with located error messages."""
