@@ -14,10 +14,11 @@ trained with seed ``r`` on outer fold ``f`` gives the latent score
 
 with site shift ``u_s ~ N(0, site_sd^2)``, site-specific separation
 ``g_s ~ N(0, site_effect_sd^2)``, subject and session effects ``v_j``, ``w_k`` shared by all
-models (so model comparisons are paired), seed and split effects ``a_{m,r} ~ N(0, seed_sd^2)``, ``b_{m,f} ~ N(0, split_sd^2)`` and
-image noise ``e ~ N(0, noise_sd^2)`` fresh in every trial. ``score = sigmoid(z)`` and
-``y_pred = 1[z > 0]``. The regression variant predicts ``y_true + bias_m + a + b + u_s + v_j + w_k
-+ e`` for a target ``y_true`` with its own site and subject structure.
+models (so model comparisons are paired), seed and split effects ``a_{m,r} ~ N(0, seed_sd^2)``
+and ``b_{m,f} ~ N(0, split_sd^2)``, and image noise ``e ~ N(0, noise_sd^2)`` fresh in every
+trial. ``score = sigmoid(z)`` and ``y_pred = 1[z > 0]``. The regression variant predicts
+``y_true + bias_m + a + b + u_s + v_j + w_k + e`` for a target ``y_true`` with its own site and
+subject structure.
 """
 
 from __future__ import annotations
