@@ -13,3 +13,6 @@ app = typer.Typer(
 )
 
 # Each command module exposes ``register(app)``; add one line per module.
+from raybench.cli import plan as _plan  # noqa: E402
+
+_plan.register(app)

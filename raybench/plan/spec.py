@@ -7,7 +7,7 @@ those inputs (see :mod:`raybench.plan.ids`), so the same suite gives the same id
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 Stage = Literal["search", "refit"]
@@ -43,6 +43,36 @@ class TrialSpec:
     config_hash: str = ""
     data_fingerprint: str = ""
 
+    def summary(self) -> dict[str, Any]:
+        """The trial's place in the plan, as ``raybench plan --json`` prints it (JSON-able)."""
+        return {
+            "trial_id": self.trial_id,
+            "stage": self.stage,
+            "dataset": self.dataset,
+            "model": self.model,
+            "protocol": self.protocol,
+            "outer_fold": self.outer_fold,
+            "inner_fold": self.inner_fold,
+            "seed": self.seed,
+            "params": self.params,
+            "depends_on": list(self.depends_on),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON-able values (tuples become lists)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key in ("candidates", "train_ids", "val_ids", "test_ids", "depends_on"):
+            out[key] = list(out[key])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
+        """Inverse of :meth:`to_dict`."""
+        kwargs = dict(data)
+        for key in ("candidates", "train_ids", "val_ids", "test_ids", "depends_on"):
+            kwargs[key] = tuple(kwargs.get(key, ()))
+        return cls(**kwargs)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -55,3 +85,22 @@ class Plan:
     @property
     def trials(self) -> tuple[TrialSpec, ...]:
         return tuple(t for _, trials in self.stages for t in trials)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as plain JSON-able values (what ``plan.json`` in a results directory holds)."""
+        return {
+            "suite_name": self.suite_name,
+            "meta": self.meta,
+            "stages": [
+                {"stage": stage, "trials": [t.to_dict() for t in trials]}
+                for stage, trials in self.stages
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """Inverse of :meth:`to_dict`."""
+        stages = tuple(
+            (s["stage"], tuple(TrialSpec.from_dict(t) for t in s["trials"])) for s in data["stages"]
+        )
+        return cls(suite_name=data["suite_name"], stages=stages, meta=dict(data.get("meta", {})))

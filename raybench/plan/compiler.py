@@ -1,0 +1,529 @@
+"""The compiler: a suite and its cohorts -> a plan of stages of content-addressed trials.
+
+:func:`compile_suite` is pure (no I/O, no randomness beyond the suite's split seed) and fast. It
+expands datasets × models × protocols × outer folds × seeds × search points (× inner folds for the
+search stage) into :class:`~raybench.plan.spec.TrialSpec` objects:
+
+- ``search`` trials exist only for a model whose search space has more than one point: one per
+  point × inner fold, trained on the inner training fold and scored on the inner validation fold;
+- one ``refit`` trial per dataset × model × protocol × outer fold × seed: trained on the first inner
+  fold's training part of the outer training fold (its validation part drives early stopping),
+  evaluated on the outer test fold. When searched, its ``params`` is ``None``: the runner picks the
+  best of ``candidates`` over the ``depends_on`` search trials and applies it with
+  :func:`apply_point`.
+
+Splits come from :mod:`raybench.splits` with one split seed per suite (``validation.seed``,
+default 0), never from the model seeds: every seed sees the same folds, so seed variance and split
+variance stay separate (Bouthillier et al. 2021). See docs/plan.md and docs/validation.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from raybench.data.cohort import Cohort
+from raybench.errors import DataError, RaybenchError, SuiteError
+from raybench.plan.ids import config_digest, ids_digest, trial_id
+from raybench.plan.spec import Plan, Stage, TrialSpec
+from raybench.splits import (
+    Fold,
+    _unit_of,
+    check_disjoint,
+    check_no_leakage,
+    derive_seed,
+    splitter_from_protocol,
+)
+
+__all__ = [
+    "SEARCHABLE_TRAINING_KEYS",
+    "apply_point",
+    "base_config",
+    "compile_suite",
+    "expand_perturbations",
+    "expand_search_space",
+    "split_seed",
+]
+
+#: Training keys that may hold a search space, in the order points are expanded.
+SEARCHABLE_TRAINING_KEYS: tuple[str, ...] = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "weight_decay",
+)
+
+#: The strength parameter of each perturbation type (its ``severity``).
+PERTURBATION_PARAMS: dict[str, str] = {
+    "gaussian_noise": "std",
+    "bias_field": "coeff",
+    "intensity_scale": "factor",
+    "gamma": "gamma",
+    "motion": "degrees",
+}
+
+DEFAULT_METRICS: dict[str, list[str]] = {
+    "classification": ["auc"],
+    "regression": ["mae"],
+    "segmentation": ["dice"],
+}
+
+
+# --------------------------------------------------------------------------- search spaces
+
+
+def _values(value: Any, where: str) -> list[Any]:
+    if isinstance(value, list):
+        if not value:
+            raise SuiteError(f"{where}: an empty list is not a search space; give >= 1 value.")
+        return value
+    return [value]
+
+
+def _dimensions(model: Any, training: Any) -> list[tuple[str, list[Any]]]:
+    dims = [
+        (key, _values(getattr(training, key), f"training.{key}"))
+        for key in SEARCHABLE_TRAINING_KEYS
+    ]
+    for name in sorted(model.params):
+        dims.append(
+            (f"model.{name}", _values(model.params[name], f"models[{model.name}].params.{name}"))
+        )
+    return dims
+
+
+def expand_search_space(model: Any, training: Any) -> list[dict[str, Any]]:
+    """The grid of search points of ``model`` under ``training`` (suite objects), in a fixed order.
+
+    A point maps every searchable key to one value: ``epochs``, ``batch_size``, ``optimizer``,
+    ``lr``, ``weight_decay`` and ``model.<param>`` for each model parameter; a list is a search
+    dimension, a scalar a single value. A list-valued network argument is written as a list of
+    lists (``channels: [[16, 32, 64]]``). A model without lists has exactly one point.
+
+    >>> from raybench.suite.schema import Model, Training
+    >>> pts = expand_search_space(Model(name="m", arch="resnet10", params={"dropout": [0.0, 0.2]}),
+    ...                           Training(lr=[1e-3, 1e-4]))
+    >>> len(pts), pts[0]["lr"], pts[0]["model.dropout"]
+    (4, 0.001, 0.0)
+    """
+    dims = _dimensions(model, training)
+    keys = [k for k, _ in dims]
+    return [
+        dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(v for _, v in dims))
+    ]
+
+
+def _searched_keys(model: Any, training: Any) -> list[str]:
+    return [k for k, v in _dimensions(model, training) if len(v) > 1]
+
+
+def apply_point(config: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of trial ``config`` with the search ``point`` applied (``config`` is not changed).
+
+    Keys are flat: ``lr``, ``batch_size``, ``optimizer``, ``weight_decay``, ``epochs`` set
+    ``config["training"]``; ``model.<param>`` sets ``config["model"]["params"][<param>]``.
+
+    >>> cfg = {"training": {"lr": None}, "model": {"arch": "resnet10", "params": {}}}
+    >>> apply_point(cfg, {"lr": 0.01, "model.dropout": 0.2})["model"]["params"]
+    {'dropout': 0.2}
+    >>> cfg["training"]["lr"] is None
+    True
+    """
+    training = dict(config.get("training", {}))
+    model = dict(config.get("model", {}))
+    params = dict(model.get("params", {}))
+    for key, value in point.items():
+        if key in SEARCHABLE_TRAINING_KEYS:
+            training[key] = value
+        elif key.startswith("model.") and len(key) > len("model."):
+            params[key[len("model.") :]] = value
+        else:
+            raise SuiteError(
+                f"search point key {key!r} is unknown; allowed: "
+                f"{', '.join(SEARCHABLE_TRAINING_KEYS)}, model.<param>."
+            )
+    model["params"] = params
+    out = dict(config)
+    out["training"] = training
+    out["model"] = model
+    return out
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)
+
+
+def expand_perturbations(perturbations: Sequence[Any]) -> list[dict[str, Any]]:
+    """One entry per perturbation level, with a readable id such as ``gaussian_noise(std=0.1)``.
+
+    >>> from raybench.suite.schema import Perturbation
+    >>> [p["id"] for p in expand_perturbations([Perturbation(type="gaussian_noise",
+    ...                                                      std=[0.05, 0.1])])]
+    ['gaussian_noise(std=0.05)', 'gaussian_noise(std=0.1)']
+    """
+    out: list[dict[str, Any]] = []
+    for i, pert in enumerate(perturbations):
+        fields = pert.model_dump(exclude={"type"}, exclude_none=True)
+        names = list(fields)
+        grids = [_values(fields[n], f"evaluation.perturbations[{i}].{n}") for n in names]
+        for combo in itertools.product(*grids):
+            params = dict(zip(names, combo, strict=True))
+            inner = ",".join(f"{n}={_format_value(v)}" for n, v in params.items())
+            main = PERTURBATION_PARAMS.get(pert.type)
+            severity = params.get(main) if main in params else next(iter(params.values()), None)
+            out.append(
+                {
+                    "id": f"{pert.type}({inner})",
+                    "type": pert.type,
+                    "severity": None if severity is None else float(severity),
+                    "params": params,
+                }
+            )
+    ids = [p["id"] for p in out]
+    dupes = sorted({x for x in ids if ids.count(x) > 1})
+    if dupes:
+        raise SuiteError(f"evaluation.perturbations: {dupes} listed twice; list each level once.")
+    return out
+
+
+def _classes(task: Any, table: pl.DataFrame, dataset: str) -> list[str] | None:
+    if task.type != "classification":
+        return None
+    if task.classes:
+        return list(task.classes)
+    found = sorted({str(v) for v in table.get_column(task.label).drop_nulls().to_list()})
+    if task.positive is not None and task.positive in found:
+        found = [c for c in found if c != task.positive] + [task.positive]
+    if len(found) < 2:
+        raise DataError(
+            f"dataset {dataset!r}: column {task.label!r} holds {len(found)} class(es) {found}; "
+            "classification needs at least 2. Check task.label or the dataset."
+        )
+    return found
+
+
+def base_config(suite: Any, model: Any, classes: list[str] | None) -> dict[str, Any]:
+    """The trial config of ``model`` (docs/architecture.md), searched keys left ``None``.
+
+    Keys that are searched for this model are ``None`` until :func:`apply_point` sets them; keys
+    with a single value hold it.
+    """
+    t = suite.training
+    searched = set(_searched_keys(model, t))
+    training: dict[str, Any] = {
+        "epochs": None,
+        "batch_size": None,
+        "optimizer": None,
+        "lr": None,
+        "weight_decay": None,
+        "scheduler": t.scheduler,
+        "early_stopping": t.early_stopping.model_dump() if t.early_stopping else None,
+        "amp": t.amp,
+        "num_workers": t.num_workers,
+    }
+    params: dict[str, Any] = {}
+    for key, values in _dimensions(model, t):
+        value = None if key in searched else values[0]
+        if key.startswith("model."):
+            params[key[len("model.") :]] = value
+        else:
+            training[key] = value
+    ev = suite.evaluation
+    wandb = suite.tracking.wandb
+    return {
+        "task": {
+            "type": suite.task.type,
+            "label": suite.task.label,
+            "positive": suite.task.positive,
+            "classes": classes,
+        },
+        "model": {"arch": model.arch, "params": params},
+        "training": training,
+        "evaluation": {
+            "metrics": list(ev.metrics) or DEFAULT_METRICS[suite.task.type],
+            "selection_metric": ev.selection_metric,
+            "perturbations": expand_perturbations(ev.perturbations),
+        },
+        "resources": suite.resources.model_dump(),
+        "plugins": {model.arch: suite.plugins[model.arch]} if model.arch in suite.plugins else {},
+        "suite": suite.name,
+        "wandb": wandb.model_dump() if wandb is not None else None,
+    }
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def split_seed(suite: Any) -> int:
+    """The suite's split seed: ``validation.seed`` when the schema has it, else 0.
+
+    It is independent of ``seeds`` (the model seeds), so that every model seed is trained and
+    tested on the same folds.
+    """
+    return int(getattr(suite.validation, "seed", 0) or 0)
+
+
+def _protocols(suite: Any) -> list[tuple[str, Any]]:
+    protocols = [("outer", suite.validation.outer)]
+    seen: dict[str, int] = {}
+    for i, p in enumerate(suite.validation.extra):
+        if p.strategy in seen:
+            raise SuiteError(
+                f"validation.extra[{i}]: strategy {p.strategy!r} is already used by "
+                f"validation.extra[{seen[p.strategy]}]; results name an extra protocol by its "
+                "strategy, so each strategy may appear once in validation.extra."
+            )
+        seen[p.strategy] = i
+        protocols.append((p.strategy, p))
+    return protocols
+
+
+def _where(dataset: str, protocol: str) -> str:
+    if protocol == "outer":
+        return f"dataset {dataset!r}, validation.outer"
+    return f"dataset {dataset!r}, validation.extra ({protocol})"
+
+
+def _located(exc: RaybenchError, where: str) -> RaybenchError:
+    return type(exc)(f"{where}: {exc}")
+
+
+class _Split:
+    """An outer fold with its inner folds and the digests of each role's membership."""
+
+    __slots__ = ("inner", "inner_digests", "outer", "refit_digests", "refit_roles")
+
+    def __init__(self, outer: Fold, inner: list[Fold]) -> None:
+        self.outer = outer
+        self.inner = inner
+        self.inner_digests = [(ids_digest(f.train_ids), ids_digest(f.test_ids)) for f in inner]
+        if inner:
+            self.refit_roles = (inner[0].train_ids, inner[0].test_ids, outer.test_ids)
+            train_d, val_d = self.inner_digests[0]
+        else:
+            self.refit_roles = (outer.train_ids, (), outer.test_ids)
+            train_d, val_d = ids_digest(outer.train_ids), ids_digest(())
+        self.refit_digests = (train_d, val_d, ids_digest(outer.test_ids))
+
+
+def _splits(
+    suite: Any, dataset: str, name: str, protocol: Any, table: pl.DataFrame, seed: int
+) -> list[_Split]:
+    task, inner_protocol = suite.task, suite.validation.inner
+    where = _where(dataset, name)
+    outer_splitter = splitter_from_protocol(protocol, task, derive_seed(seed, name))
+    outer_folds = outer_splitter.split(table)
+    check_no_leakage(outer_folds, table, "subject_id")
+    if protocol.strategy == "leave_one_site_out":
+        check_no_leakage(outer_folds, table, "site")
+    unit_of = _unit_of(table, "subject_id")
+    out = []
+    for fold in outer_folds:
+        inner: list[Fold] = []
+        if inner_protocol is not None:
+            inner_table = table.filter(pl.col("sample_id").is_in(list(fold.train_ids)))
+            splitter = splitter_from_protocol(
+                inner_protocol, task, derive_seed(seed, name, fold.index, "inner")
+            )
+            try:
+                inner = splitter.split(inner_table)
+            except RaybenchError as exc:
+                raise _located(exc, f"{where} fold {fold.name!r}, validation.inner") from None
+            for f in inner:
+                check_disjoint(
+                    {"train": f.train_ids, "val": f.test_ids, "test": fold.test_ids},
+                    table,
+                    where=f"{where} fold {fold.name!r}, inner fold {f.name!r}",
+                    _unit_of_sample=unit_of,
+                )
+        out.append(_Split(fold, inner))
+    return out
+
+
+# --------------------------------------------------------------------------- compile
+
+
+def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
+    """Compile ``suite`` (a :class:`raybench.suite.schema.Suite`) into a :class:`Plan`.
+
+    ``cohorts`` maps each dataset name of the suite to its loaded :class:`Cohort` (images need not
+    exist: only the table and fingerprint are read). Raises :class:`SuiteError` for inconsistent
+    settings, :class:`DataError` when a cohort cannot be split as asked, :class:`LeakageError` if a
+    split ever puts a subject on both sides.
+    """
+    seed0 = split_seed(suite)
+    protocols = _protocols(suite)
+    spaces = []
+    for model in suite.models:
+        points = expand_search_space(model, suite.training)
+        if len(points) > 1 and suite.validation.inner is None:
+            raise SuiteError(
+                f"models[{model.name}]: {len(points)} search points "
+                f"({', '.join(_searched_keys(model, suite.training))}) but validation.inner is "
+                "not set; a search needs an inner protocol so that the test fold is never used "
+                "for selection. Add validation.inner (e.g. {strategy: group_holdout})."
+            )
+        spaces.append((model, points))
+
+    search: list[TrialSpec] = []
+    refit: list[TrialSpec] = []
+    meta_folds: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for ds in suite.datasets:
+        if ds.name not in cohorts:
+            raise DataError(
+                f"dataset {ds.name!r} has no cohort (got {sorted(cohorts)}); load every dataset "
+                "of the suite before compiling."
+            )
+        cohort = cohorts[ds.name]
+        table, fp = cohort.table, cohort.fingerprint
+        if suite.task.label not in table.columns:
+            raise DataError(
+                f"dataset {ds.name!r}: task.label={suite.task.label!r} is not a column of the "
+                f"cohort (columns: {table.columns}). Set task.label to the target column."
+            )
+        classes = _classes(suite.task, table, ds.name)
+        split_sets: list[tuple[str, list[_Split]]] = []
+        for pname, protocol in protocols:
+            where = _where(ds.name, pname)
+            try:
+                split_sets.append((pname, _splits(suite, ds.name, pname, protocol, table, seed0)))
+            except RaybenchError as exc:
+                if str(exc).startswith(where):
+                    raise
+                raise _located(exc, where) from None
+        meta_folds[ds.name] = {
+            pname: [
+                {
+                    "name": s.outer.name,
+                    "index": s.outer.index,
+                    "n_train": len(s.refit_roles[0]),
+                    "n_val": len(s.refit_roles[1]),
+                    "n_test": len(s.refit_roles[2]),
+                    "inner": len(s.inner),
+                }
+                for s in splits
+            ]
+            for pname, splits in split_sets
+        }
+        for model, points in spaces:
+            base = base_config(suite, model, classes)
+            searched = len(points) > 1
+            configs = [apply_point(base, p) for p in points]
+            hashes = [config_digest(c) for c in configs]
+            base_hash = config_digest(base)
+            for pname, splits in split_sets:
+                for sp in splits:
+                    for seed in suite.seeds:
+                        deps: list[str] = []
+                        if searched:
+                            for point, cfg, ch in zip(points, configs, hashes, strict=True):
+                                for inner, (tr, va) in zip(sp.inner, sp.inner_digests, strict=True):
+                                    tid = trial_id(
+                                        stage="search",
+                                        config_hash=ch,
+                                        data_fingerprint=fp,
+                                        train=tr,
+                                        val=va,
+                                        test=_EMPTY,
+                                        seed=seed,
+                                    )
+                                    deps.append(tid)
+                                    search.append(
+                                        TrialSpec(
+                                            trial_id=tid,
+                                            stage="search",
+                                            dataset=ds.name,
+                                            model=model.name,
+                                            protocol=pname,
+                                            outer_fold=sp.outer.index,
+                                            inner_fold=inner.index,
+                                            seed=seed,
+                                            params=point,
+                                            candidates=(),
+                                            config=cfg,
+                                            train_ids=inner.train_ids,
+                                            val_ids=inner.test_ids,
+                                            test_ids=(),
+                                            config_hash=ch,
+                                            data_fingerprint=fp,
+                                        )
+                                    )
+                        cfg, ch = (base, base_hash) if searched else (configs[0], hashes[0])
+                        tr, va, te = sp.refit_digests
+                        tid = trial_id(
+                            stage="refit",
+                            config_hash=ch,
+                            data_fingerprint=fp,
+                            train=tr,
+                            val=va,
+                            test=te,
+                            seed=seed,
+                            depends_on=deps,
+                        )
+                        refit.append(
+                            TrialSpec(
+                                trial_id=tid,
+                                stage="refit",
+                                dataset=ds.name,
+                                model=model.name,
+                                protocol=pname,
+                                outer_fold=sp.outer.index,
+                                inner_fold=None,
+                                seed=seed,
+                                params=None if searched else points[0],
+                                candidates=tuple(points) if searched else (),
+                                config=cfg,
+                                train_ids=sp.refit_roles[0],
+                                val_ids=sp.refit_roles[1],
+                                test_ids=sp.refit_roles[2],
+                                depends_on=tuple(deps),
+                                config_hash=ch,
+                                data_fingerprint=fp,
+                            )
+                        )
+    _check_unique(search, refit)
+    stages: list[tuple[Stage, tuple[TrialSpec, ...]]] = []
+    if search:
+        stages.append(("search", tuple(search)))
+    stages.append(("refit", tuple(refit)))
+    meta = {
+        "split_seed": seed0,
+        "seeds": list(suite.seeds),
+        "data_fingerprints": {ds.name: cohorts[ds.name].fingerprint for ds in suite.datasets},
+        "folds": meta_folds,
+        "counts": {"search": len(search), "refit": len(refit)},
+    }
+    return Plan(suite_name=suite.name, stages=tuple(stages), meta=meta)
+
+
+_EMPTY = ids_digest(())
+
+
+def _check_unique(*groups: Sequence[TrialSpec]) -> None:
+    seen: dict[str, TrialSpec] = {}
+    for trials in groups:
+        for t in trials:
+            other = seen.setdefault(t.trial_id, t)
+            if other is not t:
+                raise SuiteError(
+                    f"trials {_describe(other)} and {_describe(t)} would compute the same result "
+                    f"(trial id {t.trial_id}): they have the same config, data, split and seed. "
+                    "Remove the duplicate model, dataset or protocol from the suite."
+                )
+
+
+def _describe(t: TrialSpec) -> str:
+    return (
+        f"({t.stage}: dataset={t.dataset}, model={t.model}, protocol={t.protocol}, "
+        f"outer_fold={t.outer_fold}, inner_fold={t.inner_fold}, seed={t.seed})"
+    )
