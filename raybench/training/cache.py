@@ -74,7 +74,7 @@ class Preprocess:
         return {**asdict(self), "spatial_size": list(self.spatial_size)}
 
     def transforms(self) -> Compose:
-        """The MONAI transform chain that maps a row ``{"image": path[, "mask": path]}`` to arrays."""
+        """The MONAI chain mapping a row ``{"image": path[, "mask": path]}`` to arrays."""
         keys = ["image", "mask"] if self.with_mask else ["image"]
         modes = ["trilinear", "nearest"] if self.with_mask else ["trilinear"]
         chain: list[Any] = [
@@ -87,7 +87,8 @@ class Preprocess:
             chain.append(NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True))
         elif self.normalize != "none":
             raise DataError(
-                f"preprocess normalize={self.normalize!r} is unknown; use 'zscore_nonzero' or 'none'"
+                f"preprocess normalize={self.normalize!r} is unknown; "
+                "use 'zscore_nonzero' or 'none'"
             )
         chain.append(EnsureTyped(keys=keys, data_type="numpy", dtype=np.float32, track_meta=False))
         return Compose(chain)

@@ -88,7 +88,8 @@ def build_perturbation(entry: Mapping[str, Any]) -> Perturbation:
     kind = entry.get("type")
     if kind not in PERTURBATION_TYPES:
         raise SuiteError(
-            f"evaluation.perturbations: type={kind!r} is unknown; allowed: {sorted(PERTURBATION_TYPES)}"
+            f"evaluation.perturbations: type={kind!r} is unknown; "
+            f"allowed: {sorted(PERTURBATION_TYPES)}"
         )
     name, default = PERTURBATION_TYPES[kind]
     params = dict(entry.get("params") or {})
