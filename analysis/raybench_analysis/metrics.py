@@ -367,8 +367,8 @@ def _ece_metric(n_bins: int = 10, convention: Convention = "top_label") -> Metri
         raise AnalysisError(f"ece n_bins={n_bins!r}; allowed: an integer >= 1 (usually 10 or 15)")
     cols = ("y_true",)
     fin = _ece_finalize
-    return _sums("ece", cols, _ece_stats(n_bins, convention), fin, False, n_bins=n_bins,
-                 convention=convention, bins="equal-width (lo, hi]")  # fmt: skip
+    params = {"n_bins": n_bins, "convention": convention, "bins": "equal-width (lo, hi]"}
+    return _sums("ece", cols, _ece_stats(n_bins, convention), fin, False, **params)
 
 
 def _recall(name: str, idx: tuple[int, int], positive: float = 1.0) -> Metric:
@@ -790,7 +790,7 @@ def metric_by(
         row = dict(zip(keys, key, strict=True))
         row.update(metric=m.label(), estimate=_value(m, part), n_obs=part.height)
         rows.append(row)
-    schema = {**{k: data.schema[k] for k in keys}, "metric": pl.String, "estimate": pl.Float64,
-              "n_obs": pl.Int64}  # fmt: skip
+    schema = {k: data.schema[k] for k in keys}
+    schema.update(metric=pl.String, estimate=pl.Float64, n_obs=pl.Int64)
     out = pl.DataFrame(rows, schema=schema, orient="row")
     return out.sort(keys) if keys else out
