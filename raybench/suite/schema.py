@@ -2,178 +2,60 @@
 
 A suite is a YAML file; :func:`raybench.suite.load_suite` parses it safely and validates it against
 :class:`Suite`. Every model forbids unknown keys, so a misspelt key is an error with a "did you
-mean" suggestion rather than a silently ignored setting.
+mean" suggestion rather than a silently ignored setting, and values are validated strictly (``true``
+is not a number, ``"8"`` is not an integer).
 
 *Search spaces.* A key typed ``Searchable[T]`` accepts either a scalar ``T`` or a non-empty list of
 ``T``: a list is a grid of values that the compiler expands into search points. The searchable keys
-are: ``models[].params.<any>``, ``training.lr``, ``training.optimizer``, ``training.weight_decay``,
-``training.batch_size`` and ``training.epochs``. Everywhere else a list is a list (e.g. ``seeds``).
+are :data:`SEARCHABLE_KEYS`: ``models[].params.<any>``, ``training.lr``,
+``training.optimizer``, ``training.weight_decay``, ``training.batch_size`` and ``training.epochs``.
+Everywhere else a list is a list (e.g. ``seeds``). A perturbation parameter given as a list is a
+set of severities, not a search.
+
+The checks that involve more than one key (an ``arch`` that must be a known architecture or a
+plugin, metrics that must fit the task, ...) live in :mod:`raybench.suite.checks`; they run when a
+:class:`Suite` is constructed and, with file locations, in the loader.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 T = TypeVar("T")
 
 #: A scalar, or a list of scalars that forms a grid search dimension.
 Searchable = Union[T, list[T]]
 
+#: Names of suites, datasets and models: they end up in paths, tables and W&B run names.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
-class Strict(BaseModel):
-    """Base of every suite model: unknown keys are errors, values are not coerced silently."""
+#: Network architectures that ``models[].arch`` may name without a plugin (see docs/models.md).
+KNOWN_ARCHITECTURES: tuple[str, ...] = (
+    "densenet121",
+    "densenet169",
+    "densenet201",
+    "resnet10",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "seresnet50",
+    "classifier",
+    "regressor",
+    "unet",
+    "basicunet",
+    "segresnet",
+)
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# --------------------------------------------------------------------------- datasets
-
-
-class SyntheticParams(Strict):
-    """Parameters of the built-in synthetic cohort generator (see docs/synthetic.md)."""
-
-    sites: int = Field(4, ge=1, description="number of acquisition sites")
-    scanners_per_site: int = Field(1, ge=1, description="scanners per site")
-    subjects: int = Field(40, ge=2, description="total number of subjects")
-    sessions: int = Field(1, ge=1, description="sessions (images) per subject")
-    shape: tuple[int, int, int] = Field((32, 32, 32), description="volume shape in voxels")
-    effect: float = Field(0.8, ge=0.0, description="disease effect size (0 = no signal at all)")
-    site_shift: float = Field(0.3, ge=0.0, description="site/scanner intensity shift (SD)")
-    noise: float = Field(0.05, ge=0.0, description="Rician-like noise SD relative to white matter")
-    prevalence: float = Field(0.5, gt=0.0, lt=1.0, description="fraction of diseased subjects")
-    seed: int = Field(0, description="generator seed (the same seed gives byte-identical files)")
-
-
-class ColumnMap(Strict):
-    """Names of the columns of a manifest (or of participants.tsv for BIDS)."""
-
-    image: str = "image"
-    label: str = "label"
-    subject_id: str = "subject_id"
-    session_id: str = "session_id"
-    scanner: str = "scanner"
-    site: str = "site"
-    mask: str = "mask"
-
-
-class SyntheticDataset(Strict):
-    name: str
-    source: Literal["synthetic"]
-    params: SyntheticParams = SyntheticParams()
-    cache_dir: str | None = Field(
-        None, description="where to write the cohort (default: <results>/../.raybench-data/<hash>)"
-    )
-
-
-class ManifestDataset(Strict):
-    name: str
-    source: Literal["manifest"]
-    path: str = Field(description="TSV or CSV file; image paths are relative to it")
-    columns: ColumnMap = ColumnMap()
-
-
-class BidsDataset(Strict):
-    name: str
-    source: Literal["bids"]
-    path: str = Field(description="root of the BIDS/CAPS tree holding participants.tsv")
-    pattern: str = Field(
-        "sub-{subject}/ses-{session}/anat/sub-{subject}_ses-{session}*_T1w.nii.gz",
-        description="glob (with {subject}, {session} placeholders) of the images",
-    )
-    columns: ColumnMap = ColumnMap(subject_id="participant_id")
-
-
-Dataset = Annotated[
-    Union[SyntheticDataset, ManifestDataset, BidsDataset], Field(discriminator="source")
-]
-
-# --------------------------------------------------------------------------- task and models
-
-
-class Task(Strict):
-    type: Literal["classification", "regression", "segmentation"]
-    label: str = Field(
-        "label",
-        description="column holding the target (class, value, or mask path for segmentation)",
-    )
-    positive: str | None = Field(None, description="positive class (binary classification)")
-    classes: list[str] | None = Field(None, description="allowed classes, in index order")
-
-
-class Model(Strict):
-    name: str
-    arch: str = Field(description="MONAI network name (see docs/models.md) or a plugin name")
-    params: dict[str, Searchable[Any]] = Field(
-        default_factory=dict, description="network arguments; lists are searched"
-    )
-
-
-# --------------------------------------------------------------------------- training
-
-
-class EarlyStopping(Strict):
-    patience: int = Field(5, ge=1)
-    min_delta: float = Field(0.0, ge=0.0)
-
-
-class Training(Strict):
-    epochs: Searchable[Annotated[int, Field(ge=1)]] = 10
-    batch_size: Searchable[Annotated[int, Field(ge=1)]] = 8
-    optimizer: Searchable[Literal["adam", "adamw", "sgd"]] = "adam"
-    lr: Searchable[Annotated[float, Field(gt=0)]] = 1.0e-3
-    weight_decay: Searchable[Annotated[float, Field(ge=0)]] = 0.0
-    scheduler: Literal["none", "cosine", "step"] = "none"
-    early_stopping: EarlyStopping | None = None
-    amp: bool = Field(True, description="mixed precision on GPU (ignored on CPU)")
-    num_workers: int = Field(0, ge=0, description="DataLoader workers per trial")
-
-
-# --------------------------------------------------------------------------- validation
-
-
-class Protocol(Strict):
-    """One split protocol. ``group`` is always the subject: images of one subject stay together."""
-
-    strategy: Literal["group_kfold", "group_holdout", "leave_one_site_out"]
-    k: int = Field(5, ge=2, description="folds (group_kfold)")
-    repeats: int = Field(1, ge=1, description="repetitions of group_kfold with new shuffles")
-    fraction: float = Field(0.2, gt=0.0, lt=1.0, description="held-out fraction (group_holdout)")
-    group: Literal["subject_id"] = "subject_id"
-    stratify: list[str] = Field(
-        default_factory=lambda: ["label"],
-        description="columns to stratify on: [], [label], [label, site]",
-    )
-
-    @field_validator("stratify", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        if v is None:
-            return []
-        return [v] if isinstance(v, str) else v
-
-
-class Validation(Strict):
-    outer: Protocol = Protocol(strategy="group_kfold")
-    inner: Protocol | None = Field(
-        Protocol(strategy="group_holdout"),
-        description="model selection / early stopping inside each outer training fold",
-    )
-    extra: list[Protocol] = Field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-class Perturbation(Strict):
-    type: Literal["gaussian_noise", "bias_field", "intensity_scale", "gamma", "motion"]
-    std: Searchable[float] | None = None
-    coeff: Searchable[float] | None = None
-    factor: Searchable[float] | None = None
-    gamma: Searchable[float] | None = None
-    degrees: Searchable[float] | None = None
-
+TaskType = Literal["classification", "regression", "segmentation"]
 
 ClassificationMetric = Literal[
     "auc",
@@ -190,12 +72,266 @@ ClassificationMetric = Literal[
 RegressionMetric = Literal["mae", "rmse", "r2"]
 SegmentationMetric = Literal["dice"]
 
+#: Evaluation metrics allowed for each task type (the first is the default).
+METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
+    "classification": ClassificationMetric.__args__,
+    "regression": RegressionMetric.__args__,
+    "segmentation": SegmentationMetric.__args__,
+}
+
+#: The one parameter (its strength) that each perturbation type carries.
+PERTURBATION_PARAMS: dict[str, str] = {
+    "gaussian_noise": "std",
+    "bias_field": "coeff",
+    "intensity_scale": "factor",
+    "gamma": "gamma",
+    "motion": "degrees",
+}
+
+#: Levels of the data hierarchy, outermost first (``analysis.hierarchy`` keeps this order).
+HIERARCHY_LEVELS: tuple[str, ...] = ("site", "scanner", "subject_id", "session_id")
+
+#: Columns a split protocol may stratify on (``label`` is the task's label column).
+STRATIFY_COLUMNS: tuple[str, ...] = ("label", "site", "scanner")
+
+#: Dotted paths of the keys whose value may be a list of candidates (a search space).
+SEARCHABLE_KEYS: tuple[str, ...] = (
+    "models[].params.<any>",
+    "training.lr",
+    "training.optimizer",
+    "training.weight_decay",
+    "training.batch_size",
+    "training.epochs",
+)
+
+#: Searchable keys of ``training`` (flat search-point keys, see docs/architecture.md).
+SEARCHABLE_TRAINING_KEYS: tuple[str, ...] = (
+    "lr",
+    "optimizer",
+    "weight_decay",
+    "batch_size",
+    "epochs",
+)
+
+
+class Strict(BaseModel):
+    """Base of every suite model: unknown keys are errors, values are not coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+class SyntheticParams(Strict):
+    """Parameters of the built-in synthetic cohort generator (see docs/synthetic.md)."""
+
+    sites: int = Field(4, ge=1, description="number of acquisition sites")
+    scanners_per_site: int = Field(1, ge=1, description="scanners per site")
+    subjects: int = Field(40, ge=2, description="total number of subjects")
+    sessions: int = Field(1, ge=1, description="sessions (images) per subject")
+    shape: tuple[
+        Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)]
+    ] = Field((32, 32, 32), strict=False, description="volume shape in voxels, [x, y, z]")
+    effect: float = Field(0.8, ge=0.0, description="disease effect size (0 = no signal at all)")
+    site_shift: float = Field(0.3, ge=0.0, description="site/scanner intensity shift (SD)")
+    noise: float = Field(0.05, ge=0.0, description="Rician-like noise SD relative to white matter")
+    prevalence: float = Field(0.5, gt=0.0, lt=1.0, description="fraction of diseased subjects")
+    seed: int = Field(0, description="generator seed (the same seed gives byte-identical files)")
+
+
+class ColumnMap(Strict):
+    """Names of the columns of a manifest (or of participants.tsv for BIDS)."""
+
+    image: str = Field("image", description="image path, relative to the manifest")
+    label: str = Field("label", description="target column (task.label names the column to use)")
+    subject_id: str = Field("subject_id", description="subject identifier")
+    session_id: str = Field("session_id", description="session identifier")
+    scanner: str = Field("scanner", description="scanner identifier")
+    site: str = Field("site", description="acquisition site")
+    mask: str = Field("mask", description="segmentation mask path, relative to the manifest")
+
+
+class SyntheticDataset(Strict):
+    """A cohort written by the built-in generator: real NIfTI files with a known effect."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="unique dataset name")
+    source: Literal["synthetic"] = Field(description="data source")
+    params: SyntheticParams = Field(SyntheticParams(), description="generator parameters")
+    cache_dir: str | None = Field(
+        None, description="where to write the cohort (default: <results>/../.raybench-data/<hash>)"
+    )
+
+
+class ManifestDataset(Strict):
+    """A TSV/CSV table with one row per image (see docs/data.md)."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="unique dataset name")
+    source: Literal["manifest"] = Field(description="data source")
+    path: str = Field(
+        description="TSV or CSV file, relative to the suite; image paths are relative to it"
+    )
+    columns: ColumnMap = Field(ColumnMap(), description="names of the manifest's columns")
+
+
+class BidsDataset(Strict):
+    """A BIDS or CAPS-like tree with ``participants.tsv``; images are found by pattern."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="unique dataset name")
+    source: Literal["bids"] = Field(description="data source")
+    path: str = Field(description="root of the BIDS/CAPS tree holding participants.tsv")
+    pattern: str = Field(
+        "sub-{subject}/ses-{session}/anat/sub-{subject}_ses-{session}*_T1w.nii.gz",
+        description="glob (with {subject}, {session} placeholders) of the images",
+    )
+    columns: ColumnMap = Field(
+        ColumnMap(subject_id="participant_id"), description="names of participants.tsv's columns"
+    )
+
+
+Dataset = Annotated[
+    Union[SyntheticDataset, ManifestDataset, BidsDataset], Field(discriminator="source")
+]
+
+# --------------------------------------------------------------------------- task and models
+
+
+class Task(Strict):
+    """What is predicted: the task type and the column that holds the target."""
+
+    type: TaskType = Field(description="task type")
+    label: str = Field(
+        "label",
+        description="column holding the target (class, value, or mask path for segmentation)",
+    )
+    positive: str | None = Field(None, description="positive class (binary classification)")
+    classes: list[str] | None = Field(
+        None, min_length=2, description="allowed classes, in index order (classification)"
+    )
+
+
+class Model(Strict):
+    """One network to benchmark: a known architecture or a plugin, with its arguments."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="unique model name")
+    arch: str = Field(
+        description="architecture (one of KNOWN_ARCHITECTURES, see docs/models.md) or a plugin name"
+    )
+    params: dict[str, Searchable[Any]] = Field(
+        default_factory=dict,
+        description="network arguments; a list is searched (a list-valued argument is [[...]])",
+    )
+
+
+# --------------------------------------------------------------------------- training
+
+
+class EarlyStopping(Strict):
+    """Stop training when the validation score has not improved for ``patience`` epochs."""
+
+    patience: int = Field(5, ge=1, description="epochs without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0.0, description="smallest change that counts as improvement")
+
+
+class Training(Strict):
+    """Optimisation settings shared by every model (searchable keys accept lists)."""
+
+    epochs: Searchable[Annotated[int, Field(ge=1)]] = Field(10, description="training epochs")
+    batch_size: Searchable[Annotated[int, Field(ge=1)]] = Field(8, description="samples per batch")
+    optimizer: Searchable[Literal["adam", "adamw", "sgd"]] = Field("adam", description="optimizer")
+    lr: Searchable[Annotated[float, Field(gt=0)]] = Field(1.0e-3, description="learning rate")
+    weight_decay: Searchable[Annotated[float, Field(ge=0)]] = Field(
+        0.0, description="weight decay (L2 penalty)"
+    )
+    scheduler: Literal["none", "cosine", "step"] = Field(
+        "none", description="learning-rate schedule"
+    )
+    early_stopping: EarlyStopping | None = Field(
+        None, description="early stopping on the inner validation split (needs validation.inner)"
+    )
+    amp: bool = Field(True, description="mixed precision on GPU (ignored on CPU)")
+    num_workers: int = Field(0, ge=0, description="DataLoader workers per trial")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class Protocol(Strict):
+    """One split protocol. ``group`` is always the subject: images of one subject stay together."""
+
+    strategy: Literal["group_kfold", "group_holdout", "leave_one_site_out"] = Field(
+        description="how samples are split (always grouped by subject)"
+    )
+    k: int = Field(5, ge=2, description="folds (group_kfold only)")
+    repeats: int = Field(1, ge=1, description="repetitions of group_kfold with new shuffles")
+    fraction: float = Field(
+        0.2, gt=0.0, lt=1.0, description="held-out fraction (group_holdout only)"
+    )
+    group: Literal["subject_id"] = Field("subject_id", description="grouping column")
+    stratify: list[Literal["label", "site", "scanner"]] = Field(
+        default_factory=lambda: ["label"],
+        description="columns to stratify on: [], [label], [label, site] (a single name is a list)",
+    )
+
+    @field_validator("stratify", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        if v is None:
+            return []
+        return [v] if isinstance(v, str) else v
+
+
+class Validation(Strict):
+    """Split protocols: ``outer`` estimates performance, ``inner`` selects models inside it."""
+
+    outer: Protocol = Field(
+        Protocol(strategy="group_kfold"), description="the protocol that gives the test folds"
+    )
+    inner: Protocol | None = Field(
+        Protocol(strategy="group_holdout"),
+        description="model selection / early stopping inside each outer training fold (null: none)",
+    )
+    extra: list[Protocol] = Field(
+        default_factory=list, description="further outer protocols (e.g. leave_one_site_out)"
+    )
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+class Perturbation(Strict):
+    """A corruption applied to the test images; it carries exactly the parameter of its type."""
+
+    type: Literal["gaussian_noise", "bias_field", "intensity_scale", "gamma", "motion"] = Field(
+        description="perturbation type"
+    )
+    std: Searchable[Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="gaussian_noise: noise SD relative to the image SD"
+    )
+    coeff: Searchable[Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="bias_field: polynomial coefficient magnitude"
+    )
+    factor: Searchable[Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="intensity_scale: multiplicative factor"
+    )
+    gamma: Searchable[Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="gamma: contrast exponent"
+    )
+    degrees: Searchable[Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="motion: rotation magnitude in degrees"
+    )
+
 
 class Evaluation(Strict):
+    """How trained models are scored on the test folds."""
+
     metrics: list[Union[ClassificationMetric, RegressionMetric, SegmentationMetric]] = Field(
-        default_factory=list, description="default: auc/mae/dice by task"
+        default_factory=list, description="metrics fitting the task (default: auc/mae/dice by task)"
     )
-    perturbations: list[Perturbation] = Field(default_factory=list)
+    perturbations: list[Perturbation] = Field(
+        default_factory=list,
+        description="test-time perturbations; a list of values gives severities",
+    )
     selection_metric: str | None = Field(
         None, description="validation metric for early stopping and selection (default: loss)"
     )
@@ -205,62 +341,84 @@ class Evaluation(Strict):
 
 
 class Resources(Strict):
-    cpu: float = Field(1.0, gt=0)
-    gpu: float = Field(0.0, ge=0)
-    memory: str | None = Field(None, description="e.g. '4GB' (a Ray scheduling hint)")
+    """Ray resources requested by each trial (fractions of a GPU allowed)."""
+
+    cpu: float = Field(1.0, gt=0, description="CPUs per trial")
+    gpu: float = Field(0.0, ge=0, description="GPUs per trial (0.25 packs four trials per GPU)")
+    memory: str | None = Field(
+        None,
+        pattern=r"^[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="e.g. '4GB' (a Ray scheduling hint)",
+    )
     custom: dict[str, float] = Field(default_factory=dict, description="Ray custom resources")
     max_retries: int = Field(1, ge=0, description="retries of a failed trial before it is failed")
 
 
 class Analysis(Strict):
-    hierarchy: list[str] = Field(default_factory=lambda: ["site", "subject_id"])
-    alpha: float = Field(0.05, gt=0, lt=1)
+    """Settings of the statistical analysis of the results."""
+
+    hierarchy: list[Literal["site", "scanner", "subject_id", "session_id"]] = Field(
+        default_factory=lambda: ["site", "subject_id"],
+        description="nesting levels for resampling and mixed models, outermost first",
+    )
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level (1 - CI coverage)")
     metric: str | None = Field(None, description="primary metric (default: first of evaluation)")
-    n_boot: int = Field(2000, ge=100)
+    n_boot: int = Field(2000, ge=100, description="bootstrap resamples")
 
 
 class WandB(Strict):
-    project: str = "raybench"
-    mode: Literal["offline", "online", "disabled"] = "offline"
-    entity: str | None = None
+    """Weights & Biases logging (offline unless asked otherwise)."""
+
+    project: str = Field("raybench", description="W&B project")
+    mode: Literal["offline", "online", "disabled"] = Field("offline", description="W&B mode")
+    entity: str | None = Field(None, description="W&B entity (team or user)")
 
 
 class Tracking(Strict):
-    wandb: WandB | None = None
+    """Experiment trackers."""
+
+    wandb: WandB | None = Field(None, description="W&B settings (null: no W&B)")
 
 
 class Storage(Strict):
-    results: str | None = Field(None, description="results directory or URI (default results/<name>)")
+    """Where results go."""
+
+    results: str | None = Field(
+        None, description="results directory or URI (default results/<name>)"
+    )
 
 
 class Suite(Strict):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-    description: str = ""
+    """A benchmark: datasets × models × validation protocols × seeds, evaluated and analysed."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="suite name (names the results directory)")
+    description: str = Field("", description="free text")
     plugins: dict[str, str] = Field(
         default_factory=dict,
-        description="user networks: name -> 'module:callable' (imported only when named here)",
+        description="user networks: name -> 'module:callable' (imported only when a trial runs)",
     )
-    datasets: Annotated[list[Dataset], Field(min_length=1)]
-    task: Task
-    models: Annotated[list[Model], Field(min_length=1)]
-    training: Training = Training()
-    validation: Validation = Validation()
-    seeds: Annotated[list[int], Field(min_length=1)] = [0]
-    evaluation: Evaluation = Evaluation()
-    resources: Resources = Resources()
-    analysis: Analysis = Analysis()
-    tracking: Tracking = Tracking()
-    storage: Storage = Storage()
+    datasets: list[Dataset] = Field(min_length=1, description="datasets (unique names)")
+    task: Task = Field(description="the task every model is trained for")
+    models: list[Model] = Field(min_length=1, description="models (unique names)")
+    training: Training = Field(Training(), description="optimisation settings")
+    validation: Validation = Field(Validation(), description="split protocols")
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(
+        [0], min_length=1, description="training seeds (each outer fold is trained once per seed)"
+    )
+    evaluation: Evaluation = Field(Evaluation(), description="metrics and perturbations")
+    resources: Resources = Field(Resources(), description="Ray resources per trial")
+    analysis: Analysis = Field(Analysis(), description="statistical analysis")
+    tracking: Tracking = Field(Tracking(), description="experiment tracking")
+    storage: Storage = Field(Storage(), description="results location")
 
     @model_validator(mode="after")
-    def _unique_names(self) -> Suite:
-        for what, names in (
-            ("datasets", [d.name for d in self.datasets]),
-            ("models", [m.name for m in self.models]),
-        ):
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            if dupes:
-                raise ValueError(f"{what}: duplicate name(s) {dupes}; names must be unique")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds: duplicates in {self.seeds}")
+    def _semantic_checks(self, info: ValidationInfo) -> Suite:
+        """Run :func:`raybench.suite.checks.check_suite_data` (the loader runs it itself)."""
+        if info.context and info.context.get("skip_semantic_checks"):
+            return self
+        from raybench.suite.checks import check_suite_data
+
+        problems = check_suite_data(self.model_dump(exclude_unset=True))
+        if problems:
+            raise ValueError("; ".join(p.describe() for p in problems))
         return self

@@ -1,0 +1,465 @@
+"""Checks of a suite that involve more than one key (the schema checks each key alone).
+
+:func:`check_suite_data` reads the suite as plain data (what the user wrote, defaults omitted) and
+returns every problem it finds; it never imports plugins or touches the data. It is defensive: a
+value of the wrong type is left to the schema's own error and skipped here, so both kinds of
+problems are reported together.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from raybench.suite.problems import PathT, Problem, choices, format_path, show, suggest
+from raybench.suite.schema import (
+    HIERARCHY_LEVELS,
+    KNOWN_ARCHITECTURES,
+    METRICS_BY_TASK,
+    PERTURBATION_PARAMS,
+    SEARCHABLE_TRAINING_KEYS,
+)
+
+#: ``module.sub:callable`` (the callable may be dotted: ``module:Class.factory``).
+PLUGIN_PATTERN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+#: Columns the synthetic generator writes that can be a task's label, by task type.
+SYNTHETIC_LABELS: dict[str, tuple[str, ...]] = {
+    "classification": ("diagnosis",),
+    "regression": ("age", "lesion_volume"),
+    "segmentation": ("mask",),
+}
+SYNTHETIC_CLASSES: tuple[str, ...] = ("CN", "AD")
+
+#: Keys of a protocol that only some strategies use.
+PROTOCOL_KEYS_BY_STRATEGY: dict[str, tuple[str, ...]] = {
+    "group_kfold": ("k", "repeats"),
+    "group_holdout": ("fraction",),
+    "leave_one_site_out": (),
+}
+
+Check = Callable[[dict[str, Any]], Iterator[Problem]]
+_CHECKS: list[Check] = []
+
+
+def check(func: Check) -> Check:
+    """Register a check (each yields the problems of one concern)."""
+    _CHECKS.append(func)
+    return func
+
+
+def check_suite_data(data: Any) -> list[Problem]:
+    """Every cross-key problem of a suite given as plain data (a mapping as read from YAML)."""
+    if not isinstance(data, dict):
+        return []
+    return [p for func in _CHECKS for p in func(data)]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _get(data: Any, *keys: str | int) -> Any:
+    for k in keys:
+        if isinstance(data, dict):
+            data = data.get(k)
+        elif isinstance(data, list) and isinstance(k, int) and 0 <= k < len(data):
+            data = data[k]
+        else:
+            return None
+    return data
+
+
+def _items(data: Any, key: str) -> list[tuple[int, Any]]:
+    value = data.get(key) if isinstance(data, dict) else None
+    return list(enumerate(value)) if isinstance(value, list) else []
+
+
+def _task_type(data: dict[str, Any]) -> str | None:
+    t = _get(data, "task", "type")
+    return t if isinstance(t, str) and t in METRICS_BY_TASK else None
+
+
+def _duplicates(
+    values: list[tuple[PathT, Any]], what: str, render: Callable[[PathT], str]
+) -> Iterator[Problem]:
+    first: dict[Any, PathT] = {}
+    for path, v in values:
+        key = repr(v)
+        if key in first:
+            yield Problem(path, f"duplicate {what} (first at {render(first[key])})", found=show(v))
+        else:
+            first[key] = path
+
+
+def _protocols(data: dict[str, Any]) -> Iterator[tuple[PathT, dict[str, Any]]]:
+    for key in ("outer", "inner"):
+        p = _get(data, "validation", key)
+        if isinstance(p, dict):
+            yield ("validation", key), p
+    for i, p in _items(data.get("validation") or {}, "extra"):
+        if isinstance(p, dict):
+            yield ("validation", "extra", i), p
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+@check
+def unique_names(data: dict[str, Any]) -> Iterator[Problem]:
+    """Dataset and model names name results; seeds and extra protocols must not repeat."""
+    for key, what in (("datasets", "dataset name"), ("models", "model name")):
+        names = [((key, i, "name"), _get(d, "name")) for i, d in _items(data, key)]
+        yield from _duplicates([(p, n) for p, n in names if isinstance(n, str)], what, format_path)
+    seeds = [(("seeds", i), s) for i, s in _items(data, "seeds") if isinstance(s, int)]
+    yield from _duplicates(seeds, "seed", format_path)
+    extra = [
+        (("validation", "extra", i, "strategy"), _get(p, "strategy"))
+        for i, p in _items(data.get("validation") or {}, "extra")
+    ]
+    yield from _duplicates(
+        [(p, s) for p, s in extra if isinstance(s, str)], "extra protocol strategy", format_path
+    )
+
+
+@check
+def plugins_and_architectures(data: dict[str, Any]) -> Iterator[Problem]:
+    """Plugins look like ``module:callable``; each ``arch`` is known or a plugin."""
+    plugins = data.get("plugins")
+    plugins = plugins if isinstance(plugins, dict) else {}
+    for name, spec in plugins.items():
+        if isinstance(spec, str) and not PLUGIN_PATTERN.match(spec):
+            yield Problem(
+                ("plugins", name),
+                "invalid plugin reference",
+                found=show(spec),
+                allowed="'module.path:callable' (imported only when a trial runs)",
+            )
+        if name in KNOWN_ARCHITECTURES:
+            yield Problem(
+                ("plugins", name),
+                "plugin name shadows a built-in architecture; rename the plugin",
+                found=show(name),
+                anchor="key",
+            )
+    allowed = [*KNOWN_ARCHITECTURES, *(n for n in plugins if n not in KNOWN_ARCHITECTURES)]
+    for i, model in _items(data, "models"):
+        arch = _get(model, "arch")
+        if isinstance(arch, str) and arch not in allowed:
+            yield Problem(
+                ("models", i, "arch"),
+                "unknown architecture (declare your own network under plugins:)",
+                found=show(arch),
+                allowed=", ".join(allowed),
+                suggestion=suggest(arch, allowed),
+            )
+
+
+@check
+def task_classes(data: dict[str, Any]) -> Iterator[Problem]:
+    """``positive``/``classes`` belong to classification; ``positive`` is one of ``classes``."""
+    task = data.get("task")
+    ttype = _task_type(data)
+    if not isinstance(task, dict) or ttype is None:
+        return
+    classes = task.get("classes")
+    positive = task.get("positive")
+    if ttype != "classification":
+        for key in ("positive", "classes"):
+            if task.get(key) is not None:
+                yield Problem(
+                    ("task", key),
+                    f"only classification tasks have {key}; remove it",
+                    found=show(task[key]),
+                    anchor="key",
+                )
+        return
+    if isinstance(classes, list):
+        yield from _duplicates(
+            [(("task", "classes", i), c) for i, c in enumerate(classes)], "class", format_path
+        )
+        names = [c for c in classes if isinstance(c, str)]
+        if isinstance(positive, str) and names and positive not in names:
+            yield Problem(
+                ("task", "positive"),
+                "positive class is not one of task.classes",
+                found=show(positive),
+                allowed=choices(names),
+                suggestion=suggest(positive, names),
+            )
+
+
+@check
+def metrics_fit_task(data: dict[str, Any]) -> Iterator[Problem]:
+    """Evaluation, selection and analysis metrics must be metrics of the task type."""
+    ttype = _task_type(data)
+    if ttype is None:
+        return
+    allowed = list(METRICS_BY_TASK[ttype])
+    metrics = _items(data.get("evaluation") or {}, "metrics")
+    for i, m in metrics:
+        if isinstance(m, str) and m not in allowed:
+            owner = next((t for t, ms in METRICS_BY_TASK.items() if m in ms), None)
+            why = f"a {owner} metric" if owner else "not a metric"
+            yield Problem(
+                ("evaluation", "metrics", i),
+                f"{why}, but task.type is {ttype}",
+                found=show(m),
+                allowed=choices(allowed),
+                suggestion=suggest(m, allowed),
+            )
+    yield from _duplicates(
+        [(("evaluation", "metrics", i), m) for i, m in metrics], "metric", format_path
+    )
+    selection = _get(data, "evaluation", "selection_metric")
+    if isinstance(selection, str) and selection not in ["loss", *allowed]:
+        yield Problem(
+            ("evaluation", "selection_metric"),
+            f"not a validation metric of a {ttype} task",
+            found=show(selection),
+            allowed=choices(["loss", *allowed]),
+            suggestion=suggest(selection, ["loss", *allowed]),
+        )
+    listed = [m for _, m in metrics if isinstance(m, str)] or allowed[:1]
+    primary = _get(data, "analysis", "metric")
+    if isinstance(primary, str) and primary not in listed:
+        yield Problem(
+            ("analysis", "metric"),
+            "the primary metric must be one of evaluation.metrics",
+            found=show(primary),
+            allowed=choices(listed),
+            suggestion=suggest(primary, listed),
+        )
+
+
+@check
+def protocols(data: dict[str, Any]) -> Iterator[Problem]:
+    """Keys a strategy does not use, and stratifications that cannot work."""
+    ttype = _task_type(data)
+    for path, proto in _protocols(data):
+        strategy = proto.get("strategy")
+        if strategy in PROTOCOL_KEYS_BY_STRATEGY:
+            used = PROTOCOL_KEYS_BY_STRATEGY[strategy]
+            for key in ("k", "repeats", "fraction"):
+                if key in proto and key not in used:
+                    users = [s for s, keys in PROTOCOL_KEYS_BY_STRATEGY.items() if key in keys]
+                    yield Problem(
+                        (*path, key),
+                        f"{strategy} does not use {key} (only {choices(users)} does); remove it",
+                        anchor="key",
+                    )
+        stratify = proto.get("stratify")
+        stratify = [stratify] if isinstance(stratify, str) else stratify
+        if not isinstance(stratify, list):
+            continue
+        yield from _duplicates(
+            [((*path, "stratify", i), s) for i, s in enumerate(stratify)],
+            "stratify column",
+            format_path,
+        )
+        for i, col in enumerate(stratify):
+            if col == "label" and ttype == "segmentation":
+                yield Problem(
+                    (*path, "stratify", i),
+                    "a segmentation target (a mask) cannot be stratified on; use [] or [site]",
+                    found=show(col),
+                )
+            if col == "site" and strategy == "leave_one_site_out":
+                yield Problem(
+                    (*path, "stratify", i),
+                    "leave_one_site_out holds out whole sites: it cannot stratify on site",
+                    found=show(col),
+                )
+
+
+def _search_points(data: dict[str, Any]) -> tuple[int, list[tuple[PathT, list[Any]]]]:
+    """The largest number of search points of one model, and every searched list with its path."""
+    lists: list[tuple[PathT, list[Any]]] = []
+    training = data.get("training")
+    base = 1
+    for key in SEARCHABLE_TRAINING_KEYS:
+        v = _get(training, key)
+        if isinstance(v, list):
+            lists.append((("training", key), v))
+            base *= max(len(v), 1)
+    most = base
+    for i, model in _items(data, "models"):
+        params = _get(model, "params")
+        n = base
+        if isinstance(params, dict):
+            for key, v in params.items():
+                if isinstance(v, list):
+                    lists.append((("models", i, "params", key), v))
+                    n *= max(len(v), 1)
+        most = max(most, n)
+    return most, lists
+
+
+@check
+def search_space(data: dict[str, Any]) -> Iterator[Problem]:
+    """Search lists are non-empty and distinct; searching needs an inner protocol."""
+    points, lists = _search_points(data)
+    for path, values in lists:
+        if not values:
+            yield Problem(path, "an empty list searches nothing; give a value or a list of them")
+        yield from _duplicates(
+            [((*path, i), v) for i, v in enumerate(values)], "search candidate", format_path
+        )
+    validation = data.get("validation")
+    no_inner = (
+        isinstance(validation, dict) and "inner" in validation and validation["inner"] is None
+    )
+    if points > 1 and no_inner:
+        yield Problem(
+            ("validation", "inner"),
+            f"the search space has {points} points but there is no inner protocol to choose among "
+            "them without looking at the test fold; give validation.inner "
+            "(e.g. {strategy: group_holdout, fraction: 0.2}) or search a single value",
+            found="null",
+        )
+    if no_inner and isinstance(_get(data, "training", "early_stopping"), dict):
+        yield Problem(
+            ("training", "early_stopping"),
+            "early stopping needs a validation split, and validation.inner is null",
+            anchor="key",
+        )
+
+
+@check
+def perturbations(data: dict[str, Any]) -> Iterator[Problem]:
+    """Each perturbation carries exactly the parameter of its type; no two are identical."""
+    seen: list[tuple[PathT, Any]] = []
+    for i, pert in _items(data.get("evaluation") or {}, "perturbations"):
+        if not isinstance(pert, dict) or pert.get("type") not in PERTURBATION_PARAMS:
+            continue
+        ptype = pert["type"]
+        param = PERTURBATION_PARAMS[ptype]
+        path = ("evaluation", "perturbations", i)
+        for key, value in pert.items():
+            if key in ("type", param) or value is None:
+                continue
+            if key in PERTURBATION_PARAMS.values():
+                yield Problem(
+                    (*path, key),
+                    f"not a parameter of {ptype}",
+                    found=show(key),
+                    allowed=show(param),
+                    suggestion=param,
+                    anchor="key",
+                )
+        value = pert.get(param)
+        if value is None:
+            yield Problem(
+                (*path, param), f"missing required key: {ptype} is parameterised by {param}"
+            )
+        elif isinstance(value, list) and not value:
+            yield Problem((*path, param), "an empty list of severities; give at least one value")
+        for j, v in enumerate(value if isinstance(value, list) else [value]):
+            sub = (*path, param, j) if isinstance(value, list) else (*path, param)
+            seen.append((sub, (ptype, v)))
+    yield from _duplicates(seen, "perturbation", format_path)
+
+
+@check
+def analysis_hierarchy(data: dict[str, Any]) -> Iterator[Problem]:
+    """The hierarchy names distinct levels, outermost first, and includes the subject."""
+    hierarchy = _get(data, "analysis", "hierarchy")
+    if not isinstance(hierarchy, list):
+        return
+    levels = [h for h in hierarchy if isinstance(h, str) and h in HIERARCHY_LEVELS]
+    path = ("analysis", "hierarchy")
+    yield from _duplicates(
+        [((*path, i), h) for i, h in enumerate(hierarchy) if isinstance(h, str)],
+        "level",
+        format_path,
+    )
+    if len(set(levels)) == len(levels) and levels != sorted(levels, key=HIERARCHY_LEVELS.index):
+        yield Problem(
+            path,
+            "levels must go from the outermost to the innermost",
+            found=show(hierarchy),
+            allowed=show(sorted(levels, key=HIERARCHY_LEVELS.index)),
+        )
+    if len(levels) == len(hierarchy) and "subject_id" not in levels:
+        yield Problem(
+            path,
+            "the hierarchy must include subject_id: images of one subject are not independent",
+            found=show(hierarchy),
+        )
+
+
+@check
+def synthetic_datasets(data: dict[str, Any]) -> Iterator[Problem]:
+    """The synthetic generator's columns, classes, sites and subjects fit the suite."""
+    ttype = _task_type(data)
+    synthetic = [(i, d) for i, d in _items(data, "datasets") if _get(d, "source") == "synthetic"]
+    if not synthetic:
+        return
+    task = data.get("task") if isinstance(data.get("task"), dict) else {}
+    label = task.get("label", "label")
+    if ttype is not None and isinstance(label, str) and label not in SYNTHETIC_LABELS[ttype]:
+        i = synthetic[0][0]
+        allowed = list(SYNTHETIC_LABELS[ttype])
+        yield Problem(
+            ("task", "label"),
+            f"synthetic dataset {show(_get(data, 'datasets', i, 'name'))} (datasets[{i}]) has no "
+            f"{ttype} target column of that name",
+            found=show(label),
+            allowed=choices(allowed),
+            suggestion=suggest(label, allowed) or allowed[0],
+        )
+    if ttype == "classification":
+        for key in ("positive", "classes"):
+            values = task.get(key)
+            values = [values] if isinstance(values, str) else values
+            if not isinstance(values, list):
+                continue
+            for j, c in enumerate(values):
+                if isinstance(c, str) and c not in SYNTHETIC_CLASSES:
+                    yield Problem(
+                        ("task", key) if key == "positive" else ("task", key, j),
+                        "not a class of the synthetic cohort",
+                        found=show(c),
+                        allowed=choices(SYNTHETIC_CLASSES),
+                        suggestion=suggest(c, SYNTHETIC_CLASSES),
+                    )
+    for i, d in synthetic:
+        params = d.get("params") if isinstance(d.get("params"), dict) else {}
+        sites, subjects = params.get("sites", 4), params.get("subjects", 40)
+        for path, proto in _protocols(data):
+            strategy = proto.get("strategy")
+            k = proto.get("k", 5)
+            if strategy == "leave_one_site_out" and isinstance(sites, int) and sites < 2:
+                yield Problem(
+                    (*path, "strategy"),
+                    f"leave_one_site_out needs at least 2 sites; datasets[{i}] has {sites}",
+                    found=show(strategy),
+                )
+            if (
+                path[1] == "outer"
+                and strategy == "group_kfold"
+                and isinstance(k, int)
+                and isinstance(subjects, int)
+                and k > subjects
+            ):
+                yield Problem(
+                    (*path, "k"),
+                    f"more folds than subjects in datasets[{i}] ({subjects} subjects)",
+                    found=show(k),
+                    allowed=f"<= {subjects}",
+                )
+
+
+@check
+def resources(data: dict[str, Any]) -> Iterator[Problem]:
+    """Ray accepts fractional GPUs below 1 only; above 1 they must be whole numbers."""
+    gpu = _get(data, "resources", "gpu")
+    number = isinstance(gpu, int | float) and not isinstance(gpu, bool)
+    if number and gpu > 1 and not math.isclose(gpu, round(gpu)):
+        yield Problem(
+            ("resources", "gpu"),
+            "Ray allows fractions of a GPU only below 1",
+            found=show(gpu),
+            allowed="a fraction in (0, 1] or a whole number",
+        )

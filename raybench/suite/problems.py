@@ -1,0 +1,406 @@
+"""Problems found in a suite, and the translation of pydantic's errors into them.
+
+A :class:`Problem` says where (key path, and file:line:col once the loader has located it), what
+was found, what is allowed and, for a misspelt key or value, what was probably meant.
+:func:`problems_from_validation_error` turns a pydantic ``ValidationError`` into problems keyed by
+the path of the user's data (union branch tags removed, the branches that could not apply dropped).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import reprlib
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ValidationError
+
+from raybench.errors import SuiteError
+
+PathT = tuple[str | int, ...]
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """Render a key path as written in messages and docs: ``models[1].params.dropout``."""
+    out = ""
+    for el in path:
+        if isinstance(el, int):
+            out += f"[{el}]"
+        elif _IDENT.match(el):
+            out += f".{el}" if out else el
+        else:
+            out += f"[{el!r}]"
+    return out or "<top level>"
+
+
+def show(value: Any) -> str:
+    """A short YAML-like rendering of a found value: ``'adam'``, ``3``, ``true``, ``null``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a mapping " + reprlib.repr(value)
+    if isinstance(value, list | tuple):
+        return "a list " + reprlib.repr(list(value))
+    return reprlib.repr(value)
+
+
+def suggest(found: Any, allowed: Sequence[str]) -> str | None:
+    """The closest allowed string to ``found`` (difflib ratio >= 0.6, case-insensitive), if any."""
+    if not isinstance(found, str) or not allowed:
+        return None
+    by_lower = {a.lower(): a for a in allowed}
+    hits = difflib.get_close_matches(found.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[hits[0]] if hits else None
+
+
+def choices(values: Sequence[Any]) -> str:
+    """``'a', 'b' or 'c'`` for a list of allowed values."""
+    shown = [show(v) for v in values]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
+
+
+@dataclass
+class Problem:
+    """One thing wrong with a suite.
+
+    ``path`` is the key path in the suite (``("models", 1, "arch")``); ``anchor`` says whether the
+    location is that of the key (unknown keys) or of its value. ``found``/``allowed``/``suggestion``
+    are already rendered for humans; ``file``/``line``/``col`` (1-based) are set by the loader.
+    """
+
+    path: PathT
+    message: str
+    found: str | None = None
+    allowed: str | None = None
+    suggestion: str | None = None
+    anchor: Literal["key", "value"] = "value"
+    file: str | None = None
+    line: int | None = None
+    col: int | None = None
+
+    @property
+    def key_path(self) -> str:
+        return format_path(self.path)
+
+    @property
+    def location(self) -> str:
+        """``file:line:col`` (or less, when the problem is about the whole file)."""
+        parts = [self.file or "<suite>"]
+        if self.line is not None:
+            parts += [str(self.line), str(self.col or 1)]
+        return ":".join(parts)
+
+    def describe(self) -> str:
+        """The problem without its file location."""
+        text = f"{self.key_path}: {self.message}" if self.path else self.message
+        if self.found is not None:
+            text += f"; found {self.found}"
+        if self.allowed is not None:
+            text += f"; allowed: {self.allowed}"
+        if self.suggestion is not None:
+            text += f"; did you mean {self.suggestion!r}?"
+        return text
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.describe()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (for ``raybench validate --json``)."""
+        out = asdict(self)
+        out["path"] = list(self.path)
+        out["key_path"] = self.key_path
+        del out["anchor"]
+        return out
+
+
+class SuiteValidationError(SuiteError):
+    """A suite with one or more problems; ``problems`` holds them all, in file order."""
+
+    def __init__(self, problems: Sequence[Problem], source: str | None = None) -> None:
+        self.problems = list(problems)
+        self.source = source
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n != 1 else ''} in suite {source or ''}".rstrip()
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+# --------------------------------------------------------------------------- schema navigation
+
+
+def _strip(ann: Any) -> Any:
+    """Remove Annotated and Optional wrappers."""
+    while True:
+        if typing.get_origin(ann) is typing.Annotated:
+            ann = typing.get_args(ann)[0]
+            continue
+        if _is_union(ann):
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            if len(args) == 1:
+                ann = args[0]
+                continue
+        return ann
+
+
+def _is_union(ann: Any) -> bool:
+    return typing.get_origin(ann) in (Union, types.UnionType)
+
+
+def _pick(ann: Any, value: Any) -> Any:
+    """Among a union's members, the model that applies to ``value`` (by ``source`` tag if any)."""
+    ann = _strip(ann)
+    if not _is_union(ann):
+        return ann
+    members = [_strip(a) for a in typing.get_args(ann)]
+    models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+    if isinstance(value, dict):
+        for m in models:
+            src = m.model_fields.get("source")
+            if src is not None and value.get("source") in typing.get_args(src.annotation):
+                return m
+    if models:
+        return models[0]
+    return ann
+
+
+def model_at(root: type[BaseModel], path: PathT, data: Any) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at ``path`` of ``data`` (None if not one)."""
+    ann: Any = root
+    value = data
+    for el in path:
+        ann = _pick(ann, value)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            field = ann.model_fields.get(str(el))
+            if field is None:
+                return None
+            ann = field.annotation
+        elif typing.get_origin(ann) in (list, tuple):
+            ann = typing.get_args(ann)[0]
+        elif typing.get_origin(ann) is dict:
+            ann = typing.get_args(ann)[1]
+        else:
+            return None
+        value = _child(value, el)
+    ann = _pick(ann, value)
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def _child(value: Any, el: str | int) -> Any:
+    if isinstance(value, dict):
+        return value.get(el)
+    if isinstance(value, list) and isinstance(el, int) and 0 <= el < len(value):
+        return value[el]
+    return None
+
+
+# --------------------------------------------------------------------------- pydantic errors
+
+_TYPE_WORDS = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a mapping (key: value)",
+    "model_type": "a mapping (key: value)",
+    "model_attributes_type": "a mapping (key: value)",
+    "finite_number": "a finite number",
+}
+
+_BOUNDS = {
+    "greater_than": ">",
+    "greater_than_equal": ">=",
+    "less_than": "<",
+    "less_than_equal": "<=",
+}
+
+
+@dataclass
+class _Err:
+    path: PathT
+    union_at: PathT | None
+    tag: str | None
+    raw: dict[str, Any]
+
+
+def _locate(
+    loc: tuple[Any, ...], data: Any, missing: bool
+) -> tuple[PathT, PathT | None, str | None]:
+    """Split a pydantic ``loc`` into the data path and the first union tag met on the way."""
+    path: list[str | int] = []
+    union_at: PathT | None = None
+    tag: str | None = None
+    cur = data
+    for i, el in enumerate(loc):
+        if _has(cur, el):
+            path.append(el)
+            cur = cur[el]
+        elif missing and i == len(loc) - 1:
+            path.append(el)
+        else:
+            if union_at is None:
+                union_at, tag = tuple(path), str(el)
+    return tuple(path), union_at, tag
+
+
+def _has(value: Any, el: Any) -> bool:
+    if isinstance(value, dict):
+        return el in value
+    return isinstance(value, list) and isinstance(el, int) and 0 <= el < len(value)
+
+
+def _value_at(data: Any, path: PathT) -> Any:
+    for el in path:
+        data = _child(data, el)
+    return data
+
+
+def _select_branches(errs: list[_Err], data: Any) -> tuple[list[_Err], bool]:
+    """Keep the errors of union branches that fit the value; say if a list branch was dropped."""
+    value = _value_at(data, errs[0].union_at or ())
+    is_list = lambda e: (e.tag or "").startswith(("list[", "tuple["))  # noqa: E731
+    if isinstance(value, list):
+        kept = [e for e in errs if is_list(e)]
+        return (kept or errs), False
+    kept = [e for e in errs if not is_list(e) and e.tag != "none"]
+    return (kept or errs), len(kept) < len(errs) and any(is_list(e) for e in errs)
+
+
+def problems_from_validation_error(
+    exc: ValidationError, data: Any, root: type[BaseModel]
+) -> list[Problem]:
+    """Translate every error of ``exc`` (raised validating ``data`` against ``root``)."""
+    errs = []
+    for raw in exc.errors(include_url=False):
+        path, union_at, tag = _locate(tuple(raw["loc"]), data, raw["type"] == "missing")
+        errs.append(_Err(path, union_at, tag, raw))
+
+    # Union branches: keep the branches that fit the value at the union's location.
+    searchable: set[PathT] = set()
+    plain = [e for e in errs if e.union_at is None]
+    groups: dict[PathT, list[_Err]] = {}
+    for e in errs:
+        if e.union_at is not None:
+            groups.setdefault(e.union_at, []).append(e)
+    for at, group in groups.items():
+        kept, dropped_list = _select_branches(group, data)
+        if dropped_list:
+            searchable.add(at)
+        plain.extend(kept)
+
+    # Merge what remains per path (several literal branches become one list of choices).
+    by_path: dict[PathT, list[_Err]] = {}
+    for e in plain:
+        by_path.setdefault(e.path, []).append(e)
+    problems = []
+    for path, group in by_path.items():
+        # A value that reached deeper errors (list items, sub-keys) is not itself wrong.
+        if any(p[: len(path)] == path and len(p) > len(path) for p in by_path):
+            group = [e for e in group if e.raw["type"] in ("extra_forbidden", "missing")] or []
+        if group:
+            problems.append(_problem(path, group, data, root, path in searchable))
+    return problems
+
+
+def _problem(
+    path: PathT, group: list[_Err], data: Any, root: type[BaseModel], searchable: bool
+) -> Problem:
+    raw = group[0].raw
+    kind = raw["type"]
+    value = raw.get("input")
+    ctx = raw.get("ctx") or {}
+    or_list = " (or a list of such values: a search space)" if searchable else ""
+
+    if kind == "extra_forbidden":
+        model = model_at(root, path[:-1], data)
+        allowed = list(model.model_fields) if model else []
+        return Problem(
+            path,
+            "unknown key",
+            found=show(path[-1]),
+            allowed=", ".join(allowed) or None,
+            suggestion=suggest(path[-1], allowed),
+            anchor="key",
+        )
+    if kind == "missing":
+        if isinstance(path[-1], int):
+            return Problem(path, f"missing value: expected {path[-1] + 1} or more values")
+        return Problem(path, "missing required key")
+    if all(e.raw["type"] == "literal_error" for e in group):
+        allowed = []
+        for e in group:
+            for v in re.findall(r"'([^']*)'", e.raw["ctx"]["expected"]):
+                if v not in allowed:
+                    allowed.append(v)
+        return Problem(
+            path,
+            "invalid value",
+            found=show(value),
+            allowed=choices(allowed) + or_list,
+            suggestion=suggest(value, allowed),
+        )
+    if kind == "union_tag_invalid":
+        disc = ctx.get("discriminator", "").strip("'")
+        allowed = re.findall(r"'([^']*)'", ctx.get("expected_tags", ""))
+        return Problem(
+            (*path, disc),
+            f"invalid {disc}",
+            found=show(ctx.get("tag")),
+            allowed=choices(allowed),
+            suggestion=suggest(ctx.get("tag"), allowed),
+        )
+    if kind == "union_tag_not_found":
+        disc = ctx.get("discriminator", "").strip("'")
+        model = model_at(root, path[:-1], data) if path else None
+        field = model.model_fields.get(str(path[-1])) if model and path else None
+        tags: list[str] = []
+        if field is not None:
+            for m in typing.get_args(_strip(field.annotation)):
+                m = _strip(m)
+                if isinstance(m, type) and issubclass(m, BaseModel) and disc in m.model_fields:
+                    tags.extend(typing.get_args(m.model_fields[disc].annotation))
+        if isinstance(value, dict):
+            return Problem((*path, disc), "missing required key", allowed=choices(tags) or None)
+        return Problem(path, "wrong type", found=show(value), allowed="a mapping (key: value)")
+    if kind in _BOUNDS:
+        bound = next(iter(ctx.values()))
+        return Problem(path, "out of range", found=show(value), allowed=f"{_BOUNDS[kind]} {bound}")
+    if kind in ("too_short", "too_long"):
+        n = ctx.get("min_length", ctx.get("max_length"))
+        what = "at least" if kind == "too_short" else "at most"
+        return Problem(
+            path,
+            "wrong number of items",
+            found=f"{ctx.get('actual_length')} item(s)",
+            allowed=f"{what} {n} item(s)",
+        )
+    if kind == "string_pattern_mismatch":
+        pattern = ctx.get("pattern", "")
+        allowed = f"text matching {pattern}"
+        if pattern.startswith("^[A-Za-z0-9][A-Za-z0-9_.-]*"):
+            allowed = "letters, digits, '_', '.' and '-', starting with a letter or a digit"
+        return Problem(path, "invalid text", found=show(value), allowed=allowed)
+    if kind in _TYPE_WORDS or all(e.raw["type"] in _TYPE_WORDS for e in group):
+        words = []
+        for e in group:
+            w = _TYPE_WORDS.get(e.raw["type"], e.raw["msg"])
+            if w not in words:
+                words.append(w)
+        return Problem(path, "wrong type", found=show(value), allowed=" or ".join(words) + or_list)
+    if kind == "value_error":
+        return Problem(path, str(raw["msg"]).removeprefix("Value error, "), found=show(value))
+    return Problem(path, str(raw["msg"]).rstrip("."), found=show(value))
