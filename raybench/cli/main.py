@@ -16,3 +16,6 @@ app = typer.Typer(
 from raybench.cli import plan as _plan  # noqa: E402
 
 _plan.register(app)
+from raybench.cli import validate as _validate  # noqa: E402
+
+_validate.register(app)

@@ -273,7 +273,7 @@ def protocols(data: dict[str, Any]) -> Iterator[Problem]:
                 )
 
 
-def _search_points(data: dict[str, Any]) -> tuple[int, list[tuple[PathT, list[Any]]]]:
+def search_points(data: dict[str, Any]) -> tuple[int, list[tuple[PathT, list[Any]]]]:
     """The largest number of search points of one model, and every searched list with its path."""
     lists: list[tuple[PathT, list[Any]]] = []
     training = data.get("training")
@@ -299,7 +299,7 @@ def _search_points(data: dict[str, Any]) -> tuple[int, list[tuple[PathT, list[An
 @check
 def search_space(data: dict[str, Any]) -> Iterator[Problem]:
     """Search lists are non-empty and distinct; searching needs an inner protocol."""
-    points, lists = _search_points(data)
+    points, lists = search_points(data)
     for path, values in lists:
         if not values:
             yield Problem(path, "an empty list searches nothing; give a value or a list of them")
