@@ -133,12 +133,15 @@ def _subjects(
                 f"{table.get_column(SAMPLE)[row - 2]!r}); every image needs a value to be split. "
                 "Fill the value or drop the row from the dataset."
             )
-    dupes = table.get_column(SAMPLE).is_duplicated()
+    ids_col = table.get_column(SAMPLE)
+    dupes = ~ids_col.is_first_distinct()
     if dupes.any():
         row = int(dupes.arg_max()) + 2
+        dup = ids_col[row - 2]
+        first = int((ids_col == dup).arg_max()) + 2
         raise DataError(
-            f"{who}: sample_id {table.get_column(SAMPLE)[row - 2]!r} appears more than once "
-            f"(first duplicate at row {row}); sample ids must be unique."
+            f"{who}: sample_id {dup!r} appears more than once (rows {first} and {row}); "
+            "sample ids must be unique. Fix the dataset's sample ids."
         )
     samples: dict[str, list[str]] = defaultdict(list)
     values: dict[str, dict[str, list[Any]]] = {c: defaultdict(list) for c in stratify}
