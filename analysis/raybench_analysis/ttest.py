@@ -100,8 +100,10 @@ def corrected_ttest(
     df = j - 1
     if se > 0:
         t = mean / se
-    else:
-        t = 0.0 if mean == 0 else float(np.sign(mean) * np.inf)
+    elif mean == 0:  # all differences zero: no evidence either way
+        t = 0.0
+    else:  # identical nonzero differences: infinitely strong evidence
+        t = float(np.sign(mean) * np.inf)
     if alternative == "two-sided":
         p = float(2 * stats.t.sf(abs(t), df))
     elif alternative == "greater":
