@@ -15,6 +15,8 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from raybench_analysis._frames import AnalysisError, to_polars
+
 __all__ = ["FriedmanResult", "friedman"]
 
 METHOD = "friedman_nemenyi"
@@ -62,25 +64,17 @@ def _to_matrix(
     scores: Any, dataset_col: str, model_col: str, value_col: str
 ) -> tuple[np.ndarray, list[str], list[str]]:
     """Return (N x k matrix, dataset names, model names) from a wide or long frame."""
-    if not isinstance(scores, pl.DataFrame):
-        try:
-            scores = pl.from_pandas(scores, include_index=False)
-        except (TypeError, ValueError, ImportError) as exc:
-            raise ValueError(
-                f"friedman: scores of type {type(scores).__name__} is not a polars or pandas "
-                "DataFrame; pass rows=datasets and columns=models, or a long frame with "
-                f"{dataset_col!r}, {model_col!r} and {value_col!r} columns."
-            ) from exc
+    scores = to_polars(scores, name="scores")
     if {model_col, value_col} <= set(scores.columns):
         if dataset_col not in scores.columns:
-            raise ValueError(
+            raise AnalysisError(
                 f"friedman: long frame has {model_col!r} and {value_col!r} but no {dataset_col!r} "
                 f"column (found {scores.columns}); add it or pass dataset_col=."
             )
         dup = scores.group_by(dataset_col, model_col).len().filter(pl.col("len") > 1)
         if dup.height:
             row = dup.row(0, named=True)
-            raise ValueError(
+            raise AnalysisError(
                 f"friedman: {row['len']} rows for {dataset_col}={row[dataset_col]!r}, "
                 f"{model_col}={row[model_col]!r}; give one score per dataset and model "
                 "(average seeds and folds first)."
@@ -96,7 +90,7 @@ def _to_matrix(
             wide = scores.drop(dataset_col)
         bad = [c for c, t in wide.schema.items() if not t.is_numeric()]
         if bad:
-            raise ValueError(
+            raise AnalysisError(
                 f"friedman: wide frame column(s) {bad} are not numeric; columns must be models "
                 f"(and optionally {dataset_col!r}), or pass a long frame with {model_col!r} and "
                 f"{value_col!r}."
@@ -104,14 +98,14 @@ def _to_matrix(
     models = list(wide.columns)
     mat = wide.to_numpy().astype(np.float64)
     if mat.ndim != 2 or len(models) < 2 or mat.shape[0] < 2:
-        raise ValueError(
+        raise AnalysisError(
             f"friedman: need at least 2 datasets and 2 models, got {mat.shape[0]} dataset(s) and "
             f"{len(models)} model(s)."
         )
     missing = np.argwhere(~np.isfinite(mat))
     if missing.size:
         i, j = missing[0]
-        raise ValueError(
+        raise AnalysisError(
             f"friedman: missing or non-finite score for dataset {names[i]!r}, model "
             f"{models[j]!r}; every model needs a score on every dataset (drop the dataset or the "
             "model)."
@@ -190,9 +184,9 @@ def friedman(
     6.5
     """
     if not 0 < alpha < 1:
-        raise ValueError(f"friedman: alpha={alpha!r} must be in (0, 1).")
+        raise AnalysisError(f"friedman: alpha={alpha!r} must be in (0, 1).")
     if ties not in ("correct", "none"):
-        raise ValueError(f"friedman: ties={ties!r}; use 'correct' or 'none'.")
+        raise AnalysisError(f"friedman: ties={ties!r}; use 'correct' or 'none'.")
     mat, _, models = _to_matrix(scores, dataset_col, model_col, value_col)
     n, k = mat.shape
     ranks = stats.rankdata(-mat if higher_is_better else mat, axis=1, method="average")

@@ -33,6 +33,8 @@ import numpy as np
 import polars as pl
 from scipy import special, stats
 
+from raybench_analysis._frames import AnalysisError
+
 __all__ = ["SimulatedRun", "simulate_predictions", "write_results_dir"]
 
 Task = Literal["classification", "regression"]
@@ -72,7 +74,9 @@ def _check_positive(name: str, value: float, allow_zero: bool = True) -> None:
     ok = value >= 0 if allow_zero else value > 0
     if not np.isfinite(value) or not ok:
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"simulate_predictions: {name}={value!r} must be a finite number {bound}.")
+        raise AnalysisError(
+            f"simulate_predictions: {name}={value!r} must be a finite number {bound}."
+        )
 
 
 def _trial_id(*parts: object) -> str:
@@ -198,7 +202,7 @@ def simulate_predictions(
     ['accuracy', 'auc', 'balanced_accuracy']
     """
     if task not in ("classification", "regression"):
-        raise ValueError(
+        raise AnalysisError(
             f"simulate_predictions: task={task!r} is not supported; use 'classification' or "
             "'regression'."
         )
@@ -206,7 +210,7 @@ def simulate_predictions(
         dict(models) if models is not None else {"model_a": 1.5, "model_b": 1.5, "model_c": 2.0}
     )
     if not models:
-        raise ValueError("simulate_predictions: models={} is empty; give at least one model.")
+        raise AnalysisError("simulate_predictions: models={} is empty; give at least one model.")
     for name, value in {
         "n_sites": n_sites,
         "subjects_per_site": subjects_per_site,
@@ -216,14 +220,14 @@ def simulate_predictions(
         "n_folds": n_folds,
     }.items():
         if int(value) != value or value < 1:
-            raise ValueError(f"simulate_predictions: {name}={value!r} must be an integer >= 1.")
+            raise AnalysisError(f"simulate_predictions: {name}={value!r} must be an integer >= 1.")
     if n_folds > n_sites * subjects_per_site:
-        raise ValueError(
+        raise AnalysisError(
             f"simulate_predictions: n_folds={n_folds} exceeds the number of subjects "
             f"({n_sites * subjects_per_site}); lower n_folds or add subjects."
         )
     if not 0 < prevalence < 1:
-        raise ValueError(f"simulate_predictions: prevalence={prevalence!r} must be in (0, 1).")
+        raise AnalysisError(f"simulate_predictions: prevalence={prevalence!r} must be in (0, 1).")
     sds = {
         "site_sd": site_sd,
         "site_effect_sd": site_effect_sd,

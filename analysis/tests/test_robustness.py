@@ -1,0 +1,84 @@
+"""Tests of raybench_analysis.robustness: paired deltas against clean predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from raybench_analysis._frames import AnalysisError
+from raybench_analysis.metrics import auc
+from raybench_analysis.robustness import robustness
+from raybench_analysis.simulate import simulate_predictions
+
+
+@pytest.fixture(scope="module")
+def run():
+    return simulate_predictions(
+        models={"m": 2.0},
+        n_sites=6,
+        subjects_per_site=20,
+        n_seeds=1,
+        n_folds=2,
+        perturbations={"noise": [0.05, 0.25]},
+        seed=7,
+    )
+
+
+def test_delta_equals_hand_computed_auc_difference(run) -> None:
+    out = robustness(run.predictions, "auc", n_boot=200)
+    assert out.height == 2
+    p = run.predictions
+    clean = p.filter(perturbation="none")
+    for row in out.iter_rows(named=True):
+        pert = p.filter(perturbation=row["perturbation"])
+        # one seed: the metric is the fold-pooled AUC (metrics.auc = Mann-Whitney, as pROC::auc)
+        expected = auc(pert["y_true"], pert["score"]) - auc(clean["y_true"], clean["score"])
+        assert row["estimate"] == pytest.approx(expected, abs=1e-12)
+        assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
+        assert row["n_samples"] == clean.height
+
+
+def test_interval_covers_known_truth_and_severity_orders(run) -> None:
+    out = robustness(run.predictions, "auc", n_boot=400).sort("severity")
+    truth = run.truth.filter(metric="auc", estimand="trained")
+    clean_truth = truth.filter(perturbation="none")["value"][0]
+    for row in out.iter_rows(named=True):
+        true_delta = truth.filter(perturbation=row["perturbation"])["value"][0] - clean_truth
+        # simulate.py's closed form; a 95% interval may miss, so allow 1 SE beyond it
+        assert row["ci_low"] - row["se"] <= true_delta <= row["ci_high"] + row["se"]
+    assert out["estimate"][1] < out["estimate"][0] < 0
+    assert out["p_value"][1] < 0.01
+
+
+def test_paired_interval_is_narrower_than_unpaired(run) -> None:
+    # pairing removes the between-subject variance common to clean and perturbed predictions
+    out = robustness(run.predictions, "accuracy", n_boot=300).sort("severity")
+    from raybench_analysis.bootstrap import bootstrap
+
+    clean = run.predictions.filter(perturbation="none")
+    se_clean = bootstrap(clean, metric="accuracy", levels=["site", "subject_id"], n_boot=300)["se"][
+        0
+    ]
+    assert out["se"][0] < np.sqrt(2) * se_clean
+
+
+def test_only_pairs_present_clean_are_used(run) -> None:
+    p = run.predictions
+    extra = (
+        p.filter(perturbation="noise(severity=0.05)")
+        .head(5)
+        .with_columns(pl.lit("orphan").alias("trial_id"))
+    )
+    a = robustness(p, "auc", n_boot=50)
+    b = robustness(pl.concat([p, extra]), "auc", n_boot=50)
+    assert a["estimate"].to_list() == b["estimate"].to_list()
+
+
+def test_errors(run) -> None:
+    clean = run.predictions.filter(perturbation="none")
+    with pytest.raises(AnalysisError, match="no perturbed rows"):
+        robustness(clean, "auc", n_boot=10)
+    with pytest.raises(AnalysisError, match="no clean rows"):
+        robustness(run.predictions.filter(pl.col("perturbation") != "none"), "auc", n_boot=10)
+    with pytest.raises(AnalysisError, match="missing column"):
+        robustness(run.predictions.drop("trial_id"), "auc", n_boot=10)
