@@ -36,6 +36,7 @@ __all__ = ["load_suite", "parse_suite", "resolve_path", "suite_dir", "suite_json
 _BOOL = "tag:yaml.org,2002:bool"
 _FLOAT = "tag:yaml.org,2002:float"
 _MERGE = "tag:yaml.org,2002:merge"
+_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 class _SuiteLoader(yaml.SafeLoader):
@@ -78,6 +79,14 @@ class _Reader:
             return None
         self._stack.add(id(node))
         try:
+            if isinstance(node, MappingNode | SequenceNode) and node.tag not in _COLLECTION_TAGS:
+                self.problem(
+                    node.start_mark,
+                    "YAML tag not allowed (safe YAML only: no Python objects or custom tags)",
+                    path,
+                    found=show(node.tag),
+                )
+                return None
             if isinstance(node, MappingNode):
                 return self._mapping(node, path)
             if isinstance(node, SequenceNode):
@@ -102,13 +111,12 @@ class _Reader:
         key = self._scalar(node, path) if isinstance(node, ScalarNode) else node
         if isinstance(key, str):
             return key
-        written = node.value if isinstance(node, ScalarNode) else "a " + node.id
+        if isinstance(node, ScalarNode):
+            found = f"{node.value} (read as {type(key).__name__} {show(key)})"
+        else:
+            found = f"a {node.id} used as a key"
         self.problem(
-            node.start_mark,
-            "keys must be strings; quote the key",
-            path,
-            found=f"{written} (read as {show(key) if isinstance(node, ScalarNode) else node.id})",
-            anchor="key",
+            node.start_mark, "keys must be strings; quote the key", path, found=found, anchor="key"
         )
         return None
 
@@ -217,8 +225,9 @@ def parse_suite(text: str, source: str = "<string>") -> Suite:
     problems = _tabs(text, source)
     if problems:
         raise _finish(problems, source)
-    loader = _SuiteLoader(text)
+    loader = None
     try:
+        loader = _SuiteLoader(text)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -227,10 +236,21 @@ def parse_suite(text: str, source: str = "<string>") -> Suite:
         if mark is not None:
             problem.line, problem.col = mark.line + 1, mark.column + 1
         raise _finish([problem], source) from None
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        problem = Problem(
+            (),
+            f"character not allowed in YAML: #x{exc.character:04x}; remove it",
+            file=source,
+            line=before.count("\n") + 1,
+            col=len(before) - (before.rfind("\n") + 1) + 1,
+        )
+        raise _finish([problem], source) from None
     except yaml.YAMLError as exc:
         raise _finish([Problem((), f"YAML error: {exc}", file=source)], source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         empty = Problem(
             (),
