@@ -1,0 +1,406 @@
+"""One call from a results directory to the tables a report needs.
+
+:func:`summarize` reads a raybench run (or tables already loaded) and returns tidy polars tables:
+per-model metrics with hierarchical bootstrap intervals, paired model comparisons with adjusted
+p-values, the variance decomposition, per-site performance, calibration, robustness deltas when the
+suite perturbed its inputs, and ranking stability. Every table carries ``method`` and ``unit``
+columns; what could not be computed, or what the run lacks (failed or missing trials), is listed
+in :attr:`Summary.missing` instead of failing, so a partial run still gets its analysis.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from raybench_analysis._frames import AnalysisError, to_polars
+from raybench_analysis.bootstrap import bootstrap
+from raybench_analysis.metrics import calibration_bins, get_metric
+from raybench_analysis.ranking import ranking_stability
+from raybench_analysis.robustness import robustness
+
+__all__ = ["Summary", "read_results", "summarize"]
+
+#: Default metric per task when ``metric=None``.
+DEFAULT_METRIC = {"classification": "auc", "regression": "mae", "segmentation": "dice"}
+
+
+@dataclass
+class Summary(Mapping[str, pl.DataFrame]):
+    """The tables of :func:`summarize`, by name, plus notes on what is missing.
+
+    Behaves as a read-only dict of polars DataFrames (``summary["models"]``). Tables: ``models``,
+    ``comparisons``, ``variance``, ``sites``, ``calibration``, ``reliability``, ``robustness``,
+    ``ranking`` (those that apply to the run). ``missing`` lists, in words, the trials and
+    analyses that are absent and why; ``settings`` the arguments used.
+    """
+
+    tables: dict[str, pl.DataFrame]
+    missing: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> pl.DataFrame:
+        return self.tables[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tables)
+
+    def __len__(self) -> int:
+        return len(self.tables)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict: ``settings``, ``missing`` and every table as a list of row dicts."""
+        return {
+            "settings": self.settings,
+            "missing": list(self.missing),
+            "tables": {k: [_jsonable(r) for r in v.to_dicts()] for k, v in self.tables.items()},
+        }
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The summary as JSON (NaN written as null); also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+        return text
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write the tables as ``<name>.parquet`` and all as ``summary.json`` in ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, table in self.tables.items():
+            table.write_parquet(out / f"{name}.parquet")
+        self.to_json(out / "summary.json")
+        return out
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            out[k] = None
+        elif isinstance(v, datetime | date):
+            out[k] = v.isoformat()
+        elif isinstance(v, list):
+            out[k] = [None if isinstance(x, float) and not math.isfinite(x) else x for x in v]
+        else:
+            out[k] = v
+    return out
+
+
+def read_results(results_dir: str | Path) -> dict[str, pl.DataFrame]:
+    """Read the committed trials of a results directory (docs/results.md) into polars frames.
+
+    A trial is committed when ``trials/<trial_id>.parquet`` exists; prediction files of other
+    trials (a run interrupted mid-commit) are ignored. Returns ``{"trials", "predictions"}``
+    (``predictions`` empty when none were written yet). Raises :class:`AnalysisError` when the
+    directory holds no ``trials/*.parquet``.
+    """
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise AnalysisError(
+            f"results: {str(root)!r} is not a directory; give the results directory of a run "
+            "(it holds trials/ and predictions/ folders of Parquet files, see docs/results.md)."
+        )
+    trial_files = sorted((root / "trials").glob("*.parquet"))
+    if not trial_files:
+        raise AnalysisError(
+            f"results: {str(root)!r} is not a raybench results directory: no trials/*.parquet "
+            "found. Point to the folder that `raybench run` wrote (default results/<suite>/)."
+        )
+    trials = pl.concat([pl.read_parquet(f) for f in trial_files], how="diagonal_relaxed")
+    committed = {f.stem for f in trial_files}
+    pred_files = [
+        f for f in sorted((root / "predictions").glob("*.parquet")) if f.stem in committed
+    ]
+    predictions = (
+        pl.concat([pl.read_parquet(f) for f in pred_files], how="diagonal_relaxed")
+        if pred_files
+        else pl.DataFrame()
+    )
+    return {"trials": trials, "predictions": predictions}
+
+
+def _tables_from(results: Any) -> tuple[pl.DataFrame | None, pl.DataFrame, str]:
+    """(trials or None, predictions, source description) from any accepted ``results``."""
+    if isinstance(results, str | Path):
+        loaded = read_results(results)
+        return loaded["trials"], loaded["predictions"], str(results)
+    if isinstance(results, Mapping) and "predictions" in results:
+        trials = results.get("trials")
+        trials = None if trials is None else to_polars(trials, name="trials")
+        return trials, to_polars(results["predictions"], name="predictions"), "tables"
+    if hasattr(results, "predictions"):  # the object returned by raybench_analysis.load
+        trials = getattr(results, "trials", None)
+        trials = None if trials is None else to_polars(trials, name="trials")
+        return trials, to_polars(results.predictions, name="predictions"), "loaded results"
+    return None, to_polars(results, name="results"), "predictions"
+
+
+def _infer_task(trials: pl.DataFrame | None, predictions: pl.DataFrame) -> str:
+    if trials is not None and "task" in trials.columns and trials["task"].n_unique() == 1:
+        return str(trials["task"][0])
+    if "score" in predictions.columns and predictions["score"].null_count() < predictions.height:
+        return "classification"
+    if "dice" in predictions.columns and predictions["dice"].null_count() < predictions.height:
+        return "segmentation"
+    return "regression"
+
+
+def _grid_notes(trials: pl.DataFrame | None, predictions: pl.DataFrame) -> list[str]:
+    """Failed trials, missing (dataset, model, fold, seed) cells, trials without predictions."""
+    notes: list[str] = []
+    if trials is None or trials.height == 0:
+        return notes
+    refit = trials.filter(pl.col("stage") == "refit") if "stage" in trials.columns else trials
+    if "status" in refit.columns:
+        failed = refit.filter(pl.col("status") != "completed")
+        for row in failed.head(10).iter_rows(named=True):
+            notes.append(
+                f"trial {row['trial_id']} ({row.get('model')}, fold {row.get('outer_fold')}, seed "
+                f"{row.get('seed')}) failed: {row.get('error') or 'no error message'}"
+            )
+        if failed.height > 10:
+            notes.append(f"... and {failed.height - 10} more failed trials")
+    keys = [c for c in ("dataset", "protocol", "model", "outer_fold", "seed") if c in refit.columns]
+    if len(keys) >= 3:
+        done = refit.filter(pl.col("status") == "completed") if "status" in refit.columns else refit
+        full = None
+        for k in keys:
+            col = refit.select(pl.col(k).unique())
+            full = col if full is None else full.join(col, how="cross")
+        absent = (
+            full.join(done.select(keys).unique(), on=keys, how="anti") if full is not None else None
+        )
+        if absent is not None and absent.height:
+            cells = ", ".join(
+                "/".join(f"{k}={v}" for k, v in r.items()) for r in absent.head(5).to_dicts()
+            )
+            notes.append(
+                f"{absent.height} of {full.height} (dataset, protocol, model, fold, seed) cells "
+                f"have no completed trial (e.g. {cells}); estimates use the cells present"
+            )
+    if predictions.height and "trial_id" in predictions.columns:
+        completed = (
+            refit.filter(pl.col("status") == "completed") if "status" in refit.columns else refit
+        )
+        lacking = completed.join(predictions.select("trial_id").unique(), on="trial_id", how="anti")
+        if lacking.height:
+            notes.append(f"{lacking.height} completed trial(s) have no predictions file")
+    return notes
+
+
+def _section(
+    name: str, notes: list[str], func: Any, *args: Any, **kwargs: Any
+) -> pl.DataFrame | None:
+    """Run one analysis; a data problem becomes a note in ``missing`` rather than a failure."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out = func(*args, **kwargs)
+        except AnalysisError as exc:
+            notes.append(f"{name}: not computed ({exc})")
+            return None
+    for w in caught[:3]:
+        notes.append(f"{name}: {w.message}")
+    if len(caught) > 3:
+        notes.append(f"{name}: ... and {len(caught) - 3} more warnings of the same kind")
+    return out
+
+
+def summarize(
+    results: Any,
+    hierarchy: Sequence[str] = ("site", "subject_id"),
+    alpha: float = 0.05,
+    metric: str | None = None,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    correction: str = "holm",
+) -> Summary:
+    """The analysis of a benchmark run as tidy tables, each with its method and resampling unit.
+
+    Parameters
+    ----------
+    results:
+        A results directory (docs/results.md), the object returned by ``raybench_analysis.load``
+        (anything with ``.predictions`` and optionally ``.trials``), a mapping with
+        ``"predictions"`` (and ``"trials"``), or a predictions DataFrame (polars or pandas).
+    hierarchy:
+        Resampling levels from the top, e.g. ``["site", "subject_id"]`` (the suite's
+        ``analysis.hierarchy``). Levels absent from the predictions are dropped with a note.
+    alpha:
+        1 - confidence level of every interval, and level of the adjusted tests.
+    metric:
+        Metric name (:data:`raybench_analysis.metrics.METRICS`); default by task: ``auc``
+        (classification), ``mae`` (regression), ``dice`` (segmentation).
+    n_boot, seed:
+        Bootstrap replicates and generator seed shared by all sections.
+    correction:
+        Multiplicity correction of the pairwise comparisons (``"holm"``, ``"fdr_bh"``, ``"none"``).
+
+    Returns
+    -------
+    Summary
+        Tables ``models`` (``dataset, model, metric, estimate, se, ci_low, ci_high, ..., method,
+        unit``: :func:`raybench_analysis.bootstrap` on the clean test predictions, seeds and folds
+        pooled), ``comparisons`` (:func:`raybench_analysis.compare`: paired hierarchical
+        bootstrap and corrected resampled t-test, adjusted p-values), ``variance``
+        (``raybench_analysis.variance_components`` when available), ``sites`` (per site,
+        resampling the levels below ``site``), ``calibration`` and ``reliability``
+        (classification: ECE with interval; reliability bins), ``robustness`` (perturbed runs),
+        ``ranking`` (:func:`ranking_stability`); and ``missing`` notes.
+
+    Notes
+    -----
+    Every section estimates the performance of *the trained models of this run* on new patients
+    (new sites when ``site`` is the top level), except the corrected t-test of ``comparisons``
+    and the ``variance`` table, which speak of the training procedure (Bates, Hastie &
+    Tibshirani 2023). See docs/statistics.md for the estimand and assumptions of each method.
+
+    References
+    ----------
+    Bates, S., Hastie, T., & Tibshirani, R. (2023). Cross-validation: what does it estimate and
+    how well does it do it? Journal of the American Statistical Association, 119(546), 1434–1445.
+
+    Varoquaux, G., & Colliot, O. (2023). Evaluating machine learning models and their diagnostic
+    value. In Machine Learning for Brain Disorders (pp. 601–630). Springer.
+
+    Examples
+    --------
+    >>> from raybench_analysis.simulate import simulate_predictions
+    >>> run = simulate_predictions(n_sites=4, subjects_per_site=8, n_seeds=2, n_folds=2)
+    >>> s = summarize({"trials": run.trials, "predictions": run.predictions}, n_boot=100)
+    >>> s["models"].select("model", "unit").rows()[0]
+    ('model_a', 'site>subject_id')
+    >>> "ranking" in s and "robustness" not in s
+    True
+    """
+    if not 0 < alpha < 1:
+        raise AnalysisError(f"summarize: alpha={alpha!r} must be in (0, 1).")
+    trials, predictions, source = _tables_from(results)
+    notes = _grid_notes(trials, predictions)
+    if predictions.height == 0:
+        notes.append("no predictions yet: no committed trial has written its predictions")
+        return Summary({}, notes, {"source": source})
+    task = _infer_task(trials, predictions)
+    metric = metric or DEFAULT_METRIC.get(task, "auc")
+    m = get_metric(metric)
+    levels = [c for c in hierarchy if c in predictions.columns]
+    for c in hierarchy:
+        if c not in predictions.columns:
+            notes.append(f"hierarchy level {c!r} is not a predictions column; resampled without it")
+    test = (
+        predictions.filter(pl.col("split") == "test")
+        if "split" in predictions.columns
+        else predictions
+    )
+    clean = (
+        test.filter(pl.col("perturbation") == "none") if "perturbation" in test.columns else test
+    )
+    by = [c for c in ("dataset",) if c in clean.columns]
+    common = {"n_boot": n_boot, "seed": seed}
+    settings = {"source": source, "task": task, "metric": m.label(), "hierarchy": levels}
+    settings |= {"alpha": alpha, "n_boot": n_boot, "seed": seed, "correction": correction}
+    tables: dict[str, pl.DataFrame | None] = {}
+
+    tables["models"] = _section(
+        "models", notes, bootstrap, clean, metric=m, levels=levels, by=[*by, "model"],
+        alpha=alpha, **common,
+    )  # fmt: skip
+    n_models = clean["model"].n_unique()
+    if n_models >= 2:
+        tables["comparisons"] = _compare_section(
+            clean, m, levels, by, alpha, correction, notes, common
+        )
+        tables["ranking"] = _section(
+            "ranking", notes, ranking_stability, clean, m, levels, alpha=alpha, by=by, **common
+        )
+    else:
+        notes.append("comparisons and ranking: only one model in the predictions")
+    tables["variance"] = _variance_section(test, m, notes)
+    if "site" in levels:
+        below = levels[levels.index("site") + 1 :]
+        tables["sites"] = _section(
+            "sites", notes, bootstrap, clean, metric=m, levels=below, by=[*by, "model", "site"],
+            alpha=alpha, **common,
+        )  # fmt: skip
+    if task == "classification":
+        tables["calibration"] = _section(
+            "calibration", notes, bootstrap, clean, metric=get_metric("ece"), levels=levels,
+            by=[*by, "model"], alpha=alpha, **common,
+        )  # fmt: skip
+        tables["reliability"] = _section("reliability", notes, _reliability, clean, by)
+    if "perturbation" in test.columns and (test["perturbation"] != "none").any():
+        tables["robustness"] = _section(
+            "robustness", notes, robustness, test, m, levels, alpha=alpha, **common
+        )
+    return Summary({k: v for k, v in tables.items() if v is not None}, notes, settings)
+
+
+def _sibling(name: str, section: str, notes: list[str]) -> Any:
+    """A public function of the package by name, or None (with a note) in an older install."""
+    import importlib
+
+    import raybench_analysis
+
+    func = getattr(raybench_analysis, name, None)
+    for module in ("compare", "variance", "variance_components"):
+        if func is not None:
+            break
+        try:
+            func = getattr(importlib.import_module(f"raybench_analysis.{module}"), name, None)
+        except ImportError:
+            continue
+    if func is None:
+        notes.append(f"{section}: raybench_analysis.{name} is not available in this installation")
+    return func
+
+
+def _compare_section(
+    clean: pl.DataFrame,
+    metric: Any,
+    levels: list[str],
+    by: list[str],
+    alpha: float,
+    correction: str,
+    notes: list[str],
+    common: dict[str, Any],
+) -> pl.DataFrame | None:
+    compare = _sibling("compare", "comparisons", notes)
+    if compare is None:
+        return None
+    return _section(
+        "comparisons", notes, compare, clean, metric=metric, levels=levels, by=by or None,
+        method=("bootstrap", "corrected_ttest"), correction=correction, alpha=alpha, **common,
+    )  # fmt: skip
+
+
+def _variance_section(test: pl.DataFrame, metric: Any, notes: list[str]) -> pl.DataFrame | None:
+    variance_components = _sibling("variance_components", "variance", notes)
+    if variance_components is None:
+        return None
+    return _section("variance", notes, variance_components, test, metric=metric)
+
+
+def _reliability(clean: pl.DataFrame, by: list[str], n_bins: int = 10) -> pl.DataFrame:
+    """Reliability bins (positive-class convention) per model, seeds and folds pooled."""
+    parts = []
+    for key, part in clean.group_by([*by, "model"], maintain_order=True):
+        bins = calibration_bins(part["y_true"], part["score"], n_bins=n_bins,
+                                convention="positive_class")  # fmt: skip
+        info = dict(zip([*by, "model"], key, strict=True))
+        parts.append(bins.with_columns(**{k: pl.lit(v) for k, v in info.items()}))
+    out = pl.concat(parts, how="vertical")
+    return out.select(*by, "model", pl.exclude([*by, "model"])).with_columns(
+        method=pl.lit(f"reliability bins ({n_bins} equal-width, positive class)"),
+        unit=pl.lit("image"),
+    )
