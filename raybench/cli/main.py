@@ -19,3 +19,9 @@ _plan.register(app)
 from raybench.cli import validate as _validate  # noqa: E402
 
 _validate.register(app)
+from raybench.cli import analyze as _analyze  # noqa: E402
+
+_analyze.register(app)
+from raybench.cli import data as _data  # noqa: E402
+
+_data.register(app)

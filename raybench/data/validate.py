@@ -55,7 +55,7 @@ def _empty_rows(table: pl.DataFrame, column: str) -> list[int]:
 def _rows_problem(cohort: Cohort, indices: list[int], column: str, what: str) -> list[str]:
     shown = [f"{cohort.where(i, column)}: {what}" for i in indices[:MAX_ROWS]]
     if len(indices) > MAX_ROWS:
-        shown.append(f"{cohort.where(None, column)}: {what} in {len(indices) - MAX_ROWS} more rows")
+        shown.append(f"{cohort.where(None, column)}: ... and {len(indices) - MAX_ROWS} more rows")
     return shown
 
 
