@@ -97,7 +97,7 @@ def build_hierarchy(frame: pl.DataFrame, levels: Sequence[str]) -> Hierarchy:
 def draw_counts(
     hierarchy: Hierarchy, n_boot: int, rng: np.random.Generator, max_cells: int = MAX_CELLS
 ) -> Iterator[np.ndarray]:
-    """Yield ``(b, n_units)`` matrices of how often each lowest-level unit is drawn, b ≤ chunk.
+    """Yield ``(b, n_units)`` float matrices: how often each lowest-level unit is drawn.
 
     Level 0: draw as many units as there are, with replacement. Level ``l``: each drawn copy of a
     parent with ``m`` children draws ``m`` children with replacement; the sum over ``c`` copies is
@@ -121,7 +121,7 @@ def draw_counts(
             cell = (flat // n_par) * n_child + child
             counts = np.bincount(cell, minlength=b * n_child).reshape(b, n_child)
         done += b
-        yield counts
+        yield counts.astype(np.float64)
 
 
 def unit_sums(stats: np.ndarray, unit: np.ndarray, n_units: int) -> np.ndarray:
@@ -131,25 +131,43 @@ def unit_sums(stats: np.ndarray, unit: np.ndarray, n_units: int) -> np.ndarray:
     )
 
 
+def auc_inputs(frame: pl.DataFrame, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
+    """(binary labels, scores) of a predictions table, checked, for AUC-type metrics."""
+    from raybench_analysis.metrics import _binary_labels, _column
+
+    require_columns(frame, metric.columns, why=f"by metric {metric.name!r}")
+    return _binary_labels(frame), _column(frame, "score")
+
+
 class Evaluator:
     """A metric on one table, evaluated under unit count matrices (the bootstrap's inner step)."""
 
     def __init__(
         self,
         metric: Metric | Callable[[pl.DataFrame], float],
-        frame: pl.DataFrame,
+        frame: pl.DataFrame | None,
         unit: np.ndarray,
         n_units: int,
+        *,
+        stats: np.ndarray | None = None,
+        labels: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        """``stats`` (sums metrics) or ``labels`` = (y, score) (AUC) may be given precomputed
+        for the rows of ``frame``; then ``frame`` may be ``None``."""
         self.metric, self.frame, self.unit, self.n_units = metric, frame, unit, n_units
         if isinstance(metric, Metric) and metric.kind == "sums":
-            assert metric.stats is not None and metric.finalize is not None
-            self.sums = unit_sums(metric.stats(frame), unit, n_units)
+            assert metric.stats is not None
+            if stats is None:
+                assert frame is not None
+                stats = metric.stats(frame)
+            # only the units this table touches matter (e.g. one test fold of many)
+            self.present, local = np.unique(unit, return_inverse=True)
+            self.sums = unit_sums(stats, local, len(self.present))
         elif isinstance(metric, Metric):
-            require_columns(frame, metric.columns, why=f"by metric {metric.name!r}")
-            from raybench_analysis.metrics import _binary_labels, _column
-
-            self.y, self.score = _binary_labels(frame), _column(frame, "score")
+            if labels is None:
+                assert frame is not None
+                labels = auc_inputs(frame, metric)
+            self.y, self.score = labels
 
     def estimate(self) -> float:
         """The metric on the data as observed."""
@@ -160,7 +178,7 @@ class Evaluator:
         m = self.metric
         if isinstance(m, Metric) and m.kind == "sums":
             assert m.finalize is not None
-            return m.finalize(counts.astype(np.float64) @ self.sums)
+            return m.finalize(counts[:, self.present] @ self.sums)
         if isinstance(m, Metric):  # AUC: observation weights, in chunks of replicates
             rows = max(1, MAX_CELLS // max(1, len(self.unit)))
             return np.concatenate(
@@ -172,7 +190,7 @@ class Evaluator:
         out = np.empty(len(counts))  # user callable: the documented slow path
         for i, c in enumerate(counts):
             idx = np.repeat(np.arange(len(self.unit)), c[self.unit])
-            out[i] = float(m(self.frame[idx])) if len(idx) else np.nan
+            out[i] = float(m(self.frame[idx])) if len(idx) and self.frame is not None else np.nan
         return out
 
 

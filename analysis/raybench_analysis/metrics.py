@@ -237,8 +237,10 @@ def _mcc_finalize(s: np.ndarray) -> np.ndarray:
     t, p = c.sum(axis=-1), c.sum(axis=-2)  # true and predicted totals per class
     total, correct = c.sum(axis=(-2, -1)), np.trace(c, axis1=-2, axis2=-1)
     cov_tp = correct * total - (t * p).sum(axis=-1)
-    den = np.sqrt((total**2 - (p * p).sum(axis=-1)) * (total**2 - (t * t).sum(axis=-1)))
-    return np.where(den > 0, cov_tp / np.where(den > 0, den, 1.0), 0.0)
+    spread_true = total**2 - (t * t).sum(axis=-1)
+    den = np.sqrt((total**2 - (p * p).sum(axis=-1)) * spread_true)
+    value = np.where(den > 0, cov_tp / np.where(den > 0, den, 1.0), 0.0)
+    return np.where(spread_true > 0, value, np.nan)  # one true class only: undefined
 
 
 def _binary_counts(positive: float) -> Callable[[pl.DataFrame], np.ndarray]:
@@ -560,7 +562,9 @@ def f1(y_true: Any, y_pred: Any, *, positive: float = 1) -> float:
 
 
 def mcc(y_true: Any, y_pred: Any) -> float:
-    """Matthews correlation coefficient (Gorodkin's K-class form; 0 when undefined).
+    """Matthews correlation coefficient (Gorodkin's K-class form).
+
+    Constant predictions give 0 (scikit-learn's convention); a single true class gives NaN.
 
     Notes
     -----
