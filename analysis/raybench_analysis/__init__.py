@@ -1,27 +1,85 @@
 """raybench_analysis: hierarchical inferential statistics over raybench results."""
 
+# A1: shared errors, io, metrics, bootstrap, DeLong, corrected t-test, compare
+from raybench_analysis._frames import AnalysisError
+from raybench_analysis.bootstrap import bootstrap, bootstrap_replicates
+from raybench_analysis.compare import compare
+from raybench_analysis.delong import delong, delong_auc
+
 # A3: Friedman/Nemenyi, ranking stability, robustness, simulation, summary
 from raybench_analysis.formula import FormulaError, parse_formula
 from raybench_analysis.friedman import FriedmanResult, friedman
+from raybench_analysis.io import Results, check_leakage, load
+from raybench_analysis.metrics import (
+    METRICS,
+    Metric,
+    accuracy,
+    auc,
+    balanced_accuracy,
+    brier,
+    calibration_bins,
+    dice,
+    ece,
+    f1,
+    get_metric,
+    log_loss,
+    mae,
+    mcc,
+    metric_by,
+    r2,
+    rmse,
+    sensitivity,
+    specificity,
+)
 from raybench_analysis.mixed import MixedResult, mixed
 from raybench_analysis.ranking import ranking_stability
 from raybench_analysis.robustness import robustness
 from raybench_analysis.simulate import SimulatedRun, simulate_predictions, write_results_dir
 from raybench_analysis.summarize import Summary, read_results, summarize
+from raybench_analysis.ttest import corrected_ttest
 
 __all__ = [
+    "METRICS",
+    "AnalysisError",
     "FormulaError",
     "FriedmanResult",
+    "Metric",
     "MixedResult",
+    "Results",
     "SimulatedRun",
     "Summary",
+    "accuracy",
+    "auc",
+    "balanced_accuracy",
+    "bootstrap",
+    "bootstrap_replicates",
+    "brier",
+    "calibration_bins",
+    "check_leakage",
+    "compare",
+    "corrected_ttest",
+    "delong",
+    "delong_auc",
+    "dice",
+    "ece",
+    "f1",
     "friedman",
+    "get_metric",
+    "load",
+    "log_loss",
+    "mae",
+    "mcc",
+    "metric_by",
     "mixed",
     "parse_formula",
+    "r2",
     "ranking_stability",
     "read_results",
+    "rmse",
     "robustness",
+    "sensitivity",
     "simulate_predictions",
+    "specificity",
     "summarize",
     "write_results_dir",
 ]
