@@ -201,6 +201,7 @@ def simulate_predictions(
     >>> sorted(run.truth["metric"].unique().to_list())
     ['accuracy', 'auc', 'balanced_accuracy']
     """
+    params = dict(locals())
     if task not in ("classification", "regression"):
         raise AnalysisError(
             f"simulate_predictions: task={task!r} is not supported; use 'classification' or "
@@ -244,7 +245,6 @@ def simulate_predictions(
         for sev in sevs:
             _check_positive(f"perturbations[{ptype!r}] severity", sev)
 
-    params = {k: v for k, v in locals().items() if k not in ("sds", "name", "value")}
     rng = np.random.default_rng(seed)
     model_names = list(models)
     n_models = len(model_names)

@@ -353,11 +353,13 @@ def _sibling(name: str, section: str, notes: list[str]) -> Any:
     import raybench_analysis
 
     func = getattr(raybench_analysis, name, None)
+    func = func if callable(func) else None  # a submodule of the same name is not the function
     for module in ("compare", "variance", "variance_components"):
         if func is not None:
             break
         try:
             func = getattr(importlib.import_module(f"raybench_analysis.{module}"), name, None)
+            func = func if callable(func) else None
         except ImportError:
             continue
     if func is None:

@@ -1,0 +1,125 @@
+"""Tests of raybench_analysis.summarize and of the `raybench analyze` command built on it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from raybench_analysis._frames import AnalysisError
+from raybench_analysis.metrics import auc
+from raybench_analysis.simulate import simulate_predictions, write_results_dir
+from raybench_analysis.summarize import read_results, summarize
+
+N_BOOT = 60
+
+
+@pytest.fixture(scope="module")
+def run():
+    return simulate_predictions(n_sites=4, subjects_per_site=8, n_seeds=2, n_folds=2,
+                                perturbations={"noise": [0.2]}, seed=1)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def summary(run):
+    return summarize({"trials": run.trials, "predictions": run.predictions}, n_boot=N_BOOT)
+
+
+def test_tables_and_their_method_and_unit(summary) -> None:
+    expected = {"models", "ranking", "sites", "calibration", "reliability", "robustness"}
+    assert expected <= set(summary)
+    for name, table in summary.items():
+        assert {"method", "unit"} <= set(table.columns), name
+        assert table.height > 0, name
+    assert set(summary["models"]["unit"]) == {"site>subject_id"}
+    assert set(summary["sites"]["unit"]) == {"subject_id"}  # below site, within each site
+    assert summary.settings["metric"] == "auc" and summary.settings["task"] == "classification"
+
+
+def test_model_estimates_are_pooled_clean_test_metric(run, summary) -> None:
+    clean = run.predictions.filter(perturbation="none")
+    for row in summary["models"].iter_rows(named=True):
+        part = clean.filter(model=row["model"])
+        # Mann-Whitney AUC over all clean test predictions of the model (seeds and folds pooled)
+        assert row["estimate"] == pytest.approx(auc(part["y_true"], part["score"]), abs=1e-12)
+        assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
+
+
+def test_regression_defaults_to_mae_without_calibration() -> None:
+    reg = simulate_predictions(task="regression", models={"a": 0.0, "b": 1.0}, n_sites=3,
+                               subjects_per_site=5, n_seeds=1, n_folds=2)  # fmt: skip
+    s = summarize(reg.predictions, hierarchy=["site", "subject_id"], n_boot=N_BOOT)
+    assert s.settings["metric"] == "mae"
+    assert "calibration" not in s and "robustness" not in s
+    assert s["ranking"]["model"].to_list() == ["a", "b"]  # lower MAE ranks first
+
+
+def test_partial_results_directory_is_summarized_with_notes(run, tmp_path: Path) -> None:
+    root = write_results_dir(run, tmp_path / "run")
+    trial_files = sorted((root / "trials").glob("*.parquet"))
+    # an interrupted commit: predictions written, trials file not (the trial is not committed)
+    trial_files[0].unlink()
+    # a failed trial: a trials row with status failed and no predictions
+    failed = pl.read_parquet(trial_files[1]).with_columns(
+        status=pl.lit("failed"), error=pl.lit("RuntimeError: CUDA out of memory")
+    )
+    failed.write_parquet(trial_files[1])
+    (root / "predictions" / trial_files[1].name).unlink()
+    tables = read_results(root)
+    assert tables["trials"].height == run.trials.height - 1
+    assert trial_files[0].stem not in set(tables["predictions"]["trial_id"])
+    s = summarize(root, n_boot=N_BOOT)
+    text = " ".join(s.missing)
+    assert "failed: RuntimeError: CUDA out of memory" in text
+    assert "2 of 12 (dataset, protocol, model, fold, seed) cells have no completed trial" in text
+    assert "models" in s and s.settings["source"] == str(root)
+
+
+def test_write_json_and_parquet(summary, tmp_path: Path) -> None:
+    out = summary.write(tmp_path / "analysis")
+    data = json.loads((out / "summary.json").read_text())
+    assert set(data["tables"]) == set(summary)
+    for name in summary:
+        back = pl.read_parquet(out / f"{name}.parquet")
+        assert back.equals(summary[name])  # not rounded
+
+
+def test_not_a_results_directory(tmp_path: Path) -> None:
+    with pytest.raises(AnalysisError, match="is not a raybench results directory"):
+        read_results(tmp_path)
+    with pytest.raises(AnalysisError, match="is not a directory"):
+        summarize(tmp_path / "nope")
+
+
+def test_no_predictions_yet(run) -> None:
+    s = summarize({"trials": run.trials, "predictions": pl.DataFrame()})
+    assert len(s) == 0 and any("no predictions yet" in n for n in s.missing)
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def test_cli_analyze_writes_tables(run, tmp_path: Path) -> None:
+    main = pytest.importorskip("raybench.cli.main")
+    from typer.testing import CliRunner
+
+    root = write_results_dir(run, tmp_path / "run")
+    result = CliRunner().invoke(
+        main.app,
+        ["analyze", str(root), "--n-boot", "40", "--json", str(tmp_path / "s.json"),
+         "--hierarchy", "site,subject_id"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "models: auc" in result.output and "pairwise comparisons" in result.output
+    assert (root / "analysis" / "models.parquet").is_file()
+    assert json.loads((tmp_path / "s.json").read_text())["settings"]["n_boot"] == 40
+
+
+def test_cli_analyze_rejects_non_results_dir(tmp_path: Path) -> None:
+    main = pytest.importorskip("raybench.cli.main")
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(main.app, ["analyze", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not a raybench results directory" in result.output
