@@ -143,38 +143,39 @@ def _subjects(
             f"{who}: sample_id {dup!r} appears more than once (rows {first} and {row}); "
             "sample ids must be unique. Fix the dataset's sample ids."
         )
-    samples: dict[str, list[str]] = defaultdict(list)
-    values: dict[str, dict[str, list[Any]]] = {c: defaultdict(list) for c in stratify}
-    cols = [table.get_column(c).to_list() for c in (SAMPLE, SUBJECT, *stratify)]
-    for row in zip(*cols, strict=True):
-        sid, subj = str(row[0]), str(row[1])
-        samples[subj].append(sid)
-        for c, v in zip(stratify, row[2:], strict=True):
-            values[c][subj].append(v)
-    ids = tuple(sorted(samples))
+    key = pl.col(SUBJECT).cast(pl.String)
+    aggs: list[pl.Expr] = [pl.col(SAMPLE).cast(pl.String).sort().alias("__samples")]
+    for i, c in enumerate(stratify):
+        if c in continuous or table.schema[c].is_float():
+            value = pl.col(c)
+            if not table.schema[c].is_numeric():
+                value = value.cast(pl.Float64, strict=False)
+                bad = table.filter(value.is_null())
+                if bad.height:
+                    raise DataError(
+                        f"{who}: column {c!r} must be numeric to be binned into quantiles; found "
+                        f"{bad.get_column(c)[0]!r} (sample {bad.get_column(SAMPLE)[0]!r}). "
+                        "Fix the column or the task type."
+                    )
+            aggs.append(value.cast(pl.Float64).mean().alias(f"__s{i}"))
+        else:
+            # the most frequent value over the subject's images; ties: the smallest as a string
+            aggs.append(pl.col(c).cast(pl.String).mode().min().alias(f"__s{i}"))
+    grouped = table.group_by(key.alias("__subject")).agg(aggs).sort("__subject")
+    ids = tuple(grouped.get_column("__subject").to_list())
     per_column: list[list[Any]] = []
-    for c in stratify:
-        dtype = table.schema[c]
-        if c in continuous or dtype.is_float():
-            try:
-                means = np.array([float(np.mean(np.asarray(values[c][s], float))) for s in ids])
-            except (TypeError, ValueError) as exc:
-                raise DataError(
-                    f"{who}: column {c!r} must be numeric to be binned into quantiles "
-                    f"(found {values[c][ids[0]][0]!r}): {exc}. Fix the column or the task type."
-                ) from None
+    for i in range(len(stratify)):
+        column = grouped.get_column(f"__s{i}")
+        if column.dtype == pl.Float64:
+            means = column.to_numpy()
             bins = max(1, min(n_bins, len(ids) // max(k, 1)))
             edges = np.quantile(means, np.linspace(0.0, 1.0, bins + 1)[1:-1])
-            per_column.append([int(b) for b in np.searchsorted(edges, means, side="right")])
+            per_column.append(np.searchsorted(edges, means, side="right").tolist())
         else:
-            col_vals = []
-            for s in ids:
-                counts = Counter(str(v) for v in values[c][s])
-                top = max(counts.values())
-                col_vals.append(min(v for v, n in counts.items() if n == top))
-            per_column.append(col_vals)
+            per_column.append(column.to_list())
     strata = tuple(zip(*per_column, strict=True)) if per_column else tuple(() for _ in ids)
-    return _Subjects(ids, {s: tuple(sorted(v)) for s, v in samples.items()}, strata)
+    samples = dict(zip(ids, map(tuple, grouped.get_column("__samples").to_list()), strict=True))
+    return _Subjects(ids, samples, strata)
 
 
 def _flatten(subjects: _Subjects, chosen: Sequence[str]) -> tuple[str, ...]:

@@ -123,15 +123,22 @@ def trial_id(
     ...               test="x", seed=1)
     False
     """
-    payload = {
-        "v": ID_VERSION,
-        "stage": stage,
-        "config": config_hash,
-        "data": data_fingerprint,
-        "train": train,
-        "val": val,
-        "test": test,
-        "seed": int(seed),
-        "depends_on": sorted(depends_on),
-    }
-    return content_hash(payload, ID_LENGTH)
+    # canonical_json of {"config", "data", "depends_on", "seed", "stage", "test", "train", "v",
+    # "val"} written out directly (keys in sorted order): the same text, several times faster
+    deps = ",".join(_js(d) for d in sorted(depends_on))
+    text = (
+        f'{{"config":{_js(config_hash)},"data":{_js(data_fingerprint)},"depends_on":[{deps}],'
+        f'"seed":{int(seed)},"stage":{_js(stage)},"test":{_js(test)},"train":{_js(train)},'
+        f'"v":{ID_VERSION},"val":{_js(val)}}}'
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:ID_LENGTH]
+
+
+def _js(text: str) -> str:
+    """JSON string literal of ``text`` exactly as :func:`canonical_json` writes it.
+
+    Hex digests (the common case) need no escaping; anything else goes through :mod:`json`.
+    """
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text, ensure_ascii=False)

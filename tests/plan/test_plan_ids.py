@@ -172,3 +172,22 @@ def test_digest_helpers():
         **a, seed=0, depends_on=["2", "1"]
     )
     assert trial_id(**a, seed=0) != trial_id(**{**a, "stage": "search"}, seed=0)
+
+
+@pytest.mark.parametrize("text", ["0123abcdef", 'quote"d', "back\\slash", "tab\there", "naïve"])
+def test_fast_id_text_is_the_canonical_json_of_the_payload(text):
+    from raybench.plan.ids import ID_VERSION, content_hash
+
+    kw = dict(stage="search", config_hash=text, data_fingerprint=text, train="t", val="v", test="")
+    payload = {
+        "v": ID_VERSION,
+        "stage": "search",
+        "config": text,
+        "data": text,
+        "train": "t",
+        "val": "v",
+        "test": "",
+        "seed": 7,
+        "depends_on": ["a", "b"],
+    }
+    assert trial_id(**kw, seed=7, depends_on=["b", "a"]) == content_hash(payload, 16)
