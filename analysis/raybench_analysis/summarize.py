@@ -23,6 +23,7 @@ import polars as pl
 
 from raybench_analysis._frames import AnalysisError, to_polars
 from raybench_analysis.bootstrap import bootstrap
+from raybench_analysis.io import Results, load
 from raybench_analysis.metrics import calibration_bins, get_metric
 from raybench_analysis.ranking import ranking_stability
 from raybench_analysis.robustness import robustness
@@ -96,44 +97,25 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_results(results_dir: str | Path) -> dict[str, pl.DataFrame]:
-    """Read the committed trials of a results directory (docs/results.md) into polars frames.
+def read_results(results_dir: str | Path) -> Results:
+    """Open a results directory with :func:`raybench_analysis.load`, refusing one with no trial.
 
-    A trial is committed when ``trials/<trial_id>.parquet`` exists; prediction files of other
-    trials (a run interrupted mid-commit) are ignored. Returns ``{"trials", "predictions"}``
-    (``predictions`` empty when none were written yet). Raises :class:`AnalysisError` when the
-    directory holds no ``trials/*.parquet``.
+    Returns the :class:`raybench_analysis.io.Results` of the committed trials (local path or
+    pyarrow URI). Raises :class:`AnalysisError` when the directory does not exist or holds no
+    committed trial (no ``trials/*.parquet``): it is then not a raybench results directory.
     """
-    root = Path(results_dir)
-    if not root.is_dir():
+    results = load(results_dir)
+    if not results.committed:
         raise AnalysisError(
-            f"results: {str(root)!r} is not a directory; give the results directory of a run "
-            "(it holds trials/ and predictions/ folders of Parquet files, see docs/results.md)."
+            f"results: {str(results_dir)!r} is not a raybench results directory: no committed "
+            "trial (trials/*.parquet) found. Point to the folder that `raybench run` wrote "
+            "(default results/<suite>/), see docs/results.md."
         )
-    trial_files = sorted((root / "trials").glob("*.parquet"))
-    if not trial_files:
-        raise AnalysisError(
-            f"results: {str(root)!r} is not a raybench results directory: no trials/*.parquet "
-            "found. Point to the folder that `raybench run` wrote (default results/<suite>/)."
-        )
-    trials = pl.concat([pl.read_parquet(f) for f in trial_files], how="diagonal_relaxed")
-    committed = {f.stem for f in trial_files}
-    pred_files = [
-        f for f in sorted((root / "predictions").glob("*.parquet")) if f.stem in committed
-    ]
-    predictions = (
-        pl.concat([pl.read_parquet(f) for f in pred_files], how="diagonal_relaxed")
-        if pred_files
-        else pl.DataFrame()
-    )
-    return {"trials": trials, "predictions": predictions}
+    return results
 
 
 def _tables_from(results: Any) -> tuple[pl.DataFrame | None, pl.DataFrame, str]:
     """(trials or None, predictions, source description) from any accepted ``results``."""
-    if isinstance(results, str | Path):
-        loaded = read_results(results)
-        return loaded["trials"], loaded["predictions"], str(results)
     if isinstance(results, Mapping) and "predictions" in results:
         trials = results.get("trials")
         trials = None if trials is None else to_polars(trials, name="trials")
@@ -141,7 +123,8 @@ def _tables_from(results: Any) -> tuple[pl.DataFrame | None, pl.DataFrame, str]:
     if hasattr(results, "predictions"):  # the object returned by raybench_analysis.load
         trials = getattr(results, "trials", None)
         trials = None if trials is None else to_polars(trials, name="trials")
-        return trials, to_polars(results.predictions, name="predictions"), "loaded results"
+        source = str(getattr(results, "root", "loaded results"))
+        return trials, to_polars(results.predictions, name="predictions"), source
     return None, to_polars(results, name="results"), "predictions"
 
 
@@ -286,8 +269,11 @@ def summarize(
     """
     if not 0 < alpha < 1:
         raise AnalysisError(f"summarize: alpha={alpha!r} must be in (0, 1).")
+    if isinstance(results, str | Path):
+        results = read_results(results)
     trials, predictions, source = _tables_from(results)
-    notes = _grid_notes(trials, predictions)
+    notes = [n for n in getattr(results, "missing", ()) if isinstance(n, str)]
+    notes += _grid_notes(trials, predictions)
     if predictions.height == 0:
         notes.append("no predictions yet: no committed trial has written its predictions")
         return Summary({}, notes, {"source": source})
