@@ -43,6 +43,7 @@ VENTRICLE_GROWTH_PER_YEAR = 0.02
 # white matter next to it.
 ATROPHY_CENTER = np.array([-0.71, -0.06, -0.32])
 ATROPHY_WIDTH = 0.18
+ATROPHY_CUTOFF = 3.0  # the atrophy weight is exactly 0 beyond this many widths
 ATROPHY_PER_EFFECT = 0.5  # fraction of the local cortical thickness lost per unit of effect
 ATROPHY_MAX = 0.9
 LESION_CENTER = np.array([-0.42, -0.05, -0.05])
@@ -52,9 +53,9 @@ LESION_RADIUS_MM = (6.0, 10.0)
 # Spreads of the random parts (standard deviations).
 SD_SCALE = 0.05  # log head scale per axis, per subject
 SD_THICKNESS = 0.08  # log cortical thickness, per subject
-SD_WARP_SUBJECT = 0.035  # smooth displacement, per subject (template units, about 3 mm)
+SD_WARP_SUBJECT = 0.045  # smooth displacement, per subject (template units, about 3.5 mm)
 SD_WARP_SESSION = 0.006  # smooth displacement, per session (about 0.5 mm)
-SD_BIAS_LINEAR, SD_BIAS_QUADRATIC = 0.08, 0.04  # log bias-field polynomial coefficients
+SD_BIAS_LINEAR, SD_BIAS_QUADRATIC = 0.06, 0.03  # log bias-field polynomial coefficients
 WARP_TERMS = 4
 SD_WARP_FREQUENCY = 2.0
 
@@ -191,6 +192,15 @@ def lesion_distance(grid: Grid, anatomy: Anatomy) -> np.ndarray:
     return inside
 
 
+def lesion_profile(grid: Grid, anatomy: Anatomy) -> np.ndarray:
+    """Lesion load in [0, 1]: a linear partial-volume ramp one voxel wide around each surface.
+
+    ``clip(1/2 + d / h, 0, 1)`` with ``d`` the signed distance of :func:`lesion_distance` and ``h``
+    the mean voxel size: 1 deep inside, 1/2 on the surface, exactly 0 half a voxel outside.
+    """
+    return np.clip(0.5 + lesion_distance(grid, anatomy) / float(grid.spacing.mean()), 0.0, 1.0)
+
+
 def lesion_mask(grid: Grid, anatomy: Anatomy, active: bool) -> np.ndarray:
     """Ground-truth lesion mask (uint8): voxel centres inside a lesion ball; empty when inactive."""
     if not active:
@@ -229,9 +239,8 @@ def tissue(
     )
     r_wm = R_PIAL - thickness * (1.0 + FOLD_AMPLITUDE * folds)
     severity = min(ATROPHY_PER_EFFECT * effect, ATROPHY_MAX) * float(diseased)
-    near = np.exp(
-        -np.sum((p - ATROPHY_CENTER[:, None, None, None]) ** 2, axis=0) / ATROPHY_WIDTH**2 / 2
-    )
+    d2 = np.sum((p - ATROPHY_CENTER[:, None, None, None]) ** 2, axis=0) / ATROPHY_WIDTH**2
+    near = np.where(d2 < ATROPHY_CUTOFF**2, np.exp(-d2 / 2), 0.0)  # compact support
     r_pial = R_PIAL - severity * thickness * near
 
     ventricle_radii = VENTRICLE_RADII * (1.0 + VENTRICLE_GROWTH_PER_YEAR * years)
@@ -254,8 +263,7 @@ def tissue(
         t += inside * (value - t)
     lesion = effect * float(diseased) * LESION_CONTRAST
     if lesion:  # effect 0 or a control: the image does not depend on the lesion draws at all
-        edge = 0.25 * float(grid.spacing.mean())
-        t = t + lesion * expit(lesion_distance(grid, anatomy) / edge)
+        t = t + lesion * lesion_profile(grid, anatomy)
     return t
 
 
