@@ -125,6 +125,7 @@ def simulate_predictions(
     site_sd: float = 0.5,
     site_effect_sd: float = 0.3,
     subject_sd: float = 0.8,
+    model_subject_sd: float = 0.0,
     session_sd: float = 0.3,
     seed_sd: float = 0.1,
     split_sd: float = 0.1,
@@ -155,6 +156,11 @@ def simulate_predictions(
         Probability that a subject is positive (classification).
     site_sd, site_effect_sd, subject_sd, session_sd, seed_sd, split_sd, noise_sd:
         Standard deviations of the random effects of the model above.
+    model_subject_sd:
+        SD of a model-specific subject effect (models err on different patients), added to the
+        latent score of every image of the subject for that model, in every seed and fold. It
+        makes a finite test set favour one of two equal models consistently across seeds: the
+        situation where treating seeds as replicates fails.
     perturbations:
         Perturbation type -> severities. A perturbation of severity ``t`` shrinks the separation
         (classification) or adds bias (regression) by ``perturbation_gain * t`` relative units and
@@ -176,11 +182,13 @@ def simulate_predictions(
     -----
     Given the seed and split effects, the latent score of a positive image from a random new site
     is ``N(d_f/2, s1^2)`` and of a negative ``N(-d_f/2, s0^2)`` with
-    ``s1^2 = site_sd^2 + site_effect_sd^2 + subject_sd^2 + session_sd^2 + noise_sd^2`` (and without
-    the ``site_effect_sd`` term for ``s0``; for the separation term the positive mean carries the
+    ``s1^2 = site_sd^2 + site_effect_sd^2 + subject_sd^2 + model_subject_sd^2 + session_sd^2 +
+    noise_sd^2`` (and without the ``site_effect_sd`` term for ``s0``: the positive mean carries the
     site-specific separation). Pooling the K outer folds gives the mixture AUC
     ``(1/K^2) sum_{f,f'} Phi((m1_f - m0_f') / sqrt(s1^2 + s0^2))`` and the accuracy
-    ``p mean_f Phi(m1_f/s1) + (1-p) mean_f Phi(-m0_f/s0)``, averaged over seeds. The population
+    ``p mean_f Phi(m1_f/s1) + (1-p) mean_f Phi(-m0_f/s0)``, averaged over seeds (``auc_pooled``
+    pools the seeds too, as one ranking of every prediction, which is what ``bootstrap`` on the
+    whole table estimates). The population
     is one of infinitely many sites, so a positive and a negative are drawn from different sites;
     with few sites the expected pooled sample AUC differs slightly from it (within-site pairs do
     not see the site shift).
@@ -199,7 +207,7 @@ def simulate_predictions(
     >>> run.predictions.height  # 3 models x 2 seeds x 12 subjects x 2 sessions
     144
     >>> sorted(run.truth["metric"].unique().to_list())
-    ['accuracy', 'auc', 'balanced_accuracy']
+    ['accuracy', 'auc', 'auc_pooled', 'balanced_accuracy']
     """
     params = dict(locals())
     if task not in ("classification", "regression"):
@@ -233,6 +241,7 @@ def simulate_predictions(
         "site_sd": site_sd,
         "site_effect_sd": site_effect_sd,
         "subject_sd": subject_sd,
+        "model_subject_sd": model_subject_sd,
         "session_sd": session_sd,
         "seed_sd": seed_sd,
         "split_sd": split_sd,
@@ -258,6 +267,7 @@ def simulate_predictions(
     u_site = rng.normal(0, site_sd, n_sites)
     g_site = rng.normal(0, site_effect_sd, n_sites)
     v_subj = rng.normal(0, subject_sd, n_subj)
+    vm_subj = rng.normal(0, model_subject_sd, (len(models), n_subj))
     img_subj = np.repeat(np.arange(n_subj), sessions)
     img_session = np.tile(np.arange(sessions), n_subj)
     w_img = rng.normal(0, session_sd, img_subj.size)
@@ -299,6 +309,7 @@ def simulate_predictions(
                 idx = np.flatnonzero(test)
                 noise = rng.normal(0, noise_sd, idx.size)
                 shared = u_site[img_site[idx]] + v_subj[img_subj[idx]] + w_img[idx]
+                shared = shared + vm_subj[mi, img_subj[idx]]
                 for pid, ptype, sev in pert_list:
                     t = 0.0 if sev is None else perturbation_gain * sev
                     extra = rng.normal(0, t, idx.size) if t > 0 else 0.0
@@ -446,6 +457,7 @@ def _truth(
     rows: list[dict[str, Any]] = []
     n_folds = b_eff.shape[1]
     base_var = sds["site_sd"] ** 2 + sds["subject_sd"] ** 2 + sds["session_sd"] ** 2 + noise_sd**2
+    base_var += sds["model_subject_sd"] ** 2
     a_mc = rng.normal(0, sds["seed_sd"], (draws, 1))
     b_mc = rng.normal(0, sds["split_sd"], (draws, n_folds))
     for mi, (model, effect) in enumerate(models.items()):
@@ -463,6 +475,12 @@ def _truth(
                     m1, m0 = d / 2, -d / 2
                     values = {
                         "auc": _mixture_auc(m1, m0, s1, s0).mean(),
+                        # all seeds and folds pooled into one ranking (as bootstrap() pools)
+                        "auc_pooled": float(
+                            _mixture_auc(m1.reshape(1, -1), m0.reshape(1, -1), s1, s0)[0]
+                        )
+                        if estimand == "trained"
+                        else _mixture_auc(m1, m0, s1, s0).mean(),
                         "accuracy": _mixture_accuracy(m1, m0, s1, s0, prevalence).mean(),
                         "balanced_accuracy": _mixture_balanced_accuracy(m1, m0, s1, s0).mean(),
                     }
