@@ -39,18 +39,18 @@ _MERGE = "tag:yaml.org,2002:merge"
 _COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
-class _SuiteLoader(yaml.SafeLoader):
+class SuiteYamlLoader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 core booleans and exponent floats without a dot (``1e-3``)."""
 
 
-_SuiteLoader.yaml_implicit_resolvers = {
+SuiteYamlLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_SuiteLoader.add_implicit_resolver(
+SuiteYamlLoader.add_implicit_resolver(
     _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
-_SuiteLoader.add_implicit_resolver(
+SuiteYamlLoader.add_implicit_resolver(
     _FLOAT, re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789.")
 )
 
@@ -66,6 +66,8 @@ class _Reader:
         self.problems: list[Problem] = []
         self._constructor = yaml.constructor.SafeConstructor()
         self._stack: set[int] = set()
+        #: Paths whose value was refused (unsafe tag): the schema's complaint about them is noise.
+        self.refused: set[PathT] = set()
 
     def problem(self, mark: yaml.Mark, message: str, path: PathT = (), **kw: Any) -> None:
         self.problems.append(
@@ -86,6 +88,7 @@ class _Reader:
                     path,
                     found=show(node.tag),
                 )
+                self.refused.add(path)
                 return None
             if isinstance(node, MappingNode):
                 return self._mapping(node, path)
@@ -105,6 +108,7 @@ class _Reader:
                 path,
                 found=show(node.tag),
             )
+            self.refused.add(path)
             return None
 
     def _key(self, node: Node, path: PathT) -> str | None:
@@ -227,11 +231,17 @@ def parse_suite(text: str, source: str = "<string>") -> Suite:
         raise _finish(problems, source)
     loader = None
     try:
-        loader = _SuiteLoader(text)
+        loader = SuiteYamlLoader(text)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        what = str(exc.problem or "")
+        if exc.context:
+            where = exc.context_mark
+            started = (
+                f" (started at line {where.line + 1}, column {where.column + 1})" if where else ""
+            )
+            what = f"{exc.context}{started}: {what}"
         problem = Problem((), f"YAML syntax error: {what}", file=source)
         if mark is not None:
             problem.line, problem.col = mark.line + 1, mark.column + 1
@@ -276,6 +286,7 @@ def parse_suite(text: str, source: str = "<string>") -> Suite:
     except ValidationError as exc:
         problems += problems_from_validation_error(exc, data, Suite)
     problems += check_suite_data(data)
+    problems = [p for p in problems if p in reader.problems or p.path not in reader.refused]
     if problems or suite is None:
         raise _finish([_locate(p, reader.marks, source) for p in problems], source)
     return suite

@@ -58,14 +58,19 @@ def suggest(found: Any, allowed: Sequence[str]) -> str | None:
     """The closest allowed string to ``found`` (difflib ratio >= 0.6, case-insensitive), if any."""
     if not isinstance(found, str) or not allowed:
         return None
-    by_lower = {a.lower(): a for a in allowed}
-    hits = difflib.get_close_matches(found.lower(), list(by_lower), n=1, cutoff=0.6)
-    return by_lower[hits[0]] if hits else None
+    best, best_score = None, 0.6
+    for candidate in allowed:  # ties go to the first in the allowed order
+        score = difflib.SequenceMatcher(None, found.lower(), candidate.lower()).ratio()
+        if score > best_score or (best is None and score >= best_score):
+            best, best_score = candidate, score
+    return best
 
 
 def choices(values: Sequence[Any]) -> str:
     """``'a', 'b' or 'c'`` for a list of allowed values."""
     shown = [show(v) for v in values]
+    if not shown:
+        return ""
     return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
 
 
@@ -174,6 +179,13 @@ def _pick(ann: Any, value: Any) -> Any:
 
 def model_at(root: type[BaseModel], path: PathT, data: Any) -> type[BaseModel] | None:
     """The pydantic model that validates the mapping at ``path`` of ``data`` (None if not one)."""
+    ann = annotation_at(root, path, data)
+    ann = _pick(ann, _value_at(data, path))
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def annotation_at(root: type[BaseModel], path: PathT, data: Any) -> Any:
+    """The schema annotation of the value at ``path`` of ``data`` (None if the path is unknown)."""
     ann: Any = root
     value = data
     for el in path:
@@ -190,8 +202,7 @@ def model_at(root: type[BaseModel], path: PathT, data: Any) -> type[BaseModel] |
         else:
             return None
         value = _child(value, el)
-    ann = _pick(ann, value)
-    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return ann
 
 
 def _child(value: Any, el: str | int) -> Any:
@@ -365,11 +376,10 @@ def _problem(
         )
     if kind == "union_tag_not_found":
         disc = ctx.get("discriminator", "").strip("'")
-        model = model_at(root, path[:-1], data) if path else None
-        field = model.model_fields.get(str(path[-1])) if model and path else None
         tags: list[str] = []
-        if field is not None:
-            for m in typing.get_args(_strip(field.annotation)):
+        union = _strip(annotation_at(root, path, data))
+        if _is_union(union):
+            for m in typing.get_args(union):
                 m = _strip(m)
                 if isinstance(m, type) and issubclass(m, BaseModel) and disc in m.model_fields:
                     tags.extend(typing.get_args(m.model_fields[disc].annotation))

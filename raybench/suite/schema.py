@@ -26,6 +26,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -268,7 +269,18 @@ class Protocol(Strict):
         0.2, gt=0.0, lt=1.0, description="held-out fraction (group_holdout only)"
     )
     group: Literal["subject_id"] = Field("subject_id", description="grouping column")
-    stratify: list[Literal["label", "site", "scanner"]] = Field(
+    stratify: Annotated[
+        list[Literal["label", "site", "scanner"]],
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "array", "items": {"enum": list(STRATIFY_COLUMNS)}},
+                    {"enum": list(STRATIFY_COLUMNS)},
+                    {"type": "null"},
+                ]
+            }
+        ),
+    ] = Field(
         default_factory=lambda: ["label"],
         description="columns to stratify on: [], [label], [label, site] (a single name is a list)",
     )
