@@ -1,0 +1,129 @@
+"""`raybench plan`: the shipped suites compile; --json counts equal the product of the factors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from raybench.cli.main import app
+from raybench.plan import expand_search_space
+from raybench.suite import load_suite
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITES = sorted((ROOT / "suites").glob("*.yaml"))
+SYNTHETIC = [p for p in SUITES if "source: manifest" not in p.read_text()]
+runner = CliRunner()
+
+
+def expected_counts(suite) -> Counter:
+    """The product of the factors, computed from the suite alone."""
+
+    def folds(p, sites):
+        return sites if p.strategy == "leave_one_site_out" else p.k * p.repeats
+
+    inner = suite.validation.inner
+    n_inner = 0 if inner is None else (inner.k if inner.strategy == "group_kfold" else 1)
+    counts: Counter = Counter()
+    for ds in suite.datasets:
+        sites = ds.params.sites
+        n_folds = sum(folds(p, sites) for p in [suite.validation.outer, *suite.validation.extra])
+        for model in suite.models:
+            points = len(expand_search_space(model, suite.training))
+            counts["refit"] += n_folds * len(suite.seeds)
+            if points > 1:
+                counts["search"] += n_folds * len(suite.seeds) * points * n_inner
+    return counts
+
+
+@pytest.mark.parametrize("path", SYNTHETIC, ids=[p.stem for p in SYNTHETIC])
+def test_shipped_suites_plan_as_many_trials_as_the_product_of_the_factors(path, tmp_path):
+    data_root = tmp_path / "data"
+    result = runner.invoke(app, ["plan", str(path), "--json", "--data-root", str(data_root)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert Counter(r["stage"] for r in rows) == expected_counts(load_suite(path))
+    keys = {
+        "trial_id",
+        "stage",
+        "dataset",
+        "model",
+        "protocol",
+        "outer_fold",
+        "inner_fold",
+        "seed",
+        "params",
+        "depends_on",
+    }
+    assert all(set(r) == keys for r in rows)
+    assert len({r["trial_id"] for r in rows}) == len(rows)
+    ids = {r["trial_id"] for r in rows}
+    assert all(set(r["depends_on"]) <= ids for r in rows)
+    assert not data_root.exists(), "plan must not write anything"
+
+
+def test_quickstart_is_small_and_the_table_shows_counts_and_resources(tmp_path):
+    result = runner.invoke(
+        app, ["plan", str(ROOT / "suites/quickstart.yaml"), "--data-root", str(tmp_path / "d")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "total trials: 12" in result.stdout
+    assert "12 CPU-trials, 0 GPU-trials" in result.stdout
+    assert "synth / outer: 3 outer folds" in result.stdout
+
+
+def test_manifest_example_with_data_made_as_its_comment_says(tmp_path):
+    suite_dir = tmp_path / "suites"
+    suite_dir.mkdir()
+    shutil.copy(ROOT / "suites/manifest_example.yaml", suite_dir)
+    made = runner.invoke(
+        app,
+        [
+            "data",
+            "synth",
+            str(tmp_path / "data/example"),
+            "--sites",
+            "3",
+            "--scanners-per-site",
+            "1",
+            "--subjects",
+            "12",
+            "--sessions",
+            "2",
+            "--shape",
+            "16",
+            "16",
+            "16",
+            "--effect",
+            "1.0",
+            "--seed",
+            "5",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    result = runner.invoke(app, ["plan", str(suite_dir / "manifest_example.yaml"), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 3 * 2  # 3 outer folds x 2 seeds, one model, no search
+
+
+def test_an_unsplittable_suite_exits_2_with_a_located_message(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(
+        "name: tiny\n"
+        "datasets: [{name: s, source: synthetic, params: {subjects: 6, sites: 2}}]\n"
+        "task: {type: classification, label: diagnosis}\n"
+        "models: [{name: m, arch: classifier}]\n"
+        "validation:\n"
+        "  outer: {strategy: group_kfold, k: 2, stratify: []}\n"
+        "  inner: {strategy: group_kfold, k: 5, stratify: []}\n"
+    )
+    result = runner.invoke(app, ["plan", str(suite), "--data-root", str(tmp_path / "d")])
+    assert result.exit_code == 2
+    assert "dataset 's', validation.outer fold 'fold0', validation.inner: group_kfold: k=5" in (
+        " ".join(result.output.split())
+    )
