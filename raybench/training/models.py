@@ -51,7 +51,8 @@ class _Arch:
     fixed: Callable[[int, int, int, tuple[int, ...] | None], dict[str, Any]]
     defaults: Mapping[str, Any] = ()  # type: ignore[assignment]
     dropout: str | None = None
-    signature_of: Callable[..., Any] | None = None
+    signature_of: tuple[Callable[..., Any], ...] = ()
+    internal: frozenset[str] = frozenset({"progress"})
 
 
 def _dense(sd: int, cin: int, cout: int, shape: tuple[int, ...] | None) -> dict[str, Any]:
@@ -85,16 +86,32 @@ def _regressor(sd: int, cin: int, cout: int, shape: tuple[int, ...] | None) -> d
 
 _SMALL_CNN = {"channels": (8, 16, 32), "strides": (2, 2, 2)}
 
+#: Arguments of MONAI's ResNet that the depth name fixes (``resnet18`` *is* its block and layers).
+_RESNET_INTERNAL = frozenset({"progress", "block", "layers", "block_inplanes", "feed_forward"})
+
 _ARCHS: dict[str, _Arch] = {
     "densenet121": _Arch(nets.DenseNet121, "global", _dense, dropout="dropout_prob"),
     "densenet169": _Arch(nets.DenseNet169, "global", _dense, dropout="dropout_prob"),
     "densenet201": _Arch(nets.DenseNet201, "global", _dense, dropout="dropout_prob"),
-    "resnet10": _Arch(nets.resnet10, "global", _resnet, signature_of=nets.ResNet),
-    "resnet18": _Arch(nets.resnet18, "global", _resnet, signature_of=nets.ResNet),
-    "resnet34": _Arch(nets.resnet34, "global", _resnet, signature_of=nets.ResNet),
-    "resnet50": _Arch(nets.resnet50, "global", _resnet, signature_of=nets.ResNet),
+    "resnet10": _Arch(
+        nets.resnet10, "global", _resnet, signature_of=(nets.ResNet,), internal=_RESNET_INTERNAL
+    ),
+    "resnet18": _Arch(
+        nets.resnet18, "global", _resnet, signature_of=(nets.ResNet,), internal=_RESNET_INTERNAL
+    ),
+    "resnet34": _Arch(
+        nets.resnet34, "global", _resnet, signature_of=(nets.ResNet,), internal=_RESNET_INTERNAL
+    ),
+    "resnet50": _Arch(
+        nets.resnet50, "global", _resnet, signature_of=(nets.ResNet,), internal=_RESNET_INTERNAL
+    ),
     "seresnet50": _Arch(
-        nets.SEResNet50, "global", _senet, dropout="dropout_prob", signature_of=nets.SENet
+        nets.SEResNet50,
+        "global",
+        _senet,
+        dropout="dropout_prob",
+        signature_of=(nets.SEResNet50, nets.SENet),
+        internal=frozenset({"progress", "block"}),
     ),
     "classifier": _Arch(nets.Classifier, "global", _classifier, _SMALL_CNN, dropout="dropout"),
     "regressor": _Arch(nets.Regressor, "global", _regressor, _SMALL_CNN, dropout="dropout"),
@@ -117,9 +134,6 @@ SEGMENTATION_ARCHITECTURES = tuple(n for n, a in _ARCHS.items() if a.kind == "de
 #: Arguments raybench refuses: pretrained weights are downloaded at run time (not reproducible,
 #: and cluster nodes are often offline).
 _REFUSED = {"pretrained": "pretrained weights are downloaded at run time and break reproducibility"}
-
-#: Constructor arguments that define the architecture itself (fixed by the name) or its output.
-_INTERNAL = {"progress", "block", "layers", "block_inplanes", "feed_forward"}
 
 
 def _out_size(task_type: str, n_classes: int) -> int:
@@ -235,8 +249,10 @@ def build_network(
         if params.get(key):
             raise SuiteError(f"model arch={arch!r}: params.{key} is not supported ({why})")
     fixed = spec.fixed(spatial_dims, in_channels, out, shape)
-    accepted, _ = _accepted(spec.signature_of or spec.factory)
-    accepted -= _INTERNAL
+    accepted: set[str] = set()
+    for func in spec.signature_of or (spec.factory,):
+        accepted |= _accepted(func)[0]
+    accepted -= spec.internal
     portable_dropout = params.pop("dropout", None) if spec.dropout != "dropout" else None
     for key in params:
         if key in fixed:
