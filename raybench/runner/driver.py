@@ -1,0 +1,246 @@
+"""The driver: run a compiled plan on Ray, one Ray Tune run per stage.
+
+``run_plan`` takes the store's lock, starts (or joins) Ray, and for each stage in order: skips the
+trials already committed as completed (resume), resolves the refits' search points from the
+committed search trials, runs the rest as one ``Tuner`` over ``{"trial_id": grid_search(ids)}``
+with the suite's resources, retries and actor reuse, and records every trial that failed after its
+retries as a ``failed`` row. A stage starts only when the previous one has finished, so each refit
+sees all its search trials. See docs/running.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from raybench.data.cohort import Cohort
+from raybench.errors import RaybenchError
+from raybench.plan.spec import Plan, TrialSpec
+from raybench.runner.cluster import ClusterInfo, init_ray
+from raybench.runner.failures import describe_error
+from raybench.runner.interrupt import RunInterrupted, StopOnInterrupt, catch_sigint, interrupted
+from raybench.runner.options import EventFn, RunOptions, RunSummary
+from raybench.runner.progress import TuneEvents
+from raybench.runner.records import failed_row
+from raybench.runner.selection import resolve_refits
+from raybench.runner.trainable import AttemptCounter, Payload, make_trainable
+
+log = logging.getLogger(__name__)
+
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+
+
+def parse_memory(text: str) -> float:
+    """Bytes in ``"4GB"``, ``"512MiB"``, ``"2G"`` or ``"1000000"``.
+
+    >>> parse_memory("4GB"), parse_memory("1KiB")
+    (4000000000.0, 1024.0)
+    """
+    m = _MEMORY.match(text)
+    if not m:
+        raise RaybenchError(
+            f"resources.memory={text!r} is not a size; write e.g. '4GB', '512MiB' or bytes"
+        )
+    unit = (m.group(2) or "").upper().removesuffix("B")
+    base = 1024 if unit.endswith("I") else 1000
+    exponent = " KMGT".index(unit[:1]) if unit else 0
+    return float(m.group(1)) * base**exponent
+
+
+def trial_resources(spec: TrialSpec) -> dict[str, float]:
+    """Tune resources of a trial from its config: cpu, gpu (fractions allowed), memory, custom."""
+    res = spec.config.get("resources") or {}
+    out: dict[str, float] = {"cpu": float(res.get("cpu", 1.0)), "gpu": float(res.get("gpu", 0.0))}
+    if res.get("memory"):
+        out["memory"] = parse_memory(str(res["memory"]))
+    for name, amount in (res.get("custom") or {}).items():
+        out[str(name)] = float(amount)
+    return out
+
+
+def _retries(specs: Sequence[TrialSpec], options: RunOptions) -> int:
+    if options.max_retries is not None:
+        return options.max_retries
+    return max(int((s.config.get("resources") or {}).get("max_retries", 1)) for s in specs)
+
+
+def _completed_ids(store: Any) -> set[str]:
+    return set(store.committed_ids()) - set(store.failed_ids())
+
+
+def _scores(store: Any, ids: set[str]) -> dict[str, float | None]:
+    """val_score of the completed trials among ``ids``, read from the store's ``trials`` table."""
+    if not ids:
+        return {}
+    import polars as pl
+
+    frame = (
+        store.scan("trials")
+        .filter(pl.col("trial_id").is_in(sorted(ids)) & (pl.col("status") == "completed"))
+        .select("trial_id", "val_score")
+        .collect()
+    )
+    return dict(zip(frame["trial_id"].to_list(), frame["val_score"].to_list(), strict=True))
+
+
+class _Run:
+    """State of one ``run_plan`` call (kept out of the public function to keep it short)."""
+
+    def __init__(self, plan: Plan, cohorts: Mapping[str, Cohort], store: Any, opts: RunOptions):
+        self.plan, self.cohorts, self.store, self.opts = plan, cohorts, store, opts
+        self.emit: EventFn = opts.on_event or (lambda event: None)
+        self.completed: list[str] = []
+        self.failed: dict[str, str] = {}
+        self.skipped: list[str] = []
+        self.specs: dict[str, TrialSpec] = {t.trial_id: t for t in plan.trials}
+
+    def record_failure(self, spec: TrialSpec, error: str, traceback: str, attempts: int) -> None:
+        self.store.commit(spec.trial_id, {"trials": failed_row(spec, error, traceback, attempts)})
+        self.failed[spec.trial_id] = error
+        self.emit({"type": "trial_failed", "stage": spec.stage, "trial_id": spec.trial_id})
+
+    def run_stage(
+        self, stage: str, specs: Sequence[TrialSpec], counter: Any, scratch: Path
+    ) -> None:
+        done = _completed_ids(self.store)
+        todo = [s for s in specs if s.trial_id not in done]
+        self.skipped += [s.trial_id for s in specs if s.trial_id in done]
+        self.emit(
+            {
+                "type": "stage_start",
+                "stage": stage,
+                "total": len(specs),
+                "skipped": len(specs) - len(todo),
+            }
+        )
+        if stage == "refit":
+            deps = {d for s in todo for d in s.depends_on}
+            todo, errors = resolve_refits(todo, self.specs, _scores(self.store, deps))
+            for trial_id, exc in errors.items():
+                self.record_failure(self.specs[trial_id], str(exc).splitlines()[0], str(exc), 0)
+        if todo:
+            self._tune(stage, todo, counter, scratch)
+        self.emit({"type": "stage_end", "stage": stage})
+
+    def _tune(self, stage: str, todo: list[TrialSpec], counter: Any, scratch: Path) -> None:
+        by_id = {s.trial_id: s for s in todo}
+        payload = Payload(
+            specs=by_id,
+            cohorts={name: self.cohorts[name] for name in {s.dataset for s in todo}},
+            store=self.store,
+            trial_fn=self.opts.trial_fn or _default_trial_fn(),
+            cache_dir=self.opts.cache_dir or Path(tempfile.gettempdir()) / "raybench-cache",
+            wandb_dir=self.opts.wandb_dir,
+            counter=counter,
+        )
+        resources = {tid: trial_resources(s) for tid, s in by_id.items()}
+        distinct = {tuple(sorted(r.items())) for r in resources.values()}
+        per_trial: Any = (
+            next(iter(resources.values()))
+            if len(distinct) == 1
+            else (lambda config: resources[config["trial_id"]])
+        )
+        tuner = tune.Tuner(
+            make_trainable(payload, per_trial),
+            param_space={"trial_id": tune.grid_search(list(by_id))},
+            tune_config=tune.TuneConfig(
+                reuse_actors=True, max_concurrent_trials=self.opts.max_concurrent
+            ),
+            run_config=tune.RunConfig(
+                name=f"{stage}-{int(time.time() * 1000)}",
+                storage_path=str(scratch),
+                failure_config=tune.FailureConfig(max_failures=_retries(todo, self.opts)),
+                stop=StopOnInterrupt(),
+                callbacks=[TuneEvents(self.emit, stage)],
+                verbose=0,
+                log_to_file=False,
+            ),
+        )
+        grid = tuner.fit()
+        committed = set(self.store.committed_ids())
+        for result in grid:
+            trial_id = (result.config or {}).get("trial_id")
+            if trial_id not in by_id:
+                continue
+            if result.error is None and trial_id in committed:
+                self.completed.append(trial_id)
+            elif result.error is not None and not interrupted():
+                error, traceback = describe_error(result.error)
+                attempts = int(ray.get(counter.get.remote(trial_id)))
+                self.record_failure(by_id[trial_id], error, traceback, attempts)
+
+
+def _default_trial_fn() -> Any:
+    from raybench.runner.execute import execute_trial
+
+    return execute_trial
+
+
+def run_plan(
+    plan: Plan,
+    cohorts: Mapping[str, Cohort],
+    store: Any,
+    options: RunOptions | None = None,
+) -> RunSummary:
+    """Run every trial of ``plan`` that has no completed result in ``store``; return a summary.
+
+    ``store`` is a :class:`raybench.store.ResultStore` (or anything with its ``lock``, ``commit``,
+    ``committed_ids``, ``failed_ids`` and ``scan``). Failed trials are recorded, not raised: check
+    :attr:`RunSummary.failed`. Raises :class:`RunInterrupted` after a clean stop on SIGINT and
+    :class:`~raybench.errors.ResultsError` when another run holds the store's lock.
+    """
+    opts = options or RunOptions()
+    start = time.time()
+    run = _Run(plan, cohorts, store, opts)
+    with store.lock():
+        info: ClusterInfo | None = None
+        scratch = opts.scratch_dir or Path(tempfile.mkdtemp(prefix="raybench-tune-"))
+        tune_logger = logging.getLogger("ray.tune")
+        level = tune_logger.level
+        tune_logger.setLevel(logging.CRITICAL)
+        try:
+            info = init_ray(
+                opts.address,
+                num_cpus=opts.num_cpus,
+                num_gpus=opts.num_gpus,
+                include_dashboard=opts.include_dashboard,
+                **opts.ray_init_kwargs,
+            )
+            run.emit({"type": "run_start", "cluster": info, "trials": len(plan.trials)})
+            counter = AttemptCounter.remote()
+            with catch_sigint():
+                for stage, specs in plan.stages:
+                    run.run_stage(stage, specs, counter, scratch)
+                    if interrupted():
+                        break
+            if interrupted():
+                hint = opts.resume_command or "run the same command again"
+                raise RunInterrupted(
+                    f"interrupted: {len(run.completed) + len(run.skipped)} trial(s) committed, "
+                    f"the others are pending; nothing half-written was kept. Resume with: {hint}"
+                )
+        finally:
+            tune_logger.setLevel(level)
+            if opts.scratch_dir is None:
+                shutil.rmtree(scratch, ignore_errors=True)
+            if info is not None and info.started_here:
+                ray.shutdown()
+    summary = RunSummary(
+        results=str(getattr(store, "uri", store)),
+        completed=tuple(run.completed),
+        failed=dict(run.failed),
+        skipped=tuple(run.skipped),
+        seconds=time.time() - start,
+        dashboard_url=info.dashboard_url if info else None,
+    )
+    run.emit({"type": "run_end", "summary": summary})
+    return summary

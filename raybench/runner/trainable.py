@@ -1,0 +1,133 @@
+"""The worker side: what one Ray Tune trial runs.
+
+:func:`make_trainable` ships the stage's specs, cohorts, store and trial function to the object
+store **once** (``tune.with_parameters``); each trial then looks its spec up by the ``trial_id`` of
+its Tune config, runs the trial function, checks that the result is finite, commits the tables to
+the store from the worker and reports. Anything that goes wrong raises
+:class:`~raybench.runner.failures.TrialFailure` so that Tune retries the trial as the suite says.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import ray
+from ray import tune
+
+from raybench.data.cohort import Cohort
+from raybench.errors import TrialError
+from raybench.plan.spec import TrialSpec
+from raybench.runner.failures import wrap
+from raybench.runner.options import TrialFn
+from raybench.runner.tracking import trial_run
+
+
+@dataclass
+class WorkerContext:
+    """What the runner gives a trial function besides its spec and cohort.
+
+    ``device`` is ``"cuda:0"`` when the trial was given a GPU and torch sees one, else ``"cpu"``;
+    ``num_threads`` the CPUs reserved for the trial; ``on_epoch`` logs one ``epochs`` row (to W&B)
+    or is None; ``attempt`` counts from 1; ``node`` is the hostname and ``node_id`` Ray's node id.
+    """
+
+    cache_dir: Path
+    device: str
+    num_threads: int
+    on_epoch: Any
+    attempt: int
+    node: str
+    node_id: str
+    started_at: float = field(default_factory=time.time)
+
+
+@ray.remote(num_cpus=0)
+class AttemptCounter:
+    """Counts the attempts of each trial across workers and nodes (for the ``attempts`` column)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def next(self, trial_id: str) -> int:
+        self._counts[trial_id] = self._counts.get(trial_id, 0) + 1
+        return self._counts[trial_id]
+
+    def get(self, trial_id: str) -> int:
+        return self._counts.get(trial_id, 0)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Everything a stage's trials share; shipped once through the object store."""
+
+    specs: Mapping[str, TrialSpec]
+    cohorts: Mapping[str, Cohort]
+    store: Any
+    trial_fn: TrialFn
+    cache_dir: Path
+    wandb_dir: Path | None
+    counter: Any
+
+
+def _device(spec: TrialSpec) -> str:
+    gpu = float(spec.config.get("resources", {}).get("gpu", 0) or 0)
+    if gpu <= 0:
+        return "cpu"
+    try:
+        import torch
+
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def check_tables(trial_id: str, tables: Mapping[str, pa.Table]) -> None:
+    """Refuse a result without its ``trials`` row or with a non-finite ``val_score``."""
+    if "trials" not in tables or tables["trials"].num_rows != 1:
+        raise TrialError(
+            f"trial {trial_id}: the trial function returned tables {sorted(tables)} without "
+            "exactly one 'trials' row; it must return trials, predictions, epochs and splits"
+        )
+    trials = tables["trials"]
+    if "val_score" in trials.column_names:
+        score = trials.column("val_score")[0].as_py()
+        if score is not None and not math.isfinite(score):
+            raise TrialError(f"trial {trial_id}: non-finite val_score {score}")
+
+
+def run_one(config: dict[str, Any], payload: Payload) -> None:
+    """Run, check and commit one trial (the Tune function trainable)."""
+    trial_id = config["trial_id"]
+    spec = payload.specs[trial_id]
+    attempt = int(ray.get(payload.counter.next.remote(trial_id)))
+    try:
+        cpus = float(spec.config.get("resources", {}).get("cpu", 1) or 1)
+        with trial_run(spec, payload.wandb_dir) as on_epoch:
+            ctx = WorkerContext(
+                cache_dir=payload.cache_dir,
+                device=_device(spec),
+                num_threads=max(1, int(cpus)),
+                on_epoch=on_epoch,
+                attempt=attempt,
+                node=socket.gethostname(),
+                node_id=ray.get_runtime_context().get_node_id(),
+            )
+            tables = payload.trial_fn(spec, payload.cohorts[spec.dataset], ctx)
+            check_tables(trial_id, tables)
+        payload.store.commit(trial_id, dict(tables))
+    except Exception as exc:
+        raise wrap(exc) from None
+    tune.report({"committed": 1, "attempt": attempt, "pid": os.getpid(), "node_id": ctx.node_id})
+
+
+def make_trainable(payload: Payload, resources: Mapping[str, float]) -> Any:
+    """The Tune trainable of a stage: :func:`run_one` with ``payload`` and per-trial resources."""
+    return tune.with_resources(tune.with_parameters(run_one, payload=payload), dict(resources))

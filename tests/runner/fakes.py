@@ -1,0 +1,157 @@
+"""Small trial functions and a plan builder for the runner's tests (no training, real tables).
+
+A fake trial's behaviour comes from its config's ``fake`` entry: ``{"mode": "ok" | "raise" |
+"nan" | "die" | "flaky", "sleep": seconds, "score": float}``. It returns real pyarrow tables with
+the columns of docs/results.md, and logs its epochs through ``ctx.on_epoch`` like the training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from raybench.data.cohort import Cohort
+from raybench.plan.spec import Plan, TrialSpec
+from raybench.runner.records import failed_row, trials_schema
+
+
+def cohort(n_subjects: int = 6) -> Cohort:
+    rows = [
+        {
+            "sample_id": f"s{i}",
+            "subject_id": f"sub{i}",
+            "session_id": "ses1",
+            "scanner": "sc0",
+            "site": f"site{i % 2}",
+            "image": f"/nonexistent/s{i}.nii.gz",
+        }
+        for i in range(n_subjects)
+    ]
+    return Cohort(name="toy", table=pl.DataFrame(rows), fingerprint="f" * 64)
+
+
+def spec(
+    trial_id: str,
+    *,
+    stage: str = "refit",
+    mode: str = "ok",
+    sleep: float = 0.0,
+    score: float = 0.5,
+    params: dict[str, Any] | None = None,
+    candidates: tuple[dict[str, Any], ...] = (),
+    depends_on: tuple[str, ...] = (),
+    resources: dict[str, Any] | None = None,
+    wandb: dict[str, Any] | None = None,
+    state_dir: str | None = None,
+) -> TrialSpec:
+    config = {
+        "suite": "toy",
+        "task": {"type": "classification"},
+        "model": {"arch": "classifier", "params": {}},
+        "training": {"lr": 1e-3},
+        "evaluation": {"selection_metric": "auc"},
+        "resources": {"cpu": 1, "gpu": 0, "max_retries": 1, "custom": {}, **(resources or {})},
+        "wandb": wandb,
+        "fake": {"mode": mode, "sleep": sleep, "score": score, "state_dir": state_dir},
+    }
+    return TrialSpec(
+        trial_id=trial_id,
+        stage=stage,  # type: ignore[arg-type]
+        dataset="toy",
+        model="m",
+        protocol="outer",
+        outer_fold=0,
+        inner_fold=0 if stage == "search" else None,
+        seed=0,
+        params={} if params is None and not depends_on else params,
+        candidates=candidates,
+        config=config,
+        train_ids=("s0", "s1", "s2"),
+        val_ids=("s3",),
+        test_ids=("s4", "s5"),
+        depends_on=depends_on,
+        config_hash="c" * 16,
+        data_fingerprint="f" * 64,
+    )
+
+
+def plan(*stages: tuple[str, list[TrialSpec]]) -> Plan:
+    return Plan(suite_name="toy", stages=tuple((name, tuple(ts)) for name, ts in stages))
+
+
+def fake_trial(spec: TrialSpec, cohort: Cohort, ctx: Any) -> dict[str, pa.Table]:
+    """Behave as ``spec.config["fake"]`` says, then return the trial's four tables."""
+    fake = spec.config["fake"]
+    started = datetime.now(UTC)
+    if fake.get("sleep"):
+        time.sleep(fake["sleep"])
+    mode = fake["mode"]
+    if mode == "raise":
+        raise RuntimeError(f"fake failure of {spec.trial_id}\nsecond line of the message")
+    if mode == "die":
+        os._exit(3)
+    if mode == "flaky":  # fails on the first attempt only
+        marker = Path(fake["state_dir"]) / f"{spec.trial_id}.attempted"
+        if not marker.exists():
+            marker.touch()
+            raise RuntimeError("flaky first attempt")
+    score = float("nan") if mode == "nan" else float(fake["score"])
+    if spec.params and "lr" in spec.params:
+        score = float(fake["score"]) - abs(spec.params["lr"] - 0.01)
+    for epoch in range(2):
+        for split in ("train", "val"):
+            row = {
+                "trial_id": spec.trial_id,
+                "epoch": epoch,
+                "split": split,
+                "loss": 1.0 / (1 + epoch),
+                "metric": "auc" if split == "val" else None,
+                "value": score if split == "val" else None,
+                "lr": 1e-3,
+                "seconds": 0.01,
+            }
+            if ctx.on_epoch is not None:
+                ctx.on_epoch(row)
+    row = failed_row(spec, "", "", ctx.attempt, started_at=started).to_pylist()[0]
+    row.update(
+        status="completed",
+        error=None,
+        traceback=None,
+        val_score=score,
+        node=f"{ctx.node}/{ctx.node_id}",
+        device=ctx.device,
+        params=json.dumps(spec.params or {}, sort_keys=True),
+    )
+    schema = trials_schema()
+    trials = pa.Table.from_pylist([row], schema=schema) if schema else pa.Table.from_pylist([row])
+    preds = pa.Table.from_pylist(
+        [
+            {
+                "trial_id": spec.trial_id,
+                "sample_id": s,
+                "y_true": 1.0,
+                "y_pred": 1.0,
+                "score": score if score == score else 0.0,
+            }
+            for s in spec.test_ids
+        ]
+    )
+    splits = pa.Table.from_pylist(
+        [
+            {"trial_id": spec.trial_id, "sample_id": s, "subject_id": "sub" + s[1:], "role": role}
+            for role, ids in (
+                ("train", spec.train_ids),
+                ("val", spec.val_ids),
+                ("test", spec.test_ids),
+            )
+            for s in ids
+        ]
+    )
+    return {"trials": trials, "predictions": preds, "splits": splits}
