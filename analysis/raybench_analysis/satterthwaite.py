@@ -160,14 +160,21 @@ class CrossProducts:
         q = self.q
         lam = sp.csc_matrix((theta[self.lam_index], (self.lam_rows, self.lam_cols)), shape=(q, q))
         a = (lam.T @ self.ztz @ lam).toarray() + np.eye(q)
-        chol = sla.cholesky(a, lower=True)
-        rzx = sla.solve_triangular(chol, lam.T @ self.ztx, lower=True)
-        cu = sla.solve_triangular(chol, lam.T @ self.zty, lower=True)
+        chol = np.linalg.cholesky(a)
+        rhs = lam.T @ np.column_stack([self.ztx, self.zty])
+        # one triangular solve for [Z'X, Z'y]; numpy's LU is faster for small q under BLAS
+        # thread contention, LAPACK's triangular solve wins for large q
+        if q <= 400:
+            sol = np.linalg.solve(chol, rhs)
+        else:
+            sol = sla.solve_triangular(chol, rhs, lower=True, check_finite=False)
+        rzx, cu = sol[:, : self.p], sol[:, self.p]
         xvx = self.xtx - rzx.T @ rzx
         xvy = self.xty - rzx.T @ cu
         yvy = self.yty - float(cu @ cu)
-        cx = sla.cholesky(xvx, lower=True)
-        beta = sla.cho_solve((cx, True), xvy)
+        cx = np.linalg.cholesky(xvx)
+        xvx_inv = np.linalg.inv(xvx)
+        beta = xvx_inv @ xvy
         rss = max(yvy - float(beta @ xvy), 0.0)
         logdet_a = 2.0 * float(np.sum(np.log(np.diag(chol))))
         logdet_x = 2.0 * float(np.sum(np.log(np.diag(cx))))
@@ -176,7 +183,7 @@ class CrossProducts:
         dev = dof * (_LOG_2PI + np.log(s2)) + logdet_a + rss / s2
         if reml:
             dev += logdet_x
-        vcov = s2 * sla.cho_solve((cx, True), np.eye(self.p))
+        vcov = s2 * xvx_inv
         return {"deviance": float(dev), "beta": beta, "vcov": vcov, "sigma": float(np.sqrt(s2))}
 
 
