@@ -189,7 +189,7 @@ class Evaluator:
             )
         out = np.empty(len(counts))  # user callable: the documented slow path
         for i, c in enumerate(counts):
-            idx = np.repeat(np.arange(len(self.unit)), c[self.unit])
+            idx = np.repeat(np.arange(len(self.unit)), c[self.unit].astype(np.int64))
             out[i] = float(m(self.frame[idx])) if len(idx) and self.frame is not None else np.nan
         return out
 
@@ -350,7 +350,7 @@ def bootstrap(
                 "se": float(np.std(ok, ddof=1)) if len(ok) > 1 else math.nan,
                 "ci_low": float(lo),
                 "ci_high": float(hi),
-                **{f"n_{lvl}": size for lvl, size in zip(levels, h.sizes, strict=True)},
+                **{f"n_{lvl}": size for lvl, size in zip(h.levels, h.sizes, strict=False)},
                 "n_obs": part.height,
                 "n_boot": len(ok),
                 "method": method,
