@@ -1,0 +1,104 @@
+"""The volume cache: hits on reuse, misses when data or transform change, safe concurrency."""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from raybench.data.cohort import Cohort
+from raybench.errors import DataError
+from raybench.training.cache import CachedVolumes, VolumeCache, preprocess_for, rows_of
+
+
+def _rows(cohort: Cohort) -> list[dict]:
+    return cohort.table.to_dicts()
+
+
+def test_second_use_hits_and_arrays_match_a_fresh_decode(cohort: Cohort, tmp_path: Path) -> None:
+    pre = preprocess_for(cohort, with_mask=True)
+    assert pre.spatial_size == (16, 16, 16)
+    first = VolumeCache(tmp_path, cohort, pre)
+    stats = first.warm(_rows(cohort))
+    assert (stats.hits, stats.misses) == (0, len(cohort.table))
+    second = VolumeCache(tmp_path, cohort, pre)
+    stats = second.warm(_rows(cohort))
+    assert (stats.hits, stats.misses) == (len(cohort.table), 0)
+    row = _rows(cohort)[1]
+    cached = second.load(row)
+    fresh = first._compute(row)
+    assert np.array_equal(cached["image"], fresh["image"])
+    assert cached["image"].shape == (1, 16, 16, 16) and cached["image"].dtype == np.float32
+    assert set(np.unique(cached["mask"])) <= {0, 1}
+    # z-score over the non-zero voxels
+    inside = cached["image"][cached["image"] != 0]
+    assert abs(float(inside.mean())) < 1e-4 and abs(float(inside.std()) - 1) < 1e-3
+
+
+def test_changed_fingerprint_or_transform_misses(cohort: Cohort, tmp_path: Path) -> None:
+    pre = preprocess_for(cohort, with_mask=False)
+    base = VolumeCache(tmp_path, cohort, pre)
+    base.warm(_rows(cohort)[:2])
+    changed_data = dataclasses.replace(cohort, fingerprint="0" * 64)
+    other = VolumeCache(tmp_path, changed_data, pre)
+    assert other.key != base.key
+    assert other.warm(_rows(cohort)[:2]).misses == 2
+    resized = VolumeCache(tmp_path, cohort, dataclasses.replace(pre, spatial_size=(8, 8, 8)))
+    assert resized.key != base.key
+    assert resized.warm(_rows(cohort)[:2]).misses == 2
+    assert resized.load(_rows(cohort)[0])["image"].shape == (1, 8, 8, 8)
+    unnormalised = VolumeCache(tmp_path, cohort, dataclasses.replace(pre, normalize="none"))
+    assert unnormalised.key not in (base.key, resized.key)
+
+
+def test_concurrent_fillers_leave_complete_files_only(cohort: Cohort, tmp_path: Path) -> None:
+    pre = preprocess_for(cohort, with_mask=True)
+    rows = _rows(cohort)
+    caches = [VolumeCache(tmp_path, cohort, pre) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda c: c.warm(rows), caches))
+    root = caches[0].root
+    assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]
+    assert len(list(root.glob("*.npy"))) == 2 * len(rows)
+    reader = VolumeCache(tmp_path, cohort, pre)
+    assert reader.warm(rows).misses == 0
+
+
+def test_torn_file_is_recomputed(cohort: Cohort, tmp_path: Path) -> None:
+    pre = preprocess_for(cohort, with_mask=False)
+    cache = VolumeCache(tmp_path, cohort, pre)
+    row = _rows(cohort)[0]
+    good = cache.load(row)["image"]
+    path = cache._paths(row["sample_id"])["image"]
+    path.write_bytes(path.read_bytes()[:40])
+    again = VolumeCache(tmp_path, cohort, pre)
+    assert np.array_equal(again.load(row)["image"], good) and again.stats.misses == 1
+
+
+def test_dataset_items_and_bad_inputs(cohort: Cohort, tmp_path: Path) -> None:
+    pre = preprocess_for(cohort, with_mask=True)
+    cache = VolumeCache(tmp_path, cohort, pre)
+    rows = rows_of(cohort, ["sub-03_ses-1", "sub-00_ses-1"])
+    assert [r["sample_id"] for r in rows] == ["sub-03_ses-1", "sub-00_ses-1"]
+    item = CachedVolumes(cache, rows, None)[0]
+    assert item["target"].shape == (1, 16, 16, 16) and int(item["target"].sum()) > 0
+    with pytest.raises(DataError, match="not in the cohort table"):
+        rows_of(cohort, ["nobody"])
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not a nifti")
+    bad_row = {**rows[0], "sample_id": "bad", "image": str(broken)}
+    with pytest.raises(DataError, match="sample_id='bad'"):
+        cache.load(bad_row)
+
+
+def test_volumes_of_another_shape_are_resized(cohort: Cohort, tmp_path: Path) -> None:
+    other = tmp_path / "big.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((20, 18, 16), np.float32), np.eye(4)), other)
+    pre = preprocess_for(cohort, with_mask=False)
+    cache = VolumeCache(tmp_path / "c", cohort, pre)
+    row = {**_rows(cohort)[0], "sample_id": "big", "image": str(other)}
+    assert cache.load(row)["image"].shape == (1, 16, 16, 16)
