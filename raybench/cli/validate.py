@@ -25,7 +25,7 @@ NoDataFlag = Annotated[
 
 
 def check_data(suite: Suite, suite_path: Path) -> dict[str, Any]:
-    """Run the data engineer's ``check_dataset(spec, suite_dir)`` on every dataset of ``suite``.
+    """Run ``raybench.data.check_dataset(spec, suite_dir, task=...)`` on every dataset of ``suite``.
 
     Returns ``{"checked": bool, "note": str | None, "errors": [{"dataset", "error"}]}``; a missing
     ``check_dataset`` (older raybench.data) is a note, not an error.
@@ -39,7 +39,7 @@ def check_data(suite: Suite, suite_path: Path) -> dict[str, Any]:
     errors = []
     for spec in suite.datasets:
         try:
-            check_dataset(spec, base)
+            check_dataset(spec, base, task=suite.task)
         except RaybenchError as exc:
             errors.append({"dataset": spec.name, "error": str(exc)})
     return {"checked": True, "note": None, "errors": errors}

@@ -52,7 +52,8 @@ def test_data_checks_call_check_dataset_per_dataset(
 ) -> None:
     calls: list[tuple[str, Path]] = []
 
-    def check_dataset(spec: Any, suite_dir: Path) -> None:
+    def check_dataset(spec: Any, suite_dir: Path, task: Any = None) -> None:
+        assert task is not None and task.label == "diagnosis"
         calls.append((spec.name, suite_dir))
         if spec.source == "manifest":
             raise DataError(f"{suite_dir / spec.path}: no such manifest")

@@ -82,3 +82,17 @@ def test_reference_lists_every_key_of_every_model() -> None:
     for _, obj in _objects(schema):
         for key in obj["properties"]:
             assert f"| `{key}` |" in ref
+
+
+def test_docs_error_example_is_what_the_loader_prints() -> None:
+    import re
+
+    from raybench.suite import SuiteValidationError, parse_suite
+
+    text = DOCS_PATH.read_text(encoding="utf-8")
+    suite_text, output = re.search(
+        r"For this suite\n\n```yaml\n(.*?)```\n.*?```\nerror: (.*?)\n```", text, re.S
+    ).groups()
+    with pytest.raises(SuiteValidationError) as info:
+        parse_suite(suite_text, "suite.yaml")
+    assert str(info.value) == output
