@@ -241,7 +241,7 @@ def tissue(
     severity = min(ATROPHY_PER_EFFECT * effect, ATROPHY_MAX) * float(diseased)
     d2 = np.sum((p - ATROPHY_CENTER[:, None, None, None]) ** 2, axis=0) / ATROPHY_WIDTH**2
     near = np.where(d2 < ATROPHY_CUTOFF**2, np.exp(-d2 / 2), 0.0)  # compact support
-    r_pial = R_PIAL - severity * thickness * near
+    r_pial = R_PIAL - severity * near * (R_PIAL - r_wm)  # local thickness x (1 - severity*near)
 
     ventricle_radii = VENTRICLE_RADII * (1.0 + VENTRICLE_GROWTH_PER_YEAR * years)
     layers: list[tuple[np.ndarray, float]] = [
