@@ -89,6 +89,12 @@ def hierarchical_predictions(
     return pl.DataFrame(rows)
 
 
+@pytest.fixture(scope="session")
+def make_predictions() -> Callable[..., pl.DataFrame]:
+    """The :func:`hierarchical_predictions` factory, for tests that need other settings."""
+    return hierarchical_predictions
+
+
 @pytest.fixture()
 def predictions() -> pl.DataFrame:
     """Two models, 4 sites x 10 subjects x 2 sessions, 3 folds, 2 seeds (640 rows)."""

@@ -1,0 +1,110 @@
+"""compare(): pairing, seed averaging, the three methods and the multiplicity corrections."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from raybench_analysis import compare, corrected_ttest, metric_by
+from raybench_analysis._frames import AnalysisError
+from statsmodels.stats.multitest import multipletests
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*replicates left")
+
+
+def _by_hand(frame: pl.DataFrame, metric: str) -> dict[str, np.ndarray]:
+    """Per model: per-fold metric averaged over seeds (folds sorted)."""
+    per = metric_by(frame, metric, by=["model", "outer_fold", "seed"])
+    folds = per.group_by("model", "outer_fold").agg(pl.col("estimate").mean()).sort("outer_fold")
+    return {m: folds.filter(model=m)["estimate"].to_numpy() for m in ("a", "b")}
+
+
+@pytest.mark.parametrize("metric", ["auc", "accuracy"])
+def test_estimate_and_ttest_by_hand(predictions, metric):
+    out = compare(predictions, metric=metric, method=["bootstrap", "corrected_ttest"], n_boot=300)
+    assert out.columns == [
+        "dataset", "model_a", "model_b", "metric", "estimate", "se", "ci_low", "ci_high",
+        "p_value", "p_adjusted", "method", "unit", "correction", "n_splits", "n_seeds",
+        "n_resamples",
+    ]  # fmt: skip
+    folds = _by_hand(predictions, metric)
+    diff = folds["a"] - folds["b"]
+    boot = out.filter(pl.col("method").str.contains("bootstrap")).row(0, named=True)
+    # the score of a model is the mean over folds of its seed-averaged fold metric
+    assert boot["estimate"] == pytest.approx(diff.mean(), abs=1e-12)
+    assert boot["ci_low"] <= boot["estimate"] <= boot["ci_high"]
+    assert (boot["unit"], boot["n_splits"], boot["n_seeds"]) == ("subject_id", 3, 2)
+    tt = out.filter(method="corrected resampled t-test (Nadeau & Bengio 2003)").row(0, named=True)
+    # reference: corrected_ttest on the per-fold differences, n_test = 80/3 samples per fold,
+    # n_train = 80 - n_test (the outer training pool)
+    ref = corrected_ttest(diff, n_train=80 - 80 / 3, n_test=80 / 3).row(0, named=True)
+    assert tt["p_value"] == pytest.approx(ref["p_value"], abs=1e-12)
+    assert tt["ci_low"] == pytest.approx(ref["ci_low"], abs=1e-12)
+    assert tt["unit"] == "outer_fold"
+
+
+def test_identical_models_give_zero_difference(predictions):
+    twin = predictions.filter(model="a").with_columns(model=pl.lit("b"))
+    data = pl.concat([predictions.filter(model="a"), twin])
+    out = compare(data, metric="auc", method=["bootstrap", "permutation"], n_boot=200, n_perm=200)
+    for row in out.iter_rows(named=True):
+        assert row["estimate"] == 0.0
+        assert row["p_value"] == 1.0
+    boot = out.filter(pl.col("method").str.contains("bootstrap")).row(0, named=True)
+    assert boot["ci_low"] == boot["ci_high"] == 0.0
+
+
+def test_seed_copies_are_not_independent_replicates(predictions):
+    """Duplicating seeds must not shrink the interval (seeds are averaged, not counted)."""
+    one = predictions.filter(seed=0)
+    copies = pl.concat([one.with_columns(seed=pl.lit(s, pl.Int64)) for s in range(4)])
+    a = compare(one, metric="auc", method="bootstrap", n_boot=300)
+    b = compare(copies, metric="auc", method="bootstrap", n_boot=300)
+    cols = ["estimate", "ci_low", "ci_high", "p_value"]
+    assert b.select(cols).row(0) == pytest.approx(a.select(cols).row(0), abs=1e-12)
+    assert b["n_seeds"][0] == 4
+
+
+def test_power_and_permutation_on_a_real_difference(make_predictions):
+    data = make_predictions(models={"a": 2.5, "b": 0.3}, subjects_per_site=15, rng_seed=4)
+    out = compare(data, metric="auc", levels=["site", "subject_id"],
+                  method=["bootstrap", "permutation"], n_boot=500, n_perm=500)  # fmt: skip
+    for row in out.iter_rows(named=True):
+        assert row["estimate"] > 0.1
+        assert row["p_value"] < 0.02
+    assert out["unit"].to_list() == ["site>subject_id", "subject_id"]
+
+
+def test_holm_and_bh_match_statsmodels(make_predictions):
+    data = make_predictions(models={"a": 1.6, "b": 1.2, "c": 0.8}, rng_seed=2)
+    holm = compare(data, metric="accuracy", method="bootstrap", n_boot=300)
+    assert holm.select("model_a", "model_b").rows() == [("a", "b"), ("a", "c"), ("b", "c")]
+    # reference: statsmodels.stats.multitest.multipletests(p, method="holm")
+    expected = multipletests(holm["p_value"].to_numpy(), method="holm")[1]
+    assert holm["p_adjusted"].to_numpy() == pytest.approx(expected, abs=1e-15)
+    bh = compare(data, metric="accuracy", method="bootstrap", n_boot=300, correction="fdr_bh")
+    expected = multipletests(bh["p_value"].to_numpy(), method="fdr_bh")[1]
+    assert bh["p_adjusted"].to_numpy() == pytest.approx(expected, abs=1e-15)
+    assert bh["correction"].to_list() == ["fdr_bh"] * 3
+
+
+def test_filters_perturbations_and_val_rows(predictions):
+    noisy = predictions.with_columns(perturbation=pl.lit("gaussian_noise(std=0.1)"),
+                                     score=1 - pl.col("score"))  # fmt: skip
+    val = predictions.with_columns(split=pl.lit("val"), score=pl.lit(0.5))
+    plain = compare(predictions, method="bootstrap", n_boot=100)
+    mixed = compare(pl.concat([predictions, noisy, val]), method="bootstrap", n_boot=100)
+    assert mixed["estimate"][0] == pytest.approx(plain["estimate"][0], abs=1e-12)
+
+
+def test_unpaired_and_ambiguous_inputs_are_rejected(predictions):
+    dropped = predictions.filter(~((pl.col("model") == "b") & (pl.col("subject_id") == "sub-003")))
+    with pytest.raises(AnalysisError, match="not evaluated on the same test samples"):
+        compare(dropped, method="bootstrap", n_boot=50)
+    two = pl.concat([predictions, predictions.with_columns(protocol=pl.lit("leave_one_site_out"))])
+    with pytest.raises(AnalysisError, match="mixes protocols"):
+        compare(two, method="bootstrap", n_boot=50)
+    with pytest.raises(AnalysisError, match="method='anova'"):
+        compare(predictions, method="anova")  # type: ignore[arg-type]
+    with pytest.raises(AnalysisError, match="need at least two models"):
+        compare(predictions, models=["a"])
