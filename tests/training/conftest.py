@@ -122,3 +122,9 @@ def make_spec(
         config_hash="c" * 16,
         data_fingerprint=cohort.fingerprint,
     )
+
+
+@pytest.fixture
+def spec_of() -> Any:
+    """The :func:`make_spec` factory (test modules cannot import conftest by name)."""
+    return make_spec
