@@ -62,7 +62,8 @@ def test_same_seed_same_tables() -> None:
 
 
 def test_truth_closed_form_without_seed_effects() -> None:
-    # With no seed/split effects, AUC = Phi(mu / sqrt(s1^2 + s0^2)) (binormal model; Hanley 1988)
+    # With no seed/split effects, AUC = Phi(mu / sqrt(s1^2 + s0^2)) (binormal model; Hanley 1988);
+    # the model-specific subject effect adds its variance to both classes.
     run = simulate_predictions(
         models={"m": 1.2},
         seed_sd=0,
@@ -72,14 +73,16 @@ def test_truth_closed_form_without_seed_effects() -> None:
         site_sd=0.5,
         site_effect_sd=0.3,
         subject_sd=0.8,
+        model_subject_sd=0.4,
         session_sd=0.3,
         noise_sd=0.5,
     )
-    var0 = 0.5**2 + 0.8**2 + 0.3**2 + 0.5**2
+    var0 = 0.5**2 + 0.8**2 + 0.4**2 + 0.3**2 + 0.5**2
     expected = stats.norm.cdf(1.2 / np.sqrt(2 * var0 + 0.3**2))
     for estimand in ("trained", "procedure"):
-        got = run.truth.filter(metric="auc", estimand=estimand)["value"][0]
-        assert got == pytest.approx(expected, abs=1e-12)
+        for metric in ("auc", "auc_pooled"):
+            got = run.truth.filter(metric=metric, estimand=estimand)["value"][0]
+            assert got == pytest.approx(expected, abs=1e-12)
 
 
 def test_large_sample_matches_truth() -> None:
