@@ -170,7 +170,9 @@ def _roi_ratio(table: pl.DataFrame, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 def test_effect_detectable_at_0_8_and_absent_at_0(tmp_path: Path) -> None:
-    params = SyntheticParams(subjects=40, sites=4, scanners_per_site=2, effect=0.8, seed=0)
+    params = SyntheticParams(
+        subjects=40, sites=4, scanners_per_site=2, effect=0.8, shape=(24, 24, 24), seed=0
+    )
     table = synthetic_table(params, generate_cohort(tmp_path / "e", params).parent)
     ratio = _roi_ratio(table, params.shape)
     ad = (table["diagnosis"] == "AD").to_numpy()
