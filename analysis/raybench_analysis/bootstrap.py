@@ -178,6 +178,8 @@ class Evaluator:
         m = self.metric
         if isinstance(m, Metric) and m.kind == "sums":
             assert m.finalize is not None
+            if len(self.present) == counts.shape[1]:  # every unit present: no gather needed
+                return m.finalize(counts @ self.sums)
             return m.finalize(counts[:, self.present] @ self.sums)
         if isinstance(m, Metric):  # AUC: observation weights, in chunks of replicates
             rows = max(1, MAX_CELLS // max(1, len(self.unit)))
