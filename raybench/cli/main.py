@@ -25,3 +25,9 @@ _analyze.register(app)
 from raybench.cli import data as _data  # noqa: E402
 
 _data.register(app)
+from raybench.cli import run as _run  # noqa: E402
+
+_run.register(app)
+from raybench.cli import status as _status  # noqa: E402
+
+_status.register(app)

@@ -21,6 +21,7 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raybench.data.cohort import Cohort
 from raybench.errors import RaybenchError
@@ -179,6 +180,17 @@ class _Run:
                 self.record_failure(by_id[trial_id], error, traceback, attempts)
 
 
+def _write_files(store: Any, files: Mapping[str, bytes]) -> None:
+    """Write ``files`` at the store's root through its filesystem (local path or URI)."""
+    for name, data in files.items():
+        if hasattr(store, "fs"):
+            store.fs.create_dir(store.root, recursive=True)
+            with store.fs.open_output_stream(f"{store.root}/{name}") as out:
+                out.write(data)
+        else:
+            (Path(str(store.uri)) / name).write_bytes(data)
+
+
 def _default_trial_fn() -> Any:
     from raybench.runner.execute import execute_trial
 
@@ -215,8 +227,15 @@ def run_plan(
                 include_dashboard=opts.include_dashboard,
                 **opts.ray_init_kwargs,
             )
+            _write_files(store, opts.files)
+            if hasattr(store, "cleanup_tmp"):
+                store.cleanup_tmp()  # staged files of a driver that was killed: never committed
             run.emit({"type": "run_start", "cluster": info, "trials": len(plan.trials)})
-            counter = AttemptCounter.remote()
+            counter = AttemptCounter.options(  # on the driver's node: it outlives worker nodes
+                scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    ray.get_runtime_context().get_node_id(), soft=False
+                )
+            ).remote()
             with catch_sigint():
                 for stage, specs in plan.stages:
                     run.run_stage(stage, specs, counter, scratch)

@@ -35,6 +35,8 @@ class RunOptions:
     ``None``, removed at the end). ``cache_dir``: the node-local cache of decoded volumes.
     ``wandb_dir``: where W&B writes its offline runs (``None``: W&B off).
     ``resume_command``: the exact shell command that resumes this run, printed on interruption.
+    ``files``: files written at the root of the results directory once its lock is held (the CLI
+    writes ``suite.yaml`` and ``plan.json`` this way, so a refused second run overwrites nothing).
     """
 
     address: str | None = None
@@ -47,6 +49,7 @@ class RunOptions:
     cache_dir: Path | None = None
     wandb_dir: Path | None = None
     resume_command: str | None = None
+    files: Mapping[str, bytes] = field(default_factory=dict)
     trial_fn: TrialFn | None = None
     on_event: EventFn | None = field(default=None, compare=False)
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)

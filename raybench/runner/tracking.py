@@ -100,18 +100,13 @@ def trial_run(
     )
 
     def on_epoch(row: dict[str, Any]) -> None:
-        split = row.get("split") or "train"
-        data: dict[str, float] = {}
-        if row.get("loss") is not None:
-            data[f"{split}/loss"] = float(row["loss"])
-        if row.get("metric") and row.get("value") is not None:
-            data[f"{split}/{row['metric']}"] = float(row["value"])
-        if row.get("lr") is not None:
-            data["lr"] = float(row["lr"])
-        if row.get("seconds") is not None:
-            data[f"{split}/seconds"] = float(row["seconds"])
+        data = {
+            k: float(v)
+            for k, v in row.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and k != "epoch"
+        }
         epoch = row.get("epoch")
-        run.log(data, step=int(epoch) if epoch is not None else None)
+        run.log(data, step=int(epoch) if isinstance(epoch, int) else None)
 
     exit_code = 0
     try:

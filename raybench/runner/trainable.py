@@ -107,7 +107,10 @@ def run_one(config: dict[str, Any], payload: Payload) -> None:
     """Run, check and commit one trial (the Tune function trainable)."""
     trial_id = config["trial_id"]
     spec = payload.specs[trial_id]
-    attempt = int(ray.get(payload.counter.next.remote(trial_id)))
+    try:
+        attempt = int(ray.get(payload.counter.next.remote(trial_id), timeout=60))
+    except Exception:  # the count is provenance; never fail a trial because of it
+        attempt = 0
     try:
         cpus = float(spec.config.get("resources", {}).get("cpu", 1) or 1)
         with trial_run(spec, payload.wandb_dir) as on_epoch:

@@ -7,7 +7,6 @@ the columns of docs/results.md, and logs its epochs through ``ctx.on_epoch`` lik
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import UTC, datetime
@@ -19,7 +18,8 @@ import pyarrow as pa
 
 from raybench.data.cohort import Cohort
 from raybench.plan.spec import Plan, TrialSpec
-from raybench.runner.records import failed_row, trials_schema
+from raybench.runner.records import failed_row
+from raybench.store import table_from_rows
 
 
 def cohort(n_subjects: int = 6) -> Cohort:
@@ -105,20 +105,23 @@ def fake_trial(spec: TrialSpec, cohort: Cohort, ctx: Any) -> dict[str, pa.Table]
     score = float("nan") if mode == "nan" else float(fake["score"])
     if spec.params and "lr" in spec.params:
         score = float(fake["score"]) - abs(spec.params["lr"] - 0.01)
+    epochs = []
     for epoch in range(2):
         for split in ("train", "val"):
-            row = {
-                "trial_id": spec.trial_id,
-                "epoch": epoch,
-                "split": split,
-                "loss": 1.0 / (1 + epoch),
-                "metric": "auc" if split == "val" else None,
-                "value": score if split == "val" else None,
-                "lr": 1e-3,
-                "seconds": 0.01,
-            }
-            if ctx.on_epoch is not None:
-                ctx.on_epoch(row)
+            epochs.append(
+                {
+                    "trial_id": spec.trial_id,
+                    "epoch": epoch,
+                    "split": split,
+                    "loss": 1.0 / (1 + epoch),
+                    "metric": "auc" if split == "val" else None,
+                    "value": score if split == "val" else None,
+                    "lr": 1e-3,
+                    "seconds": 0.01,
+                }
+            )
+        if ctx.on_epoch is not None:
+            ctx.on_epoch({"epoch": epoch, "train_loss": 1.0 / (1 + epoch), "val_auc": score})
     row = failed_row(spec, "", "", ctx.attempt, started_at=started).to_pylist()[0]
     row.update(
         status="completed",
@@ -127,31 +130,31 @@ def fake_trial(spec: TrialSpec, cohort: Cohort, ctx: Any) -> dict[str, pa.Table]
         val_score=score,
         node=f"{ctx.node}/{ctx.node_id}",
         device=ctx.device,
-        params=json.dumps(spec.params or {}, sort_keys=True),
+        best_epoch=1,
     )
-    schema = trials_schema()
-    trials = pa.Table.from_pylist([row], schema=schema) if schema else pa.Table.from_pylist([row])
-    preds = pa.Table.from_pylist(
-        [
-            {
-                "trial_id": spec.trial_id,
-                "sample_id": s,
-                "y_true": 1.0,
-                "y_pred": 1.0,
-                "score": score if score == score else 0.0,
-            }
-            for s in spec.test_ids
-        ]
-    )
-    splits = pa.Table.from_pylist(
-        [
-            {"trial_id": spec.trial_id, "sample_id": s, "subject_id": "sub" + s[1:], "role": role}
-            for role, ids in (
-                ("train", spec.train_ids),
-                ("val", spec.val_ids),
-                ("test", spec.test_ids),
-            )
-            for s in ids
-        ]
-    )
-    return {"trials": trials, "predictions": preds, "splits": splits}
+    preds = [
+        {
+            "trial_id": spec.trial_id,
+            "sample_id": s,
+            "subject_id": "sub" + s[1:],
+            "split": "test",
+            "perturbation": "none",
+            "y_true": 1.0,
+            "y_pred": 1.0,
+            "score": 0.5,
+            "loss": 0.1,
+        }
+        for s in spec.test_ids
+    ]
+    roles = (("train", spec.train_ids), ("val", spec.val_ids), ("test", spec.test_ids))
+    splits = [
+        {"trial_id": spec.trial_id, "sample_id": s, "subject_id": "sub" + s[1:], "role": role}
+        for role, ids in roles
+        for s in ids
+    ]
+    return {
+        "trials": table_from_rows("trials", [row]),
+        "predictions": table_from_rows("predictions", preds),
+        "epochs": table_from_rows("epochs", epochs),
+        "splits": table_from_rows("splits", splits),
+    }

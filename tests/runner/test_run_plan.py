@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import fakes
 import polars as pl
@@ -65,7 +66,7 @@ def test_resume_runs_only_missing_and_failed(ray_session, store):
         opts,
     )
     assert first.completed == ("a",) and list(first.failed) == ["b"]
-    before = (store.root / "trials" / "a.parquet").stat().st_mtime_ns
+    before = (Path(store.uri) / "trials" / "a.parquet").stat().st_mtime_ns
     # the suite changed: b is fixed, c is new; a is committed and must not run again
     second = run_plan(
         fakes.plan(("refit", [fakes.spec("a"), fakes.spec("b"), fakes.spec("c")])),
@@ -75,7 +76,7 @@ def test_resume_runs_only_missing_and_failed(ray_session, store):
     )
     assert second.skipped == ("a",)
     assert sorted(second.completed) == ["b", "c"] and second.ok
-    assert (store.root / "trials" / "a.parquet").stat().st_mtime_ns == before
+    assert (Path(store.uri) / "trials" / "a.parquet").stat().st_mtime_ns == before
     trials = _trials(store)
     assert trials["trial_id"].to_list() == ["a", "b", "c"]  # no duplicated row for b
     assert trials["status"].to_list() == ["completed"] * 3
