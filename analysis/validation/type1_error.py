@@ -7,6 +7,8 @@ effect), as real networks do. On a finite test set one of them is then luckier, 
 alike. Tests compared, on the same simulated runs:
 
 - ``compare_bootstrap``: ``compare(method="bootstrap", levels=["site", "subject_id"])``;
+- ``compare_bootstrap_subject``: the same with ``levels=["subject_id"]`` (new patients of the
+  same sites);
 - ``compare_corrected_ttest``: ``compare(method="corrected_ttest")`` (Nadeau & Bengio 2003);
 - ``naive_image_bootstrap``: ``compare(method="bootstrap", levels=[])`` (images as independent);
 - ``naive_seed_fold_ttest``: paired t-test over the (seed, fold) scores as independent replicates;
@@ -32,6 +34,7 @@ from scipy import stats
 
 TESTS = [
     "compare_bootstrap",
+    "compare_bootstrap_subject",
     "compare_corrected_ttest",
     "naive_image_bootstrap",
     "naive_seed_fold_ttest",
@@ -55,6 +58,8 @@ def one_replicate(rep: int, n_boot: int, sim: dict[str, Any]) -> dict[str, float
         warnings.simplefilter("ignore")
         ours = compare(preds, metric="auc", levels=["site", "subject_id"], n_boot=n_boot,
                        method=("bootstrap", "corrected_ttest"), seed=rep)  # fmt: skip
+        subject = compare(preds, metric="auc", levels=["subject_id"], n_boot=n_boot,
+                          method="bootstrap", seed=rep)  # fmt: skip
         naive = compare(preds, metric="auc", levels=[], n_boot=n_boot, method="bootstrap",
                         seed=rep)  # fmt: skip
     p = {
@@ -62,6 +67,7 @@ def one_replicate(rep: int, n_boot: int, sim: dict[str, Any]) -> dict[str, float
         "compare_corrected_ttest": ours.filter(pl.col("method").str.contains("t-test"))["p_value"][
             0
         ],
+        "compare_bootstrap_subject": subject["p_value"][0],
         "naive_image_bootstrap": naive["p_value"][0],
     }
     per_trial = _scores(preds, ["seed", "outer_fold"])
