@@ -37,6 +37,7 @@ from raybench_analysis.robustness import robustness
 from raybench_analysis.simulate import SimulatedRun, simulate_predictions, write_results_dir
 from raybench_analysis.summarize import Summary, read_results, summarize
 from raybench_analysis.ttest import corrected_ttest
+from raybench_analysis.variance import sample_size, variance_components
 
 __all__ = [
     "METRICS",
@@ -77,9 +78,11 @@ __all__ = [
     "read_results",
     "rmse",
     "robustness",
+    "sample_size",
     "sensitivity",
     "simulate_predictions",
     "specificity",
     "summarize",
+    "variance_components",
     "write_results_dir",
 ]
