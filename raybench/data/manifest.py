@@ -73,8 +73,21 @@ def read_table_file(path: Path) -> pl.DataFrame:
             truncate_ragged_lines=False,
         )
     except Exception as exc:  # polars raises ComputeError/NoDataError/... for malformed text
-        raise DataError(f"{path}: malformed {('TSV', 'CSV')[separator == ',']}: {exc}") from None
+        kind = ("TSV", "CSV")[separator == ","]
+        raise DataError(
+            f"{path}{_ragged_row(path, separator, len(header))}: malformed {kind}: "
+            f"{str(exc).splitlines()[0]}"
+        ) from None
     return table.with_columns(pl.col(c).str.strip_chars().replace("", None) for c in table.columns)
+
+
+def _ragged_row(path: Path, separator: str, width: int) -> str:
+    """``", row N (K fields, header has W)"`` for the first row of the wrong width, or ``""``."""
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        for number, row in enumerate(csv.reader(handle, delimiter=separator), start=1):
+            if row and len(row) != width:
+                return f", row {number} ({len(row)} fields, the header has {width})"
+    return ""
 
 
 def _resolve(values: pl.Series, base: Path) -> pl.Series:
@@ -95,6 +108,9 @@ def read_manifest_table(
     path = Path(os.path.abspath(path))
     columns = columns or ColumnMap()
     raw = read_table_file(path)
+    blank = raw.select(pl.all_horizontal(pl.all().is_null())).to_series()
+    row_numbers = tuple(i + 2 for i, is_blank in enumerate(blank.to_list()) if not is_blank)
+    raw = raw.filter(~blank)  # blank lines are skipped; rows keep their numbers in the file
     if raw.height == 0:
         raise DataError(f"{path}: no rows after the header; list one image per row")
     name = name or path.stem
@@ -137,7 +153,7 @@ def read_manifest_table(
         table=table,
         fingerprint="",
         source=str(path),
-        rows=tuple(range(2, table.height + 2)),
+        rows=row_numbers,
         columns=renamed,
     )
 

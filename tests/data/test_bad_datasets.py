@@ -121,6 +121,13 @@ def duplicate_header(root: Path) -> list[str]:
     return []
 
 
+def ragged_row(root: Path) -> list[str]:
+    lines = (root / "manifest.tsv").read_text().splitlines()
+    lines[4] += "\textra"
+    (root / "manifest.tsv").write_text("\n".join(lines) + "\n")
+    return []
+
+
 CASES: list[tuple[Mutation, str, list[str]]] = [
     (missing_column, "manifest.tsv", ["row 1", "'subject_id'", "did you mean 'subjectid'"]),
     (missing_file, "manifest.tsv", ["row 4, column 'image'", "file not found"]),
@@ -137,6 +144,7 @@ CASES: list[tuple[Mutation, str, list[str]]] = [
     (mask_missing, "manifest.tsv", ["row 9, column 'mask'", "file not found"]),
     (csv_misspelt_column, "manifest.csv", ["row 1", "'image'", "did you mean 'img'"]),
     (duplicate_header, "manifest.tsv", ["row 1", "'site' appears 2 times"]),
+    (ragged_row, "manifest.tsv", ["row 5 (11 fields, the header has 10)"]),
 ]
 
 

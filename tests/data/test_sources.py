@@ -12,6 +12,7 @@ import raybench.data.fingerprint as fingerprint_module
 from raybench.data import (
     REQUIRED_COLUMNS,
     check_dataset,
+    check_task,
     load_cohort,
     read_bids,
     read_manifest,
@@ -59,6 +60,18 @@ def test_csv_with_mapped_columns_and_defaults(cohort_copy: Path) -> None:
     assert "label" in cohort.table.columns and "mask" in cohort.table.columns
     assert Path(cohort.table["mask"][0]).is_absolute()
     assert cohort.where(2, "subject_id") == f"{cohort_copy / 'list.csv'}, row 4, column 'RID'"
+
+
+def test_sniffed_separator_and_blank_lines_keep_row_numbers(cohort_copy: Path) -> None:
+    lines = (cohort_copy / "manifest.tsv").read_text().splitlines()
+    lines.insert(3, "")  # a blank line after file row 3
+    lines[6] = lines[6].replace("\tAD\t", "\t\t").replace("\tCN\t", "\t\t")
+    (cohort_copy / "list.txt").write_text("\n".join(lines) + "\n")
+    cohort = read_manifest(cohort_copy / "list.txt")
+    assert cohort.table.height == 8
+    assert cohort.rows == (2, 3, 5, 6, 7, 8, 9, 10)
+    with pytest.raises(DataError, match=r"list\.txt, row 7, column 'diagnosis': empty label"):
+        check_task(cohort, Task(type="classification", label="diagnosis"))
 
 
 def test_explicit_label_column_must_exist(cohort_copy: Path) -> None:
