@@ -239,7 +239,7 @@ def protocols(data: dict[str, Any]) -> Iterator[Problem]:
     ttype = _task_type(data)
     for path, proto in _protocols(data):
         strategy = proto.get("strategy")
-        if strategy in PROTOCOL_KEYS_BY_STRATEGY:
+        if isinstance(strategy, str) and strategy in PROTOCOL_KEYS_BY_STRATEGY:
             used = PROTOCOL_KEYS_BY_STRATEGY[strategy]
             for key in ("k", "repeats", "fraction"):
                 if key in proto and key not in used:
@@ -331,7 +331,9 @@ def perturbations(data: dict[str, Any]) -> Iterator[Problem]:
     """Each perturbation carries exactly the parameter of its type; no two are identical."""
     seen: list[tuple[PathT, Any]] = []
     for i, pert in _items(data.get("evaluation") or {}, "perturbations"):
-        if not isinstance(pert, dict) or pert.get("type") not in PERTURBATION_PARAMS:
+        if not isinstance(pert, dict) or not isinstance(pert.get("type"), str):
+            continue
+        if pert["type"] not in PERTURBATION_PARAMS:
             continue
         ptype = pert["type"]
         param = PERTURBATION_PARAMS[ptype]
