@@ -127,3 +127,38 @@ def test_an_unsplittable_suite_exits_2_with_a_located_message(tmp_path):
     assert "dataset 's', validation.outer fold 'fold0', validation.inner: group_kfold: k=5" in (
         " ".join(result.output.split())
     )
+
+
+@pytest.mark.parametrize("path", SYNTHETIC, ids=[p.stem for p in SYNTHETIC])
+def test_shipped_suites_networks_build_and_run_on_their_volumes(path, tmp_path):
+    """Every model of every shipped suite builds with its params; the quick start's and the
+    segmentation's (shape-sensitive U-Net) also run a forward pass on their volume shape."""
+    torch = pytest.importorskip("torch")
+    from raybench.data import load_cohort
+    from raybench.plan import apply_point, compile_suite
+    from raybench.training.models import build_network
+
+    suite = load_suite(path)
+    shape = tuple(suite.datasets[0].params.shape)
+    cohorts = {
+        d.name: load_cohort(d, path.parent, tmp_path, materialize=False) for d in suite.datasets
+    }
+    seen = set()
+    for t in compile_suite(suite, cohorts).trials:
+        config = apply_point(t.config, t.candidates[0]) if t.params is None else t.config
+        model = config["model"]
+        if (t.model, repr(model)) in seen:
+            continue
+        seen.add((t.model, repr(model)))
+        task = config["task"]
+        n = (
+            len(task["classes"])
+            if task["classes"]
+            else (2 if task["type"] == "segmentation" else 1)
+        )
+        net = build_network(model["arch"], model["params"], task["type"], n, spatial_size=shape)
+        if path.stem in ("quickstart", "segmentation"):
+            net.eval()
+            with torch.no_grad():
+                out = net(torch.zeros(1, 1, *shape))
+            assert out.shape[:2] == (1, n)
