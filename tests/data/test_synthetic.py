@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 from pathlib import Path
 
@@ -236,3 +237,26 @@ def test_gzip_payload_is_the_nibabel_image(small_manifest: Path) -> None:
     image = nib.load(path)
     assert len(raw) == 352 + int(np.prod(image.shape)) * 4
     assert np.isfinite(image.get_fdata()).all() and image.get_fdata().min() >= 0
+
+
+def test_cli_synth_reports_the_hierarchy(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from raybench.cli.main import app
+
+    (tmp_path / "empty").mkdir()  # an existing empty directory is fine
+    args = ["data", "synth", str(tmp_path / "empty"), "--sites", "2", "--scanners-per-site", "2"]
+    args += ["--subjects", "5", "--sessions", "3", "--shape", "8", "12", "10", "--seed", "4"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["images"], report["subjects"], report["sessions"]) == (15, 5, 3)
+    assert (report["sites"], report["scanners"]) == (2, 4)
+    assert nib.load(tmp_path / "empty" / "sub-005/ses-3/anat/sub-005_ses-3_T1w.nii.gz").shape == (
+        8,
+        12,
+        10,
+    )
+    bad = CliRunner().invoke(app, ["data", "synth", str(tmp_path / "x"), "--subjects", "1"])
+    assert bad.exit_code == 2 and "subjects=1" in bad.output
+    assert not (tmp_path / "x").exists()
