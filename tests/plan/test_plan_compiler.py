@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from plan_fixtures import cohort, cohort_table, make_suite
 
@@ -290,3 +290,34 @@ def test_extra_protocols_get_their_own_outer_folds():
         assert len({site[s] for s in t.test_ids}) == 1
         assert not {site[s] for s in t.test_ids} & {site[s] for s in t.train_ids + t.val_ids}
     assert plan.meta["folds"]["synth"]["leave_one_site_out"][0]["name"] == "site=site0"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_subjects=st.integers(4, 40),
+    n_sites=st.integers(1, 4),
+    sessions=st.integers(1, 3),
+    table_seed=st.integers(0, 1000),
+    outer=protocols,
+    inner=inner_protocols,
+)
+def test_nested_folds_never_leak_over_random_cohorts(
+    n_subjects, n_sites, sessions, table_seed, outer, inner
+):
+    table = cohort_table(n_subjects, n_sites, sessions, seed=table_seed)
+    suite = make_suite(validation={"outer": outer, "inner": inner})
+    try:
+        plan = compile_suite(suite, {"synth": cohort(table=table)})
+    except DataError as exc:  # too small for the protocol: the message says where and why
+        event("too small")
+        assert str(exc).startswith("dataset 'synth', validation.outer"), str(exc)
+        assert "subject" in str(exc) or "site" in str(exc)
+        return
+    assert_leakage_free_and_linked(plan, {"synth": cohort(table=table)})
+    subjects = dict(zip(table["sample_id"], table["subject_id"], strict=True))
+    for t in plan.trials:
+        if t.stage == "refit":  # every sample is somewhere in every refit
+            assert len(t.train_ids) + len(t.val_ids) + len(t.test_ids) == table.height
+            assert {subjects[s] for s in t.test_ids}.isdisjoint(
+                subjects[s] for s in t.train_ids + t.val_ids
+            )
