@@ -170,6 +170,11 @@ class ResultStore:
 
     @contextmanager
     def lock(self) -> Iterator[RunLock]:
-        """Hold the directory's run lock; a second live holder gets a :class:`ResultsError`."""
+        """Hold the directory's run lock; a second live holder gets a :class:`ResultsError`.
+
+        Once the lock is held no other run can be committing here, so staged files left in
+        ``<table>/.tmp/`` by a killed run are deleted on entry.
+        """
         with RunLock(self.fs, self.root, self.local).held() as held:
+            self.cleanup_tmp()
             yield held

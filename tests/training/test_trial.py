@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from raybench.data.cohort import Cohort
-from raybench.errors import SuiteError, TrialError
+from raybench.errors import DataError, SuiteError, TrialError
 from raybench.store.schemas import SCHEMAS
 from raybench.training import cache as cache_module
 from raybench.training.trial import TrialContext, run_trial
@@ -179,3 +179,20 @@ def test_bad_selection_metric_is_a_suite_error(
     spec = spec_of(cohort, evaluation={"selection_metric": "dice"})
     with pytest.raises(SuiteError, match="selection_metric='dice'"):
         run_trial(spec, cohort, TrialContext(tmp_path))
+
+
+def test_dataloader_workers_do_not_change_predictions(
+    cohort: Cohort, spec_of: Any, tmp_path: Path
+) -> None:
+    inline = run_trial(spec_of(cohort, seed=5), cohort, TrialContext(tmp_path))
+    spec = spec_of(cohort, seed=5, training={"num_workers": 2})
+    workers = run_trial(spec, cohort, TrialContext(tmp_path))
+    assert inline.predictions.equals(workers.predictions)
+
+
+def test_label_outside_the_declared_classes_is_a_data_error(
+    cohort: Cohort, spec_of: Any, tmp_path: Path
+) -> None:
+    task = {"type": "classification", "label": "diagnosis", "classes": ["CN", "MCI"]}
+    with pytest.raises(DataError, match=r"sample_id='sub-01_ses-1'.*label 'AD' is not one of"):
+        run_trial(spec_of(cohort, task=task), cohort, TrialContext(tmp_path))
