@@ -72,7 +72,7 @@ def test_sigkill_then_rerun_has_no_missing_and_no_duplicated_rows(ray_session, t
     # DuckDB reads what polars reads
     duckdb = pytest.importorskip("duckdb")
     n = duckdb.sql(f"select count(*) from read_parquet('{results}/predictions/*.parquet')")
-    assert n.fetchone()[0] == store.scan("predictions").collect().height == 2 * N
+    assert n.fetchall()[0][0] == store.scan("predictions").collect().height == 2 * N
 
 
 def test_sigint_stops_cleanly_and_prints_the_resume_command(ray_session, tmp_path):
