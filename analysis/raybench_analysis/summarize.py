@@ -24,7 +24,7 @@ import polars as pl
 from raybench_analysis._frames import AnalysisError, to_polars
 from raybench_analysis.bootstrap import bootstrap
 from raybench_analysis.io import Results, load
-from raybench_analysis.metrics import calibration_bins, get_metric
+from raybench_analysis.metrics import Metric, calibration_bins, get_metric, metric_by
 from raybench_analysis.ranking import ranking_stability
 from raybench_analysis.robustness import robustness
 
@@ -312,7 +312,7 @@ def summarize(
         )
     else:
         notes.append("comparisons and ranking: only one model in the predictions")
-    tables["variance"] = _variance_section(test, m, notes)
+    tables["variance"] = _variance_section(clean, m, by, alpha, notes, common)
     if "site" in levels:
         below = levels[levels.index("site") + 1 :]
         tables["sites"] = _section(
@@ -372,11 +372,33 @@ def _compare_section(
     )  # fmt: skip
 
 
-def _variance_section(test: pl.DataFrame, metric: Any, notes: list[str]) -> pl.DataFrame | None:
+def _variance_section(
+    clean: pl.DataFrame,
+    metric: Metric,
+    by: list[str],
+    alpha: float,
+    notes: list[str],
+    common: dict[str, Any],
+) -> pl.DataFrame | None:
+    """Seed, split and test-sample parts of the per-trial score (A2's variance_components)."""
     variance_components = _sibling("variance_components", "variance", notes)
     if variance_components is None:
         return None
-    return _section("variance", notes, variance_components, test, metric=metric)
+    keys = [*by, "model", "outer_fold", "seed"]
+    if not {"outer_fold", "seed"} <= set(clean.columns):
+        notes.append("variance: predictions lack outer_fold or seed columns")
+        return None
+    scores = metric_by(clean, metric, by=keys).rename({"estimate": "score"})
+    kwargs: dict[str, Any] = {"by": [*by, "model"], "alpha": alpha, "n_boot": common["n_boot"]}
+    kwargs["random_state"] = common["seed"]
+    if metric.name in ("accuracy", "auc") and not metric.params and "subject_id" in clean.columns:
+        kwargs |= {"predictions": clean, "metric": metric.name, "sample": "subject_id"}
+    else:
+        notes.append(
+            f"variance: no test-sample part for metric {metric.label()} (available for accuracy "
+            "and auc); seed and split parts only"
+        )
+    return _section("variance", notes, variance_components, scores, "score", **kwargs)
 
 
 def _reliability(clean: pl.DataFrame, by: list[str], n_bins: int = 10) -> pl.DataFrame:

@@ -37,6 +37,14 @@ def test_tables_and_their_method_and_unit(summary) -> None:
     assert summary.settings["metric"] == "auc" and summary.settings["task"] == "classification"
 
 
+def test_variance_components_per_model(summary) -> None:
+    pytest.importorskip("raybench_analysis.variance")
+    vc = summary["variance"]
+    assert set(vc["component"]) >= {"split", "seed", "test_sample", "total"}
+    total = vc.filter(pl.col("component") == "total")
+    assert total.height == 3 and (total["share"] == 1.0).all()
+
+
 def test_model_estimates_are_pooled_clean_test_metric(run, summary) -> None:
     clean = run.predictions.filter(perturbation="none")
     for row in summary["models"].iter_rows(named=True):

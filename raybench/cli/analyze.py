@@ -113,9 +113,21 @@ def print_summary(summary: Any) -> None:
             )
         )
     if "variance" in summary:
-        frame = summary["variance"]
-        cols = [(c, c) for c in frame.columns]
-        console.print(_table("variance components", frame, cols))
+        console.print(
+            _table(
+                "variance components of a trial's score",
+                summary["variance"],
+                [
+                    ("dataset", "dataset"),
+                    ("model", "model"),
+                    ("component", "component"),
+                    ("sd", "sd"),
+                    ("share", "share"),
+                    ("ci_low", "var low"),
+                    ("ci_high", "var high"),
+                ],
+            )
+        )
     if "ranking" in summary:
         console.print(
             _table(
