@@ -17,6 +17,7 @@ from raybench.cli.common import JsonFlag, console, err_console
 from raybench.errors import RaybenchError
 from raybench.suite import Suite, SuiteValidationError, load_suite, suite_dir, suite_json_schema
 from raybench.suite.checks import search_points
+from raybench.suite.loader import locate
 
 NoDataFlag = Annotated[
     bool,
@@ -27,7 +28,8 @@ NoDataFlag = Annotated[
 def check_data(suite: Suite, suite_path: Path) -> dict[str, Any]:
     """Run ``raybench.data.check_dataset(spec, suite_dir, task=...)`` on every dataset of ``suite``.
 
-    Returns ``{"checked": bool, "note": str | None, "errors": [{"dataset", "error"}]}``; a missing
+    Returns ``{"checked": bool, "note": str | None, "errors": [...]}`` (each error: dataset,
+    index, line, col in the suite, and the DataError's message); a missing
     ``check_dataset`` (older raybench.data) is a note, not an error.
     """
     try:
@@ -37,11 +39,14 @@ def check_data(suite: Suite, suite_path: Path) -> dict[str, Any]:
         return {"checked": False, "note": note, "errors": []}
     base = suite_dir(suite_path)
     errors = []
-    for spec in suite.datasets:
+    for i, spec in enumerate(suite.datasets):
         try:
             check_dataset(spec, base, task=suite.task)
         except RaybenchError as exc:
-            errors.append({"dataset": spec.name, "error": str(exc)})
+            line, col = locate(suite_path, ("datasets", i)) or (None, None)
+            errors.append(
+                {"dataset": spec.name, "index": i, "line": line, "col": col, "error": str(exc)}
+            )
     return {"checked": True, "note": None, "errors": errors}
 
 
@@ -106,8 +111,9 @@ def validate(
         typer.echo(json.dumps({**out, "data": data}))
     else:
         for err in data["errors"]:
+            where = f"{suite}:{err['line']}:{err['col']}: " if err["line"] else f"{suite}: "
             err_console.print(
-                f"error: dataset {err['dataset']!r}: {err['error']}",
+                f"error: {where}datasets[{err['index']}] ({err['dataset']!r}): {err['error']}",
                 markup=False,
                 highlight=False,
                 soft_wrap=True,

@@ -31,7 +31,14 @@ from raybench.suite.problems import (
 )
 from raybench.suite.schema import Suite
 
-__all__ = ["load_suite", "parse_suite", "resolve_path", "suite_dir", "suite_json_schema"]
+__all__ = [
+    "load_suite",
+    "locate",
+    "parse_suite",
+    "resolve_path",
+    "suite_dir",
+    "suite_json_schema",
+]
 
 _BOOL = "tag:yaml.org,2002:bool"
 _FLOAT = "tag:yaml.org,2002:float"
@@ -329,6 +336,26 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
         )
         raise _finish([problem], source) from None
     return parse_suite(text, source)
+
+
+def locate(suite_path: str | os.PathLike[str], path: PathT) -> tuple[int, int] | None:
+    """1-based (line, column) of the value at key ``path`` in a (valid) suite file, if present.
+
+    Lets later stages point at the suite when they reject something in it, e.g. a dataset whose
+    files are missing: ``locate("suite.yaml", ("datasets", 1))``.
+    """
+    try:
+        node = yaml.compose(Path(suite_path).read_text(encoding="utf-8"), Loader=SuiteYamlLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    reader = _Reader(os.fspath(suite_path))
+    if node is None:
+        return None
+    reader.read(node)
+    if path not in reader.marks:
+        return None
+    mark = reader.marks[path][1]
+    return mark.line + 1, mark.column + 1
 
 
 def suite_dir(suite_path: str | os.PathLike[str]) -> Path:

@@ -327,6 +327,30 @@ def problems_from_validation_error(
     return problems
 
 
+def _bounds_at(root: type[BaseModel], path: PathT, data: Any) -> list[str]:
+    """All numeric bounds of the field at ``path`` (``['> 0', '< 1']``), from the schema."""
+    key_path = tuple(el for el in path if not isinstance(el, int))
+    if not key_path:
+        return []
+    parent = path[: max(i for i, el in enumerate(path) if el == key_path[-1])]
+    model = model_at(root, parent, data)
+    field = model.model_fields.get(str(key_path[-1])) if model else None
+    if field is None:
+        return []
+    metadata = list(field.metadata)
+    for arg in typing.get_args(field.annotation):  # Searchable[Annotated[float, Field(gt=0)]]
+        for inner in (arg, *typing.get_args(arg)):
+            if typing.get_origin(inner) is typing.Annotated:
+                for m in typing.get_args(inner)[1:]:
+                    metadata.extend(getattr(m, "metadata", [m]))
+    out = []
+    for name, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        for m in metadata:
+            if getattr(m, name, None) is not None and f"{sym} {getattr(m, name)}" not in out:
+                out.append(f"{sym} {getattr(m, name)}")
+    return out
+
+
 def _problem(
     path: PathT, group: list[_Err], data: Any, root: type[BaseModel], searchable: bool
 ) -> Problem:
@@ -387,8 +411,8 @@ def _problem(
             return Problem((*path, disc), "missing required key", allowed=choices(tags) or None)
         return Problem(path, "wrong type", found=show(value), allowed="a mapping (key: value)")
     if kind in _BOUNDS:
-        bound = next(iter(ctx.values()))
-        return Problem(path, "out of range", found=show(value), allowed=f"{_BOUNDS[kind]} {bound}")
+        bounds = _bounds_at(root, path, data) or [f"{_BOUNDS[kind]} {next(iter(ctx.values()))}"]
+        return Problem(path, "out of range", found=show(value), allowed=" and ".join(bounds))
     if kind in ("too_short", "too_long"):
         n = ctx.get("min_length", ctx.get("max_length"))
         what = "at least" if kind == "too_short" else "at most"
