@@ -485,9 +485,14 @@ def _decompose(
 
 
 def _components_dict(
-    components: Any, n_test: float | None
+    components: Any, n_test: float | None, bound: str
 ) -> tuple[dict[str, float], float | None]:
     if isinstance(components, Mapping):
+        if bound != "estimate":
+            raise AnalysisError(
+                f"sample_size: bound={bound!r} needs the output of variance_components (with "
+                "ci_high); a dict gives point values only"
+            )
         comp = {str(k): float(v) for k, v in components.items()}
         return comp, n_test
     frame = to_polars(components, name="components")
@@ -497,7 +502,9 @@ def _components_dict(
             "components: several rows per component (a by= grouping?); pass the rows of one "
             "model, e.g. vc.filter(pl.col('model') == 'resnet')"
         )
-    comp = dict(zip(frame["component"].to_list(), frame["variance"].to_list(), strict=True))
+    column = "variance" if bound == "estimate" else "ci_high"
+    require_columns(frame, [column], name="components", why=f"for {bound=}")
+    comp = dict(zip(frame["component"].to_list(), frame[column].to_list(), strict=True))
     if n_test is None and "n_test" in frame.columns:
         vals = frame["n_test"].drop_nulls()
         n_test = float(vals[0]) if len(vals) else None
@@ -517,6 +524,7 @@ def sample_size(
     rho: float = 0.0,
     n_train: float | None = None,
     pilot_n_test: float | None = None,
+    bound: Literal["estimate", "upper"] = "estimate",
     cost_trial: float = 1.0,
     cost_subject: float = 0.0,
 ) -> pl.DataFrame:
@@ -539,6 +547,8 @@ def sample_size(
         ``1/K + n_test/n_train`` instead of ``1/K`` for overlapping training sets.
     pilot_n_test : test subjects per split at which ``test_sample`` was estimated (read from
         ``components`` when it comes from :func:`variance_components`).
+    bound : ``"estimate"`` plans with the point estimates; ``"upper"`` with the upper interval
+        bounds (``ci_high``) of each component, a conservative plan when the pilot is small.
     cost_trial, cost_subject : cost of one trained model and of one tested subject.
 
     Returns
@@ -577,7 +587,9 @@ def sample_size(
     >>> best["n_splits"], best["n_seeds"], best["power"] >= 0.8
     (22, 1, True)
     """
-    comp, n0 = _components_dict(components, pilot_n_test)
+    if bound not in ("estimate", "upper"):
+        raise AnalysisError(f"sample_size: bound={bound!r}; use 'estimate' or 'upper'")
+    comp, n0 = _components_dict(components, pilot_n_test, bound)
     for key in ("split", "seed"):
         if key not in comp:
             raise AnalysisError(
@@ -639,6 +651,7 @@ def sample_size(
         f"components of the {components_of}"
         + (f" (x 2(1-rho), rho={rho})" if components_of == "model" else "")
         + ("; Nadeau-Bengio overlap correction" if n_train else "")
+        + ("; upper interval bounds of the components" if bound == "upper" else "")
     )
     return out.with_columns(
         recommended=pl.int_range(pl.len()) == best,

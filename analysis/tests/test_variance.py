@@ -242,6 +242,13 @@ def test_sample_size_reads_variance_components_and_checks_input() -> None:
     var = 2 * ((comp["split"] + comp["test_sample"]) * (1 / 5 + 80 / 400) + comp["seed"] / 10)
     assert row["se"] == pytest.approx(np.sqrt(var), rel=1e-12)
     assert "Nadeau-Bengio" in row["method"]
+    # bound="upper" plans with the upper interval bounds: a larger SE, never more power
+    upper = sample_size(vc, delta=0.05, n_splits=[5], n_seeds=[2], bound="upper").row(0, named=True)
+    upper_var = dict(zip(vc["component"], vc["ci_high"], strict=True))
+    var = 2 * ((upper_var["split"] + upper_var["test_sample"]) / 5 + upper_var["seed"] / 10)
+    assert upper["se"] == pytest.approx(np.sqrt(var), rel=1e-12)
+    with pytest.raises(AnalysisError, match="bound='upper' needs the output"):
+        sample_size({"split": 1.0, "seed": 1.0}, delta=0.1, bound="upper")
     with pytest.raises(AnalysisError, match="no 'seed' component"):
         sample_size({"split": 1.0}, delta=0.1)
     with pytest.raises(AnalysisError, match="pilot_n_test"):
