@@ -29,8 +29,9 @@ import polars as pl
 from raybench_analysis import bootstrap
 
 
-def make_predictions(rows: int, models: int = 5, sites: int = 20, subjects: int = 2000,
-                     seed: int = 0) -> pl.DataFrame:  # fmt: skip
+def make_predictions(
+    rows: int, models: int = 5, sites: int = 20, subjects: int = 2000, seed: int = 0
+) -> pl.DataFrame:
     """``rows`` predictions: every model predicts every subject rows/(models*subjects) times."""
     rng = np.random.default_rng(seed)
     per_model = rows // models
@@ -81,10 +82,16 @@ def pandas_loop(frame: pl.DataFrame, reps: int, seed: int = 0) -> tuple[float, l
 
 
 LAZY_CHILD = """
-import json, resource, sys, time
+import json, sys, time
+
+def peak_mb():  # VmHWM: high-water RSS of this process image (ru_maxrss survives fork+exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
 import polars as pl
 from raybench_analysis import load
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak_mb()
 t = time.perf_counter()
 res = load(sys.argv[1])
 out = (res.predictions.group_by("model", "site")
@@ -92,9 +99,8 @@ out = (res.predictions.group_by("model", "site")
             mean_score=pl.col("score").mean(), n=pl.len())
        .collect())
 print(json.dumps({"seconds": time.perf_counter() - t, "groups": out.height,
-                  "rows": int(out["n"].sum()),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "rss_after_imports_mb": base / 1024}))
+                  "rows": int(out["n"].sum()), "peak_rss_mb": peak_mb(),
+                  "rss_after_imports_mb": base}))
 """
 
 
@@ -115,8 +121,12 @@ def lazy_memory(rows: int, files: int = 20) -> dict:
                 root / "trials" / f"{tid}.parquet"
             )
         size = sum(f.stat().st_size for f in (root / "predictions").iterdir())
-        done = subprocess.run([sys.executable, "-c", LAZY_CHILD, str(root)], check=True,
-                              capture_output=True, text=True)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", LAZY_CHILD, str(root)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         out = json.loads(done.stdout)
         out["parquet_mb"] = size / 2**20
         return out
@@ -132,8 +142,14 @@ def main() -> None:
 
     frame = make_predictions(args.rows)
     start = time.perf_counter()
-    out = bootstrap(frame, metric="accuracy", levels=["site", "subject_id"], by="model",
-                    n_boot=args.n_boot, seed=0)  # fmt: skip
+    out = bootstrap(
+        frame,
+        metric="accuracy",
+        levels=["site", "subject_id"],
+        by="model",
+        n_boot=args.n_boot,
+        seed=0,
+    )
     ours = time.perf_counter() - start
     per_rep, loop_values = pandas_loop(frame, args.loop_reps)
     loop_total = per_rep * args.n_boot

@@ -91,13 +91,24 @@ def test_same_seed_same_numbers_and_by_groups(predictions):
     a = bootstrap(predictions, metric="auc", levels=["site", "subject_id"], by="model", n_boot=200)
     b = bootstrap(predictions, metric="auc", levels=["site", "subject_id"], by="model", n_boot=200)
     assert a.equals(b)
-    c = bootstrap(predictions, metric="auc", levels=["site", "subject_id"], by="model", n_boot=200,
-                  seed=1)  # fmt: skip
+    c = bootstrap(
+        predictions, metric="auc", levels=["site", "subject_id"], by="model", n_boot=200, seed=1
+    )
     assert not a["ci_low"].equals(c["ci_low"])
     assert a.columns == [
-        "model", "metric", "estimate", "se", "ci_low", "ci_high", "n_site", "n_subject_id",
-        "n_obs", "n_boot", "method", "unit",
-    ]  # fmt: skip
+        "model",
+        "metric",
+        "estimate",
+        "se",
+        "ci_low",
+        "ci_high",
+        "n_site",
+        "n_subject_id",
+        "n_obs",
+        "n_boot",
+        "method",
+        "unit",
+    ]
     assert a["unit"].to_list() == ["site>subject_id"] * 2
     assert a["method"][0] == "percentile bootstrap, hierarchical"
     assert a["n_site"].to_list() == [4, 4] and a["n_subject_id"].to_list() == [40, 40]

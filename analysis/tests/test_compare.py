@@ -23,10 +23,23 @@ def _by_hand(frame: pl.DataFrame, metric: str) -> dict[str, np.ndarray]:
 def test_estimate_and_ttest_by_hand(predictions, metric):
     out = compare(predictions, metric=metric, method=["bootstrap", "corrected_ttest"], n_boot=300)
     assert out.columns == [
-        "dataset", "model_a", "model_b", "metric", "estimate", "se", "ci_low", "ci_high",
-        "p_value", "p_adjusted", "method", "unit", "correction", "n_splits", "n_seeds",
+        "dataset",
+        "model_a",
+        "model_b",
+        "metric",
+        "estimate",
+        "se",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "p_adjusted",
+        "method",
+        "unit",
+        "correction",
+        "n_splits",
+        "n_seeds",
         "n_resamples",
-    ]  # fmt: skip
+    ]
     folds = _by_hand(predictions, metric)
     diff = folds["a"] - folds["b"]
     boot = out.filter(pl.col("method").str.contains("bootstrap")).row(0, named=True)
@@ -67,8 +80,14 @@ def test_seed_copies_are_not_independent_replicates(predictions):
 
 def test_power_and_permutation_on_a_real_difference(make_predictions):
     data = make_predictions(models={"a": 2.5, "b": 0.3}, subjects_per_site=15, rng_seed=4)
-    out = compare(data, metric="auc", levels=["site", "subject_id"],
-                  method=["bootstrap", "permutation"], n_boot=500, n_perm=500)  # fmt: skip
+    out = compare(
+        data,
+        metric="auc",
+        levels=["site", "subject_id"],
+        method=["bootstrap", "permutation"],
+        n_boot=500,
+        n_perm=500,
+    )
     for row in out.iter_rows(named=True):
         assert row["estimate"] > 0.1
         assert row["p_value"] < 0.02
@@ -89,8 +108,9 @@ def test_holm_and_bh_match_statsmodels(make_predictions):
 
 
 def test_filters_perturbations_and_val_rows(predictions):
-    noisy = predictions.with_columns(perturbation=pl.lit("gaussian_noise(std=0.1)"),
-                                     score=1 - pl.col("score"))  # fmt: skip
+    noisy = predictions.with_columns(
+        perturbation=pl.lit("gaussian_noise(std=0.1)"), score=1 - pl.col("score")
+    )
     val = predictions.with_columns(split=pl.lit("val"), score=pl.lit(0.5))
     plain = compare(predictions, method="bootstrap", n_boot=100)
     mixed = compare(pl.concat([predictions, noisy, val]), method="bootstrap", n_boot=100)

@@ -22,15 +22,24 @@ def _trial(trial_id: str, subjects: list[str], roles: list[str]) -> dict[str, pl
     return {
         "trials": pl.DataFrame({"trial_id": [trial_id], "model": ["m"], "status": ["completed"]}),
         "predictions": pl.DataFrame(
-            {"trial_id": [trial_id] * n, "sample_id": [f"{s}_1" for s in subjects],
-             "subject_id": subjects, "y_true": [1.0] * n, "score": [0.5] * n}
+            {
+                "trial_id": [trial_id] * n,
+                "sample_id": [f"{s}_1" for s in subjects],
+                "subject_id": subjects,
+                "y_true": [1.0] * n,
+                "score": [0.5] * n,
+            }
         ),
         "epochs": pl.DataFrame({"trial_id": [trial_id], "epoch": [0], "loss": [0.7]}),
         "splits": pl.DataFrame(
-            {"trial_id": [trial_id] * n, "sample_id": [f"{s}_1" for s in subjects],
-             "subject_id": subjects, "role": roles}
+            {
+                "trial_id": [trial_id] * n,
+                "sample_id": [f"{s}_1" for s in subjects],
+                "subject_id": subjects,
+                "role": roles,
+            }
         ),
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture()
@@ -89,9 +98,13 @@ def test_check_leakage(results_dir):
     res = load(results_dir)
     assert check_leakage(res).height == 0
     leaky = pl.DataFrame(
-        {"trial_id": ["t1", "t1", "t1", "t2"], "sample_id": ["a_1", "a_2", "b_1", "a_1"],
-         "subject_id": ["a", "a", "b", "a"], "role": ["train", "test", "test", "train"]}
-    )  # fmt: skip
+        {
+            "trial_id": ["t1", "t1", "t1", "t2"],
+            "sample_id": ["a_1", "a_2", "b_1", "a_1"],
+            "subject_id": ["a", "a", "b", "a"],
+            "role": ["train", "test", "test", "train"],
+        }
+    )
     out = check_leakage(leaky)
     assert out.columns == ["trial_id", "subject_id", "roles", "n_samples"]
     assert out.rows() == [("t1", "a", "test,train", 2)]

@@ -36,10 +36,14 @@ def calibration(reference_dir):
     ("convention", "ece_key", "mce_key", "bins_key"),
     [
         ("top_label", "ECE_top_label_Guo2017", "MCE_top_label", "bins_top_label"),
-        ("positive_class", "ECE_positive_class_reliability", "MCE_positive_class",
-         "bins_positive_class"),
+        (
+            "positive_class",
+            "ECE_positive_class_reliability",
+            "MCE_positive_class",
+            "bins_positive_class",
+        ),
     ],
-)  # fmt: skip
+)
 def test_ece_reference(calibration, load_expected, convention, ece_key, mce_key, bins_key):
     ref = load_expected("classification_metrics.json")["calibration"]
     y, p = calibration["label"], calibration["p_positive"]
@@ -141,9 +145,19 @@ def test_metric_by_groups(predictions):
 
 @pytest.mark.parametrize(
     "name",
-    ["auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "mcc",
-     "brier", "log_loss", "ece"],
-)  # fmt: skip
+    [
+        "auc",
+        "accuracy",
+        "balanced_accuracy",
+        "sensitivity",
+        "specificity",
+        "f1",
+        "mcc",
+        "brier",
+        "log_loss",
+        "ece",
+    ],
+)
 @settings(max_examples=15, deadline=None)
 @given(data=st.data())
 def test_weights_equal_repeating_rows(name, data):
