@@ -48,6 +48,7 @@ __all__ = [
     "check_no_leakage",
     "derive_seed",
     "splitter_from_protocol",
+    "unit_map",
 ]
 
 SUBJECT = "subject_id"
@@ -496,7 +497,8 @@ def splitter_from_protocol(protocol: Any, task: Any, seed: int) -> Splitter:
 # --------------------------------------------------------------------------- leakage checks
 
 
-def _unit_of(table: pl.DataFrame, unit: str) -> dict[str, str]:
+def unit_map(table: pl.DataFrame, unit: str = SUBJECT) -> dict[str, str]:
+    """Map each ``sample_id`` of ``table`` to its ``unit`` (``subject_id`` or ``site``)."""
     if unit not in (SUBJECT, SITE):
         raise ValueError(f"unit={unit!r}; allowed: 'subject_id', 'site'")
     _require_columns(table, [SAMPLE, unit], "leakage check")
@@ -515,14 +517,17 @@ def check_disjoint(
     *,
     unit: Literal["subject_id", "site"] = "subject_id",
     where: str = "",
-    _unit_of_sample: Mapping[str, str] | None = None,
+    unit_of: Mapping[str, str] | None = None,
 ) -> None:
     """Raise :class:`LeakageError` if one ``unit`` (subject or site) has samples in two roles.
 
     ``roles`` maps a role (``train``, ``val``, ``test``) to sample ids; ``where`` names the fold or
-    trial in the message. Sample ids absent from ``table`` raise :class:`DataError`.
+    trial in the message; ``unit_of`` (from :func:`unit_map`) saves recomputing the map when
+    many splits of one table are checked. Sample ids absent from ``table`` raise
+    :class:`DataError`.
     """
-    unit_of = _unit_of_sample if _unit_of_sample is not None else _unit_of(table, unit)
+    if unit_of is None:
+        unit_of = unit_map(table, unit)
     owner: dict[str, tuple[str, str]] = {}  # unit value -> (role, sample)
     for role, ids in roles.items():
         for sid in ids:
@@ -556,12 +561,12 @@ def check_no_leakage(
     ...
     raybench.errors.LeakageError: fold 'bad' (#0): subject_id 'a' is on both sides of the split: sample 'a1' in train and sample 'a2' in test. Every image of one subject_id must stay on one side; split by groups of subject_id.
     """  # noqa: E501
-    unit_of = _unit_of(table, unit)
+    unit_of = unit_map(table, unit)
     for fold in folds:
         check_disjoint(
             {"train": fold.train_ids, "test": fold.test_ids},
             table,
             unit=unit,
             where=f"fold {fold.name!r} (#{fold.index})",
-            _unit_of_sample=unit_of,
+            unit_of=unit_of,
         )

@@ -31,11 +31,11 @@ from raybench.plan.ids import config_digest, ids_digest, trial_id
 from raybench.plan.spec import Plan, Stage, TrialSpec
 from raybench.splits import (
     Fold,
-    _unit_of,
     check_disjoint,
     check_no_leakage,
     derive_seed,
     splitter_from_protocol,
+    unit_map,
 )
 
 __all__ = [
@@ -326,7 +326,7 @@ def _splits(
     check_no_leakage(outer_folds, table, "subject_id")
     if protocol.strategy == "leave_one_site_out":
         check_no_leakage(outer_folds, table, "site")
-    unit_of = _unit_of(table, "subject_id")
+    unit_of = unit_map(table, "subject_id")
     out = []
     for fold in outer_folds:
         inner: list[Fold] = []
@@ -344,7 +344,7 @@ def _splits(
                     {"train": f.train_ids, "val": f.test_ids, "test": fold.test_ids},
                     table,
                     where=f"{where} fold {fold.name!r}, inner fold {f.name!r}",
-                    _unit_of_sample=unit_of,
+                    unit_of=unit_of,
                 )
         out.append(_Split(fold, inner))
     return out
