@@ -123,7 +123,7 @@ def _table(model: type[BaseModel]) -> list[str]:
     rows = ["| key | type | default | description |", "|---|---|---|---|"]
     for name, field in model.model_fields.items():
         typ = type_text(field.annotation, field.metadata).replace("|", "\\|")
-        desc = (field.description or "").replace("|", "\\|")
+        desc = (field.description or "").replace("|", "\\|").replace("<", "\\<")
         rows.append(f"| `{name}` | {typ} | {_default(field)} | {desc} |")
     return rows
 

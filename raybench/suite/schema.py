@@ -160,7 +160,9 @@ class SyntheticDataset(Strict):
     source: Literal["synthetic"] = Field(description="data source")
     params: SyntheticParams = Field(SyntheticParams(), description="generator parameters")
     cache_dir: str | None = Field(
-        None, description="where to write the cohort (default: <results>/../.raybench-data/<hash>)"
+        None,
+        description="where the cohort is generated, relative to the suite (default: the "
+        "--data-root of the command, ./.raybench-data); files go in <dir>/<name>-<hash>",
     )
 
 
