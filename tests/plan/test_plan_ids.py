@@ -191,3 +191,10 @@ def test_fast_id_text_is_the_canonical_json_of_the_payload(text):
         "depends_on": ["a", "b"],
     }
     assert trial_id(**kw, seed=7, depends_on=["b", "a"]) == content_hash(payload, 16)
+
+
+def test_ids_do_not_depend_on_the_row_order_of_the_cohort():
+    table = cohort_table()
+    shuffled = table.sample(fraction=1.0, shuffle=True, seed=3)
+    assert table["sample_id"].to_list() != shuffled["sample_id"].to_list()
+    assert ids(make_suite(), {"synth": cohort(table=shuffled)}) == ids(make_suite())
