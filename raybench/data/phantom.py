@@ -178,18 +178,43 @@ def _lesion_geometry(grid: Grid, anatomy: Anatomy) -> tuple[np.ndarray, np.ndarr
     return centers, radii
 
 
-def lesion_distance(grid: Grid, anatomy: Anatomy) -> np.ndarray:
-    """Signed distance (mm) inside the nearest lesion: ``max_b (rho_b - |x - x_b|)``."""
+def _lesion_box(grid: Grid, anatomy: Anatomy) -> tuple[tuple[slice, ...], np.ndarray]:
+    """The index box around all lesions (one voxel of margin) and the signed distance inside it."""
     centers, radii = _lesion_geometry(grid, anatomy)
-    axes = grid.axes()
-    inside = np.full(grid.shape, -np.inf)
+    box, local = [], []
+    for j, (axis, h) in enumerate(zip(grid.axes(), grid.spacing, strict=True)):
+        near = np.nonzero(
+            (axis >= (centers[:, j] - radii).min() - h)
+            & (axis <= (centers[:, j] + radii).max() + h)
+        )[0]
+        start, stop = (int(near[0]), int(near[-1]) + 1) if near.size else (0, 0)
+        box.append(slice(start, stop))
+        local.append(axis[start:stop])
+    inside = np.full([len(a) for a in local], -np.inf)
     for center, radius in zip(centers, radii, strict=True):
         sq = sum(
             ((ax - c) ** 2).reshape([-1 if i == j else 1 for j in range(3)])
-            for i, (ax, c) in enumerate(zip(axes, center, strict=True))
+            for i, (ax, c) in enumerate(zip(local, center, strict=True))
         )
         inside = np.maximum(inside, radius - np.sqrt(sq))
-    return inside
+    return tuple(box), inside
+
+
+def lesion_distance(grid: Grid, anatomy: Anatomy) -> np.ndarray:
+    """Signed distance (mm) inside the nearest lesion, ``max_b (rho_b - |x - x_b|)``.
+
+    Computed in the box around the lesions; beyond it (more than a voxel outside every lesion)
+    the value is ``-inf``, which gives the same profile (0) and mask (False) as the distance.
+    """
+    box, inside = _lesion_box(grid, anatomy)
+    distance = np.full(grid.shape, -np.inf)
+    distance[box] = inside
+    return distance
+
+
+def lesion_volume(grid: Grid, anatomy: Anatomy, active: bool) -> int:
+    """Voxels in the lesion mask (0 when inactive), without building the full-size mask."""
+    return int((_lesion_box(grid, anatomy)[1] >= 0.0).sum()) if active else 0
 
 
 def lesion_profile(grid: Grid, anatomy: Anatomy) -> np.ndarray:

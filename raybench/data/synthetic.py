@@ -34,6 +34,7 @@ from raybench.data.phantom import (
     Contrast,
     Grid,
     lesion_mask,
+    lesion_volume,
     render,
 )
 from raybench.errors import DataError
@@ -169,7 +170,8 @@ class _Image:
     image: str  # relative to the cohort root
     mask: str
     anatomy: Anatomy
-    lesions: np.ndarray
+    active: bool  # the subject's lesions are in its images and mask
+    lesion_volume: int
 
     @property
     def age(self) -> float:
@@ -181,7 +183,7 @@ def _images(params: SyntheticParams) -> Iterator[_Image]:
     for subject in design(params):
         anatomy = Anatomy.draw(_rng(params.seed, _SUBJECT, subject.index))
         active = subject.diagnosis == CLASSES[1] and params.effect > 0
-        lesions = lesion_mask(grid, anatomy, active)
+        volume = lesion_volume(grid, anatomy, active)
         for t in range(params.sessions):
             sub, ses = subject.subject_id, f"ses-{t + 1}"
             stem = f"{sub}/{ses}/anat/{sub}_{ses}"
@@ -192,7 +194,8 @@ def _images(params: SyntheticParams) -> Iterator[_Image]:
                 f"{stem}_T1w.nii.gz",
                 f"{stem}_desc-lesion_mask.nii.gz",
                 anatomy,
-                lesions,
+                active,
+                volume,
             )
 
 
@@ -211,7 +214,7 @@ def _table(images: list[_Image], root: str) -> pl.DataFrame:
             "diagnosis": [m.subject.diagnosis for m in images],
             "age": [m.age for m in images],
             "mask": [place(m.mask) for m in images],
-            "lesion_volume": [float(m.lesions.sum()) for m in images],
+            "lesion_volume": [float(m.lesion_volume) for m in images],
         },
         schema={
             "sample_id": pl.String,
@@ -279,7 +282,8 @@ def _write(tmp: Path, params: SyntheticParams) -> None:
         )
         (tmp / item.image).parent.mkdir(parents=True, exist_ok=True)
         write_nifti(tmp / item.image, volume, grid.affine, f"{description} T1w")
-        write_nifti(tmp / item.mask, item.lesions, grid.affine, f"{description} lesion mask")
+        mask = lesion_mask(grid, item.anatomy, item.active)
+        write_nifti(tmp / item.mask, mask, grid.affine, f"{description} lesion mask")
     _write_bids_tables(tmp, images)
     _table(images, "").write_csv(tmp / MANIFEST_NAME, separator="\t", line_terminator="\n")
     record = {"identity": synthetic_identity(params), "fingerprint": synthetic_fingerprint(params)}
