@@ -143,3 +143,11 @@ def test_resolve_path(tmp_path: Path) -> None:
     assert resolve_path(suite, "~/x.tsv") == str(Path.home() / "x.tsv")
     assert resolve_path(suite, "s3://bucket/run") == "s3://bucket/run"
     assert suite_dir("rel.yaml") == Path.cwd()
+
+
+def test_out_of_range_messages_give_the_whole_range() -> None:
+    text = BASE + "analysis: {alpha: 5}\ntraining: {lr: [0.1, -1]}\n"
+    with pytest.raises(SuiteValidationError) as info:
+        parse_suite(text, "s.yaml")
+    allowed = {p.key_path: p.allowed for p in info.value.problems}
+    assert allowed == {"analysis.alpha": "> 0 and < 1", "training.lr[1]": "> 0"}
