@@ -39,7 +39,7 @@ from raybench.training.determinism import (
     seed_everything,
     seed_worker,
 )
-from raybench.training.loop import Predictions, make_head, predict, train_epoch
+from raybench.training.loop import Predictions, TaskHead, make_head, predict, train_epoch
 from raybench.training.metrics import higher_is_better, score, selection_metric
 from raybench.training.models import build_network, check_forward
 from raybench.training.perturb import Perturbation, build_perturbation
@@ -292,38 +292,10 @@ def run_trial(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> TrialOutcom
     train_loader = _loader(train_data, batch_size, shuffle=True, seed=spec.seed, workers=workers)
     val_loader = _loader(val_data, batch_size, shuffle=False, seed=spec.seed, workers=workers)
 
-    epoch_rows: list[dict[str, Any]] = []
-    best = _Best(higher_is_better(metric), float((stopping or {}).get("min_delta", 0.0)))
-    for epoch in range(epochs):
-        t_epoch = time.perf_counter()
-        train_loss = train_epoch(
-            model, train_loader, head, optimizer, device, epoch, amp=amp, scaler=scaler
-        )
-        if scheduler is not None:
-            scheduler.step()
-        lr = float(optimizer.param_groups[0]["lr"])
-        t_train = time.perf_counter() - t_epoch
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "lr": lr}
-        epoch_rows.append(_epoch_row(spec, epoch, "train", train_loss, None, None, lr, t_train))
-        if val_rows:
-            t_val = time.perf_counter()
-            val = predict(model, val_loader, head, device, amp=amp)
-            value = _score(metric, val, targets)
-            val_loss = float(np.mean(val.loss)) if len(val.loss) else math.nan
-            epoch_rows.append(
-                _epoch_row(
-                    spec, epoch, "val", val_loss, metric, value, lr, time.perf_counter() - t_val
-                )
-            )
-            row.update({"val_loss": val_loss, f"val_{metric}": value})
-            best.update(epoch, value, model)
-        else:
-            best.update(epoch, math.nan, model, always=True)
-        row["seconds"] = time.perf_counter() - t_epoch
-        if ctx.on_epoch is not None:
-            ctx.on_epoch(row)
-        if stopping and val_rows and epoch - best.epoch >= int(stopping.get("patience", 5)):
-            break
+    epoch_rows, best = _train_and_select(
+        spec, ctx, model, (train_loader, val_loader), head, optimizer, scheduler, scaler,
+        epochs=epochs, metric=metric, stopping=stopping, targets=targets, device=device, amp=amp,
+    )  # fmt: skip
     model.load_state_dict(best.state)
     train_seconds = time.perf_counter() - t0
 
@@ -360,6 +332,58 @@ def run_trial(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> TrialOutcom
         n_test=len(rows_of(cohort, spec.test_ids)) if spec.test_ids else 0,
         cache={"hits": cache.stats.hits, "misses": cache.stats.misses},
     )
+
+
+def _train_and_select(
+    spec: TrialSpec,
+    ctx: TrialContext,
+    model: torch.nn.Module,
+    loaders: tuple[DataLoader, DataLoader],
+    head: TaskHead,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    scaler: torch.amp.GradScaler | None,
+    *,
+    epochs: int,
+    metric: str,
+    stopping: Mapping[str, Any] | None,
+    targets: _Targets,
+    device: torch.device,
+    amp: bool,
+) -> tuple[list[dict[str, Any]], _Best]:
+    """The epoch loop: train, score on validation ids, keep the best weights, stop early."""
+    train_loader, val_loader = loaders
+    has_val = len(val_loader.dataset) > 0  # type: ignore[arg-type]
+    epoch_rows: list[dict[str, Any]] = []
+    best = _Best(higher_is_better(metric), float((stopping or {}).get("min_delta", 0.0)))
+    for epoch in range(epochs):
+        t_epoch = time.perf_counter()
+        train_loss = train_epoch(
+            model, train_loader, head, optimizer, device, epoch, amp=amp, scaler=scaler
+        )
+        if scheduler is not None:
+            scheduler.step()
+        lr = float(optimizer.param_groups[0]["lr"])
+        t_train = time.perf_counter() - t_epoch
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "lr": lr}
+        epoch_rows.append(_epoch_row(spec, epoch, "train", train_loss, None, None, lr, t_train))
+        if has_val:
+            t_val = time.perf_counter()
+            val = predict(model, val_loader, head, device, amp=amp)
+            value = _score(metric, val, targets)
+            val_loss = float(np.mean(val.loss)) if len(val.loss) else math.nan
+            seconds = time.perf_counter() - t_val
+            epoch_rows.append(_epoch_row(spec, epoch, "val", val_loss, metric, value, lr, seconds))
+            row.update({"val_loss": val_loss, f"val_{metric}": value})
+            best.update(epoch, value, model)
+        else:
+            best.update(epoch, math.nan, model, always=True)
+        row["seconds"] = time.perf_counter() - t_epoch
+        if ctx.on_epoch is not None:
+            ctx.on_epoch(row)
+        if stopping and has_val and epoch - best.epoch >= int(stopping.get("patience", 5)):
+            break
+    return epoch_rows, best
 
 
 class _Best:
