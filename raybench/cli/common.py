@@ -33,7 +33,8 @@ def friendly_errors(func: F) -> F:
         except RaybenchError as exc:
             if os.environ.get("RAYBENCH_DEBUG"):
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # markup=False: messages quote user text such as "[site]" that rich would eat.
+            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
