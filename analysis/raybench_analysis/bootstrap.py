@@ -235,13 +235,38 @@ def _groups(data: pl.DataFrame, by: list[str]) -> list[tuple[dict[str, Any], pl.
     return [(dict(zip(by, key, strict=True)), part) for key, part in parts]
 
 
+class _DrawCache:
+    """Count matrices already drawn, keyed by hierarchy shape.
+
+    Groups whose hierarchies have the same shape get the same draws from the same seed anyway;
+    keeping them (when small: ``n_boot x n_units <= MAX_CELLS``) saves redrawing per group.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[tuple, list[np.ndarray]] = {}
+
+    def counts(self, h: Hierarchy, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+        if n_boot * h.n_units > MAX_CELLS:
+            yield from draw_counts(h, n_boot, np.random.default_rng(seed))
+            return
+        key = (n_boot, seed, h.sizes, tuple(p.tobytes() for p in h.parents))
+        if key not in self._store:
+            self._store[key] = list(draw_counts(h, n_boot, np.random.default_rng(seed)))
+        yield from self._store[key]
+
+
 def _replicates(
-    part: pl.DataFrame, metric: Metric | Callable, levels: Sequence[str], n_boot: int, seed: int
+    part: pl.DataFrame,
+    metric: Metric | Callable,
+    levels: Sequence[str],
+    n_boot: int,
+    seed: int,
+    cache: _DrawCache | None = None,
 ) -> tuple[float, np.ndarray, Hierarchy]:
     h = build_hierarchy(part, levels)
     ev = Evaluator(metric, part, h.unit, h.n_units)
-    rng = np.random.default_rng(seed)
-    reps = np.concatenate([ev(c) for c in draw_counts(h, n_boot, rng)])
+    draws = (cache or _DrawCache()).counts(h, n_boot, seed)
+    reps = np.concatenate([ev(c) for c in draws])
     return ev.estimate(), reps, h
 
 
@@ -333,8 +358,9 @@ def bootstrap(
     m = _resolve(value, metric, metric_params)
     name = m.label() if isinstance(m, Metric) else getattr(m, "__name__", "callable")
     rows = []
+    cache = _DrawCache()
     for key, part in _groups(frame, keys):
-        est, reps, h = _replicates(part, m, levels, n_boot, seed)
+        est, reps, h = _replicates(part, m, levels, n_boot, seed, cache)
         ok = reps[np.isfinite(reps)]
         if len(ok) < n_boot:
             warnings.warn(
@@ -397,8 +423,9 @@ def bootstrap_replicates(
     keys = as_names(by, name="by")
     m = _resolve(value, metric, metric_params)
     parts = []
+    cache = _DrawCache()
     for key, part in _groups(frame, keys):
-        est, reps, h = _replicates(part, m, as_names(levels, name="levels"), n_boot, seed)
+        est, reps, h = _replicates(part, m, as_names(levels, name="levels"), n_boot, seed, cache)
         method, unit = h.scheme()
         cols = {k: [v] * n_boot for k, v in key.items()}
         parts.append(
