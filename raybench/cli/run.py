@@ -118,15 +118,22 @@ def _print_analysis(results: str, suite: Any) -> None:
         return
     try:
         summary = summarize(
-            results, hierarchy=list(suite.analysis.hierarchy), alpha=suite.analysis.alpha
+            results,
+            hierarchy=list(suite.analysis.hierarchy),
+            alpha=suite.analysis.alpha,
+            metric=suite.analysis.metric,
+            n_boot=suite.analysis.n_boot,
         )
     except Exception as exc:  # the analysis is a bonus here: never fail a finished run on it
         err_console.print(f"analysis summary unavailable: {exc}", highlight=False)
         return
-    items = summary.items() if hasattr(summary, "items") else []
-    for name, table in list(items)[:3]:
-        console.print(f"[bold]{name}[/]")
-        console.print(str(table), highlight=False)
+    for name in ("models", "comparisons"):
+        if name in summary:
+            console.print(f"[bold]{name}[/]")
+            console.print(str(summary[name]), highlight=False)
+    for note in getattr(summary, "missing", []):
+        console.print(f"note: {note}", highlight=False)
+    console.print(f"full analysis: raybench analyze {shlex.quote(results)}", highlight=False)
 
 
 def _dry_run(prep: Prepared, json_: bool) -> None:
@@ -162,8 +169,8 @@ def run(
 ) -> None:
     """Run SUITE's trials on Ray; a rerun resumes with only the trials not yet completed.
 
-    Exit code 0 when every trial completed, 1 when some failed (see `raybench status`), 2 for a
-    bad suite or dataset, 130 when interrupted with Ctrl+C.
+    Exit codes: 0 all completed, 1 some failed (see `raybench status`),
+    2 bad suite, dataset or results directory, 130 interrupted (Ctrl+C).
     """
     from raybench.runner import RunOptions, run_plan
     from raybench.runner.progress import RichProgress

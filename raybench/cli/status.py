@@ -84,9 +84,9 @@ def status(
     results: Annotated[str, typer.Argument(help="Results directory (or URI) of a run.")],
     json_: JsonFlag = False,
 ) -> None:
-    """Summarise a results directory: completed, failed (first line of each error), pending
-    trials of plan.json, whether a run holds it, and a leakage check of the splits table.
+    """Summarise a results directory: completed, failed, pending, leakage.
 
+    Failed trials are listed with the first line of their error, pending ones come from plan.json.
     Exit code 2 when a subject has two roles (train/val/test) in one trial.
     """
     st = collect_status(results)
