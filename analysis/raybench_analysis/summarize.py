@@ -23,6 +23,7 @@ import polars as pl
 
 from raybench_analysis._frames import AnalysisError, to_polars
 from raybench_analysis.bootstrap import bootstrap
+from raybench_analysis.friedman import friedman
 from raybench_analysis.io import Results, load
 from raybench_analysis.metrics import Metric, calibration_bins, get_metric, metric_by
 from raybench_analysis.ranking import ranking_stability
@@ -240,7 +241,9 @@ def summarize(
         (``raybench_analysis.variance_components`` when available), ``sites`` (per site,
         resampling the levels below ``site``), ``calibration`` and ``reliability``
         (classification: ECE with interval; reliability bins), ``robustness`` (perturbed runs),
-        ``ranking`` (:func:`ranking_stability`); and ``missing`` notes.
+        ``ranking`` (:func:`ranking_stability`), ``friedman`` and ``friedman_ranks`` (with two
+        datasets or more: :func:`raybench_analysis.friedman` on the per-dataset estimates); and
+        ``missing`` notes.
 
     Notes
     -----
@@ -312,6 +315,16 @@ def summarize(
         )
     else:
         notes.append("comparisons and ranking: only one model in the predictions")
+    models_table = tables["models"]
+    if models_table is not None and "dataset" in models_table.columns:
+        n_datasets = models_table["dataset"].n_unique()
+        if n_datasets >= 2 and n_models >= 2:
+            res = _section(
+                "friedman", notes, friedman, models_table, higher_is_better=m.higher_is_better,
+                alpha=alpha, value_col="estimate",
+            )  # fmt: skip
+            if res is not None:
+                tables["friedman"], tables["friedman_ranks"] = res.test, res.ranks
     tables["variance"] = _variance_section(clean, m, by, alpha, notes, common)
     if "site" in levels:
         below = levels[levels.index("site") + 1 :]

@@ -85,6 +85,20 @@ def test_partial_results_directory_is_summarized_with_notes(run, tmp_path: Path)
     assert "models" in s and s.settings["source"] == str(root)
 
 
+def test_friedman_across_datasets() -> None:
+    runs = [
+        simulate_predictions(models={"weak": 0.5, "strong": 2.5}, n_sites=2, subjects_per_site=8,
+                             n_seeds=1, n_folds=2, dataset=f"d{i}", seed=i)
+        for i in range(3)
+    ]  # fmt: skip
+    preds = pl.concat([r.predictions for r in runs])
+    s = summarize(preds, n_boot=N_BOOT)
+    # three datasets, "strong" first on each: mean ranks 1 and 2; chi2 = 12*3/(2*3)*(1+4-4.5) = 3
+    assert s["friedman_ranks"]["model"].to_list() == ["strong", "weak"]
+    assert s["friedman"]["statistic"][0] == pytest.approx(3.0, abs=1e-12)
+    assert set(s["friedman"]["unit"]) == {"dataset"}
+
+
 def test_write_json_and_parquet(summary, tmp_path: Path) -> None:
     out = summary.write(tmp_path / "analysis")
     data = json.loads((out / "summary.json").read_text())
