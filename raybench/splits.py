@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -403,6 +404,17 @@ class GroupHoldout(Splitter):
             test.extend(subjects.ids[members[int(p)]] for p in picked)
         test_set = set(test)
         train = [s for s in subjects.ids if s not in test_set]
+        if self.stratify and self.stratify[0] not in self.continuous:
+            held = {subjects.strata[i][0] for i, s in enumerate(subjects.ids) if s in test_set}
+            missing = sorted({key[0] for key in subjects.strata} - held)
+            if missing:  # degenerate but computable: say so (scikit-learn's habit)
+                warnings.warn(
+                    f"group_holdout: fraction={self.fraction} holds out {len(test)} of {n} "
+                    f"subjects and no subject with {self.stratify[0]} in {missing}; metrics that "
+                    "need every class (AUC) are undefined on this split. Raise fraction.",
+                    UserWarning,
+                    stacklevel=3,
+                )
         return [Fold("holdout", 0, _flatten(subjects, train), _flatten(subjects, test))]
 
 

@@ -118,3 +118,10 @@ def test_protocol_mapping_resolves_label_per_task():
     assert seg.stratify == ("site",)
     loso = splitter_from_protocol(Protocol(strategy="leave_one_site_out", stratify=[]), clf, 0)
     assert isinstance(loso, LeaveOneSiteOut)
+
+
+def test_a_holdout_missing_a_class_warns():
+    t = table(list("abcdefghij"), labels=["CN"] * 8 + ["AD"] * 2)
+    with pytest.warns(UserWarning, match=r"no subject with diagnosis in \['AD'\]"):
+        (fold,) = GroupHoldout(fraction=0.1, stratify=["diagnosis"]).split(t)
+    assert len(fold.test_ids) == 1
