@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -55,8 +56,8 @@ def make_predictions(
     return pl.concat(frames)
 
 
-def pandas_loop(frame: pl.DataFrame, reps: int, seed: int = 0) -> tuple[float, list[float]]:
-    """Seconds per replicate (all models) of the straightforward pandas resampling loop."""
+def pandas_loop(frame: pl.DataFrame, reps: int, seed: int = 0) -> tuple[float, float, list[float]]:
+    """Wall and CPU seconds per replicate (all models) of the straightforward pandas loop."""
     pdf = frame.to_pandas()
     rng = np.random.default_rng(seed)
     prepared = []
@@ -67,7 +68,7 @@ def pandas_loop(frame: pl.DataFrame, reps: int, seed: int = 0) -> tuple[float, l
     import pandas as pd
 
     values = []
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(reps):
         for _model, by_subject, subjects_of in prepared:
             sites = list(subjects_of)
@@ -78,7 +79,8 @@ def pandas_loop(frame: pl.DataFrame, reps: int, seed: int = 0) -> tuple[float, l
                     pieces.append(by_subject[subj])
             sample = pd.concat(pieces)
             values.append(float((sample["y_true"] == sample["y_pred"]).mean()))
-    return (time.perf_counter() - start) / reps, values
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return wall / reps, cpu / reps, values
 
 
 LAZY_CHILD = """
@@ -141,7 +143,7 @@ def main() -> None:
     args = parser.parse_args()
 
     frame = make_predictions(args.rows)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     out = bootstrap(
         frame,
         metric="accuracy",
@@ -150,8 +152,8 @@ def main() -> None:
         n_boot=args.n_boot,
         seed=0,
     )
-    ours = time.perf_counter() - start
-    per_rep, loop_values = pandas_loop(frame, args.loop_reps)
+    ours, ours_cpu = time.perf_counter() - start, time.process_time() - cpu
+    per_rep, per_rep_cpu, loop_values = pandas_loop(frame, args.loop_reps)
     loop_total = per_rep * args.n_boot
     result = {
         "rows": frame.height,
@@ -162,11 +164,16 @@ def main() -> None:
         "levels": "site>subject_id",
         "metric": "accuracy",
         "raybench_seconds": ours,
+        "raybench_cpu_seconds": ours_cpu,
         "pandas_loop_seconds_per_replicate": per_rep,
         "pandas_loop_replicates_timed": args.loop_reps,
+        "pandas_loop_cpu_seconds_per_replicate": per_rep_cpu,
         "pandas_loop_seconds_extrapolated": loop_total,
         "extrapolation": f"linear: {args.loop_reps} replicates timed, x {args.n_boot}",
         "speedup": loop_total / ours,
+        "speedup_cpu": per_rep_cpu * args.n_boot / ours_cpu,
+        "load_average_1min": os.getloadavg()[0],
+        "cpu_count": os.cpu_count(),
         "raybench_se": out["se"].to_list(),
         "pandas_loop_first_values": loop_values[:5],
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
