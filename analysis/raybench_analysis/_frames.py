@@ -29,7 +29,9 @@ except ImportError:  # pragma: no cover - the analysis package installed alone
 __all__ = [
     "AnalysisError",
     "as_array",
+    "as_names",
     "require_columns",
+    "same_length",
     "to_polars",
 ]
 
