@@ -102,3 +102,20 @@ def test_volumes_of_another_shape_are_resized(cohort: Cohort, tmp_path: Path) ->
     cache = VolumeCache(tmp_path / "c", cohort, pre)
     row = {**_rows(cohort)[0], "sample_id": "big", "image": str(other)}
     assert cache.load(row)["image"].shape == (1, 16, 16, 16)
+
+
+def _warm_in_child(args: tuple[Path, Cohort]) -> int:
+    cache_dir, cohort = args
+    cache = VolumeCache(cache_dir, cohort, preprocess_for(cohort, with_mask=True))
+    return cache.warm(cohort.table.to_dicts()).misses
+
+
+def test_two_processes_fill_one_cache(cohort: Cohort, tmp_path: Path) -> None:
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        misses = pool.map(_warm_in_child, [(tmp_path, cohort)] * 2)
+    assert sum(misses) >= len(cohort.table)  # both computed, racing on the same files
+    reader = VolumeCache(tmp_path, cohort, preprocess_for(cohort, with_mask=True))
+    assert reader.warm(cohort.table.to_dicts()).misses == 0
+    assert not [p for p in reader.root.iterdir() if p.name.endswith(".tmp")]
