@@ -20,6 +20,7 @@ variance stay separate (Bouthillier et al. 2021). See docs/plan.md and docs/vali
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -335,10 +336,15 @@ def _splits(
             splitter = splitter_from_protocol(
                 inner_protocol, task, derive_seed(seed, name, fold.index, "inner")
             )
+            inner_where = f"{where} fold {fold.name!r}, validation.inner"
             try:
-                inner = splitter.split(inner_table)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    inner = splitter.split(inner_table)
             except RaybenchError as exc:
-                raise _located(exc, f"{where} fold {fold.name!r}, validation.inner") from None
+                raise _located(exc, inner_where) from None
+            for w in caught:  # say where a degenerate inner split is
+                warnings.warn(f"{inner_where}: {w.message}", w.category, stacklevel=4)
             for f in inner:
                 check_disjoint(
                     {"train": f.train_ids, "val": f.test_ids, "test": fold.test_ids},

@@ -227,6 +227,19 @@ def test_identical_models_are_reported_not_duplicated():
         compile_suite(suite, {"synth": cohort()})
 
 
+def test_a_degenerate_inner_split_warns_with_its_location():
+    suite = make_suite(
+        validation={
+            "outer": {"strategy": "group_kfold", "k": 2, "stratify": []},
+            "inner": {"strategy": "group_holdout", "fraction": 0.1},
+        }
+    )
+    with pytest.warns(
+        UserWarning, match=r"^dataset 'synth', validation.outer fold 'fold\d', validation.inner: "
+    ):
+        compile_suite(suite, {"synth": cohort(table=cohort_table(20, 2, 1))})
+
+
 def test_data_problems_are_located():
     suite = make_suite()
     with pytest.raises(DataError, match=r"dataset 'synth' has no cohort"):
@@ -292,6 +305,7 @@ def test_extra_protocols_get_their_own_outer_folds():
     assert plan.meta["folds"]["synth"]["leave_one_site_out"][0]["name"] == "site=site0"
 
 
+@pytest.mark.filterwarnings("ignore:dataset 'synth':UserWarning")  # tiny hold-outs miss a class
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n_subjects=st.integers(4, 40),
