@@ -10,7 +10,10 @@ sees all its search trials. See docs/running.md.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -166,7 +169,9 @@ class _Run:
                 log_to_file=False,
             ),
         )
-        grid = tuner.fit()
+        quiet = not os.environ.get("RAYBENCH_DEBUG")
+        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+            grid = tuner.fit()  # Tune prints its own banners and error blocks: ours say it all
         committed = set(self.store.committed_ids())
         for result in grid:
             trial_id = (result.config or {}).get("trial_id")
