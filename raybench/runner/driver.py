@@ -36,7 +36,7 @@ from raybench.runner.options import EventFn, RunOptions, RunSummary
 from raybench.runner.progress import TuneEvents
 from raybench.runner.records import failed_row
 from raybench.runner.selection import resolve_refits
-from raybench.runner.trainable import AttemptCounter, Payload, make_trainable
+from raybench.runner.trainable import AttemptCounter, Payload, PerTrialResources, make_trainable
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +149,7 @@ class _Run:
         resources = {tid: trial_resources(s) for tid, s in by_id.items()}
         distinct = {tuple(sorted(r.items())) for r in resources.values()}
         per_trial: Any = (
-            next(iter(resources.values()))
-            if len(distinct) == 1
-            else (lambda config: resources[config["trial_id"]])
+            next(iter(resources.values())) if len(distinct) == 1 else PerTrialResources(resources)
         )
         tuner = tune.Tuner(
             make_trainable(payload, per_trial),

@@ -21,6 +21,10 @@ from typing import Any
 import pyarrow as pa
 import ray
 from ray import tune
+from ray.tune.execution.placement_groups import (
+    PlacementGroupFactory,
+    resource_dict_to_pg_factory,
+)
 
 from raybench.data.cohort import Cohort
 from raybench.errors import TrialError
@@ -131,6 +135,17 @@ def run_one(config: dict[str, Any], payload: Payload) -> None:
     tune.report({"committed": 1, "attempt": attempt, "pid": os.getpid(), "node_id": ctx.node_id})
 
 
-def make_trainable(payload: Payload, resources: Mapping[str, float]) -> Any:
+class PerTrialResources:
+    """Tune resource callable for a stage whose trials ask for different resources."""
+
+    def __init__(self, by_trial: Mapping[str, Mapping[str, float]]) -> None:
+        self.by_trial = {k: dict(v) for k, v in by_trial.items()}
+
+    def __call__(self, config: dict[str, Any]) -> PlacementGroupFactory:
+        return resource_dict_to_pg_factory(dict(self.by_trial[config["trial_id"]]))
+
+
+def make_trainable(payload: Payload, resources: Mapping[str, float] | PerTrialResources) -> Any:
     """The Tune trainable of a stage: :func:`run_one` with ``payload`` and per-trial resources."""
-    return tune.with_resources(tune.with_parameters(run_one, payload=payload), dict(resources))
+    spec = resources if isinstance(resources, PerTrialResources) else dict(resources)
+    return tune.with_resources(tune.with_parameters(run_one, payload=payload), spec)

@@ -105,3 +105,10 @@ def test_progress_counts_done_running_failed():
     task = progress.progress.tasks[0]
     assert task.completed == 3 and task.total == 4
     assert task.fields["running"] == 0 and task.fields["failed"] == 1
+
+
+def test_per_trial_resources_give_placement_groups():
+    from raybench.runner.trainable import PerTrialResources
+
+    pgf = PerTrialResources({"a": {"cpu": 1.0, "gpu": 0.0, "gpu_a": 1.0}})({"trial_id": "a"})
+    assert pgf.required_resources == {"CPU": 1.0, "gpu_a": 1.0}
