@@ -383,6 +383,8 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
 
     search: list[TrialSpec] = []
     refit: list[TrialSpec] = []
+    seen: dict[str, TrialSpec] = {}
+    coincident: list[tuple[TrialSpec, TrialSpec]] = []
     meta_folds: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for ds in suite.datasets:
         if ds.name not in cohorts:
@@ -444,7 +446,10 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
                                         seed=seed,
                                     )
                                     deps.append(tid)
-                                    search.append(
+                                    _add(
+                                        search,
+                                        seen,
+                                        coincident,
                                         TrialSpec(
                                             trial_id=tid,
                                             stage="search",
@@ -462,7 +467,7 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
                                             test_ids=(),
                                             config_hash=ch,
                                             data_fingerprint=fp,
-                                        )
+                                        ),
                                     )
                         cfg, ch = (base, base_hash) if searched else (configs[0], hashes[0])
                         tr, va, te = sp.refit_digests
@@ -476,7 +481,10 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
                             seed=seed,
                             depends_on=deps,
                         )
-                        refit.append(
+                        _add(
+                            refit,
+                            seen,
+                            coincident,
                             TrialSpec(
                                 trial_id=tid,
                                 stage="refit",
@@ -495,9 +503,17 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
                                 depends_on=tuple(deps),
                                 config_hash=ch,
                                 data_fingerprint=fp,
-                            )
+                            ),
                         )
-    _check_unique(search, refit)
+    if coincident:
+        warnings.warn(
+            f"{len(coincident)} trial(s) coincide with earlier trials of the same dataset and "
+            f"model: the same folds were drawn twice (e.g. by two repeats on a small cohort), so "
+            f"each is planned once; first: {_describe(coincident[0][1])} is "
+            f"{_describe(coincident[0][0])}. Use fewer repeats or more subjects.",
+            UserWarning,
+            stacklevel=2,
+        )
     stages: list[tuple[Stage, tuple[TrialSpec, ...]]] = []
     if search:
         stages.append(("search", tuple(search)))
@@ -508,6 +524,10 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
         "data_fingerprints": {ds.name: cohorts[ds.name].fingerprint for ds in suite.datasets},
         "folds": meta_folds,
         "counts": {"search": len(search), "refit": len(refit)},
+        "coincident": [
+            {"trial_id": b.trial_id, "kept": _describe(a), "dropped": _describe(b)}
+            for a, b in coincident
+        ],
     }
     return Plan(suite_name=suite.name, stages=tuple(stages), meta=meta)
 
@@ -515,17 +535,28 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
 _EMPTY = ids_digest(())
 
 
-def _check_unique(*groups: Sequence[TrialSpec]) -> None:
-    seen: dict[str, TrialSpec] = {}
-    for trials in groups:
-        for t in trials:
-            other = seen.setdefault(t.trial_id, t)
-            if other is not t:
-                raise SuiteError(
-                    f"trials {_describe(other)} and {_describe(t)} would compute the same result "
-                    f"(trial id {t.trial_id}): they have the same config, data, split and seed. "
-                    "Remove the duplicate model, dataset or protocol from the suite."
-                )
+def _add(
+    trials: list[TrialSpec],
+    seen: dict[str, TrialSpec],
+    coincident: list[tuple[TrialSpec, TrialSpec]],
+    spec: TrialSpec,
+) -> None:
+    """Append ``spec`` unless an earlier trial has its id.
+
+    Same dataset and model: the folds coincide (two repeats drew the same fold): the trial runs
+    once and is recorded in ``coincident``. Otherwise two entries of the suite are duplicates.
+    """
+    other = seen.setdefault(spec.trial_id, spec)
+    if other is spec:
+        trials.append(spec)
+    elif (other.dataset, other.model) == (spec.dataset, spec.model):
+        coincident.append((other, spec))
+    else:
+        raise SuiteError(
+            f"trials {_describe(other)} and {_describe(spec)} would compute the same result "
+            f"(trial id {spec.trial_id}): they have the same config, data, split and seed. "
+            "Remove the duplicate model or dataset from the suite."
+        )
 
 
 def _describe(t: TrialSpec) -> str:

@@ -92,7 +92,8 @@ def test_counts_are_the_product_of_the_factors(
 
 def assert_leakage_free_and_linked(plan, cohorts):
     by_id = {t.trial_id: t for t in plan.trials}
-    search_of = defaultdict(list)
+    assert len(by_id) == len(plan.trials)
+    used = set()
     for t in plan.trials:
         table = cohorts[t.dataset].table
         check_disjoint(
@@ -100,24 +101,27 @@ def assert_leakage_free_and_linked(plan, cohorts):
         )
         if t.stage == "search":
             assert t.test_ids == () and t.inner_fold is not None
-            search_of[(t.dataset, t.model, t.protocol, t.outer_fold, t.seed)].append(t)
     for t in plan.trials:
         if t.stage != "refit":
             continue
         assert t.inner_fold is None
-        deps = search_of[(t.dataset, t.model, t.protocol, t.outer_fold, t.seed)]
-        assert sorted(t.depends_on) == sorted(d.trial_id for d in deps)
+        deps = [by_id[d] for d in t.depends_on]  # every dependency is a trial of the plan
+        used.update(t.depends_on)
         outer_train = set(t.train_ids) | set(t.val_ids)
         for d in deps:
+            assert (d.stage, d.dataset, d.model, d.seed) == ("search", t.dataset, t.model, t.seed)
             # the search never sees the outer test fold: inner folds live in the outer train fold
             assert set(d.train_ids) | set(d.val_ids) == outer_train
-            assert by_id[d.trial_id].params in t.candidates
+            assert d.params in t.candidates
             assert apply_point(t.config, d.params) == d.config
         if deps:
             assert t.params is None
             assert len(t.candidates) == len({tuple(sorted(c.items())) for c in t.candidates})
+            inner = {(d.train_ids, d.val_ids) for d in deps}
+            assert len(deps) == len(t.candidates) * len(inner)  # every point x inner fold
         else:
             assert t.params is not None and t.candidates == ()
+    assert used == {t.trial_id for t in plan.trials if t.stage == "search"}  # none orphaned
 
 
 def test_seeds_share_the_same_splits():
@@ -219,6 +223,24 @@ def test_no_inner_protocol_trains_on_the_whole_outer_training_fold():
     assert len(plan.trials) == 3 * 2  # 3 outer folds x 2 seeds, refit only
 
 
+def test_folds_drawn_twice_are_planned_once():
+    # 4 subjects in 2 folds: only 3 partitions exist, so 6 repeats must draw some twice
+    suite = make_suite(
+        training={"epochs": 1},
+        models=[{"name": "small", "arch": "classifier"}],
+        validation={
+            "outer": {"strategy": "group_kfold", "k": 2, "repeats": 6, "stratify": []},
+            "inner": None,
+        },
+        seeds=[0],
+    )
+    with pytest.warns(UserWarning, match=r"coincide with earlier trials of the same dataset"):
+        plan = compile_suite(suite, {"synth": cohort(table=cohort_table(4, 2, 1))})
+    distinct = {(t.train_ids, t.test_ids) for t in plan.trials}
+    assert len(plan.trials) == len(distinct) <= 6
+    assert len(plan.meta["coincident"]) == 12 - len(plan.trials)
+
+
 def test_identical_models_are_reported_not_duplicated():
     suite = make_suite(
         models=[{"name": "a", "arch": "classifier"}, {"name": "b", "arch": "classifier"}]
@@ -306,6 +328,7 @@ def test_extra_protocols_get_their_own_outer_folds():
 
 
 @pytest.mark.filterwarnings("ignore:dataset 'synth':UserWarning")  # tiny hold-outs miss a class
+@pytest.mark.filterwarnings("ignore:.*coincide:UserWarning")  # tiny cohorts repeat folds
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n_subjects=st.integers(4, 40),
