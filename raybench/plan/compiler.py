@@ -266,12 +266,12 @@ def base_config(suite: Any, model: Any, classes: list[str] | None) -> dict[str, 
 
 
 def split_seed(suite: Any) -> int:
-    """The suite's split seed: ``validation.seed`` when the schema has it, else 0.
+    """The suite's split seed, ``validation.seed`` (default 0).
 
     It is independent of ``seeds`` (the model seeds), so that every model seed is trained and
     tested on the same folds.
     """
-    return int(getattr(suite.validation, "seed", 0) or 0)
+    return int(suite.validation.seed)
 
 
 def _protocols(suite: Any) -> list[tuple[str, Any]]:

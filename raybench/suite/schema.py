@@ -308,6 +308,11 @@ class Validation(Strict):
     extra: list[Protocol] = Field(
         default_factory=list, description="further outer protocols (e.g. leave_one_site_out)"
     )
+    seed: int = Field(
+        0,
+        ge=0,
+        description="split seed, independent of `seeds`: every model seed sees the same folds",
+    )
 
 
 # --------------------------------------------------------------------------- evaluation
