@@ -9,7 +9,10 @@ new sites* (``truth`` with ``estimand="trained"``). Schemes:
 - ``hierarchical``: ``bootstrap(levels=["site", "subject_id"])`` (raybench's default);
 - ``hierarchical_t``: same bootstrap SE, interval ``estimate ± t_{S-1} se`` (S = number of sites),
   a small-sample correction for few top-level units;
-- ``site_cluster``: ``bootstrap(levels=["site"])``;
+- ``site_cluster``: ``bootstrap(levels=["site"])`` (Field & Welsh's consistent cluster bootstrap);
+- ``site_cluster_t``: its SE inflated by ``sqrt(S/(S-1))`` (the bootstrap variance of a mean of S
+  clusters is biased by ``(S-1)/S``), interval ``estimate ± t_{S-1} se`` (few-cluster correction,
+  as for cluster-robust standard errors; Cameron & Miller 2015);
 - ``subject_cluster``: ``bootstrap(levels=["subject_id"])`` (right for new patients of the same
   sites, too narrow for new sites);
 - ``naive_iid``: ``bootstrap(levels=[])``, every prediction row as independent (what tools that
@@ -64,6 +67,11 @@ def one_replicate(
                 half = stats.t.ppf(0.975, n_sites - 1) * row["se"]
                 lo, hi = row["estimate"] - half, row["estimate"] + half
                 res["hierarchical_t"] = (lo <= value <= hi, hi - lo)
+            if scheme == "site_cluster":
+                se = row["se"] * np.sqrt(n_sites / (n_sites - 1))
+                half = stats.t.ppf(0.975, n_sites - 1) * se
+                lo, hi = row["estimate"] - half, row["estimate"] + half
+                res["site_cluster_t"] = (lo <= value <= hi, hi - lo)
         out[metric] = res
     return out
 
@@ -79,7 +87,7 @@ def run(
         per_metric: dict[str, Any] = {}
         for metric in METRICS:
             per_scheme = {}
-            for scheme in [*SCHEMES, "hierarchical_t"]:
+            for scheme in [*SCHEMES, "hierarchical_t", "site_cluster_t"]:
                 cov = np.array([r[metric][scheme][0] for r in reps], dtype=float)
                 width = np.array([r[metric][scheme][1] for r in reps])
                 p = float(cov.mean())
