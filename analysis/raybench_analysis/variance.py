@@ -182,6 +182,44 @@ def _test_covariance(
 # variance_components
 
 
+def _t_interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
+    """Student t interval of the mean of per-split values, the lower end floored at 0."""
+    k = len(values)
+    if k < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(1 - alpha / 2, k - 1) * values.std(ddof=1) / np.sqrt(k)
+    return max(float(values.mean() - half), 0.0), float(values.mean() + half)
+
+
+def _chi2_intervals(
+    sizes: np.ndarray, means: np.ndarray, ssw: float, alpha: float
+) -> dict[str, tuple[float, float]]:
+    """Closed-form intervals for the one-way random-effects variances.
+
+    seed: ``SSW / sigma2_seed ~ chi2(N - K)`` exactly. split: the split-mean variance
+    ``tau2 = sigma2_u + sigma2_seed / n_h`` is estimated by the unweighted-means mean square with
+    ``K - 1`` df (exact when balanced), its chi-square interval shifted by ``MSE / n_h``
+    (Williams 1962). total: Satterthwaite's (1946) approximate chi-square for
+    ``MSA/n_h + (1 - 1/n_h) MSE``.
+    """
+    k, n = len(sizes), float(sizes.sum())
+    lo_q, hi_q = alpha / 2, 1 - alpha / 2
+    df_e, df_a = n - k, k - 1
+    mse = ssw / df_e
+    nh = k / float(np.sum(1.0 / sizes))
+    tau = float(np.var(means, ddof=1))
+    t_lo = df_a * tau / stats.chi2.ppf(hi_q, df_a)
+    t_hi = df_a * tau / stats.chi2.ppf(lo_q, df_a)
+    c1, c2 = 1.0, 1.0 - 1.0 / nh
+    total = c1 * tau + c2 * mse
+    nu = total**2 / ((c1 * tau) ** 2 / df_a + (c2 * mse) ** 2 / df_e)
+    return {
+        "seed": (ssw / stats.chi2.ppf(hi_q, df_e), ssw / stats.chi2.ppf(lo_q, df_e)),
+        "split": (max(t_lo - mse / nh, 0.0), max(t_hi - mse / nh, 0.0)),
+        "total": (nu * total / stats.chi2.ppf(hi_q, nu), nu * total / stats.chi2.ppf(lo_q, nu)),
+    }
+
+
 def _check_design(frame: pl.DataFrame, value: str, seed: str, split: str, where: str):
     dup = frame.group_by([split, seed]).len().filter(pl.col("len") > 1)
     if dup.height:
@@ -223,6 +261,7 @@ def variance_components(
     n_test: str | float | None = None,
     by: str | Sequence[str] | None = None,
     method: Literal["reml", "anova"] = "reml",
+    ci: Literal["chi2", "bootstrap"] = "chi2",
     n_boot: int = 2000,
     alpha: float = 0.05,
     random_state: int = 0,
@@ -244,7 +283,10 @@ def variance_components(
     by : columns to decompose separately (e.g. ``["dataset", "model"]``).
     method : ``"reml"`` (default; one-way random-effects REML, any numbers of seeds per split) or
         ``"anova"`` (expected mean squares, balanced designs only; negative values set to 0).
-    n_boot, alpha, random_state : parametric bootstrap replicates, interval level and seed.
+    ci : ``"chi2"`` (default; closed-form chi-square intervals, see Notes) or ``"bootstrap"``
+        (parametric bootstrap percentile; too narrow with fewer than ~20 splits).
+    n_boot, alpha, random_state : parametric bootstrap replicates (``ci="bootstrap"``), interval
+        level and random seed.
 
     Returns
     -------
@@ -265,9 +307,13 @@ def variance_components(
     seed of a split) is inside ``s2_u``; the rows report ``split = max(s2_u - test_sample, 0)``
     (training-set sampling), ``seed = s2_seed``, ``test_sample = mean_k C_off`` and
     ``total = s2_u + s2_seed``, the variance of one trial's score. With one seed per split the
-    diagonal is used. ``ci_low``/``ci_high`` come from a parametric bootstrap (percentile): data are
-    simulated from the fitted model through their sufficient statistics and refitted; the
-    test-sample interval is a percentile bootstrap over splits of the per-split covariances.
+    diagonal is used. Intervals (``ci="chi2"``, of the variance): seed, exact chi-square
+    ``SSW / chi2_{N-K}``; split, the chi-square interval (``K - 1`` df) of the split-mean variance
+    ``sigma2_u + sigma2_seed / n_h`` (unweighted means; exact when balanced) minus ``MSE / n_h``
+    and the test-sample part; total, Satterthwaite's approximate chi-square for
+    ``MSA/n_h + (1 - 1/n_h) MSE``; test_sample, a t interval over splits of the per-split values.
+    ``ci="bootstrap"``: parametric bootstrap (data simulated from the fit through their sufficient
+    statistics, refitted), percentile.
 
     References
     ----------
@@ -281,6 +327,10 @@ def variance_components(
     *Biometrics*, 44(3), 837–845.
     Davison, A. C. & Hinkley, D. V. (1997). *Bootstrap Methods and their Application*. Cambridge
     University Press (§2.7, linear approximation of the bootstrap variance).
+    Burdick, R. K. & Graybill, F. A. (1992). *Confidence Intervals on Variance Components*.
+    Marcel Dekker.
+    Satterthwaite, F. E. (1946). An approximate distribution of estimates of variance components.
+    *Biometrics Bulletin*, 2(6), 110–114.
 
     Examples
     --------
@@ -306,6 +356,8 @@ def variance_components(
         raise AnalysisError("variance_components: metric='mean' needs sample_value=<column>")
     if not 0.0 < alpha < 1.0:
         raise AnalysisError(f"variance_components: alpha={alpha} must be in (0, 1)")
+    if ci not in ("chi2", "bootstrap"):
+        raise AnalysisError(f"variance_components: ci={ci!r}; use 'chi2' or 'bootstrap'")
     if n_boot < 10:
         raise AnalysisError(f"variance_components: n_boot={n_boot}; use at least 10 (e.g. 2000)")
     frame = to_polars(scores, name="scores")
@@ -339,6 +391,7 @@ def variance_components(
             sample_value,
             n_test,
             method,
+            ci,
             n_boot,
             alpha,
             rng,
@@ -361,6 +414,7 @@ def _decompose(
     sample_value,
     n_test,
     method,
+    ci_kind,
     n_boot,
     alpha,
     rng,
@@ -390,12 +444,12 @@ def _decompose(
     n_splits, n_seeds = len(sizes), int(counts["len"].max())
     total_n = sizes.sum()
 
-    # parametric bootstrap through the sufficient statistics
-    mu = float(np.sum(sizes * means) / total_n)
-    u = rng.normal(0.0, np.sqrt(s2_u), (n_boot, n_splits))
-    ebar = rng.normal(0.0, 1.0, (n_boot, n_splits)) * np.sqrt(s2_e / sizes)
-    ssw_b = s2_e * rng.chisquare(total_n - n_splits, n_boot)
-    b_u, b_e = fit(sizes, mu + u + ebar, ssw_b)
+    if ci_kind == "bootstrap":  # parametric bootstrap through the sufficient statistics
+        mu = float(np.sum(sizes * means) / total_n)
+        u = rng.normal(0.0, np.sqrt(s2_u), (n_boot, n_splits))
+        ebar = rng.normal(0.0, 1.0, (n_boot, n_splits)) * np.sqrt(s2_e / sizes)
+        ssw_b = s2_e * rng.chisquare(total_n - n_splits, n_boot)
+        b_u, b_e = fit(sizes, mu + u + ebar, ssw_b)
 
     test_shared, test_ci, test_n = None, (np.nan, np.nan), None
     test_note = ""
@@ -410,9 +464,7 @@ def _decompose(
         cov = cov.filter(pl.col(split).is_in(stats_k[split].implode()))
         shared_k = cov["shared"].to_numpy()
         test_shared = float(shared_k.mean())
-        idx = rng.integers(0, len(shared_k), (n_boot, len(shared_k)))
-        boot = shared_k[idx].mean(axis=1)
-        test_ci = tuple(np.quantile(boot, [alpha / 2, 1 - alpha / 2]))
+        test_ci = _t_interval(shared_k, alpha)
         test_n = float(cov["n_test"].mean())
         test_note = f" + test-sample covariance by influence values ({metric}, unit {sample})"
     elif n_test is not None:
@@ -429,8 +481,10 @@ def _decompose(
             )
         per = p * (1 - p) / sizes_t
         test_shared = float(per.mean())
-        boot = per[rng.integers(0, len(per), (n_boot, len(per)))].mean(axis=1)
-        test_ci = tuple(np.quantile(boot, [alpha / 2, 1 - alpha / 2]))
+        per_split = (
+            sub.select(pl.col(split), pl.Series("_v", per)).group_by(split).agg(pl.col("_v").mean())
+        )
+        test_ci = _t_interval(per_split["_v"].to_numpy(), alpha)
         test_n = float(sizes_t.mean())
         test_note = " + binomial test-sample variance p(1-p)/n_test"
 
@@ -440,24 +494,37 @@ def _decompose(
 
     est = "REML" if method == "reml" else "ANOVA (expected mean squares)"
     meth = f"{est} one-way random effects, seed within split{test_note}"
-    ci_meth = f"parametric bootstrap percentile, n_boot={n_boot}"
     total = s2_u + s2_e
     rows = []
-    split_var = s2_u if test_shared is None else max(s2_u - test_shared, 0.0)
-    split_boot = b_u if test_shared is None else np.maximum(b_u - test_shared, 0.0)
-    rows.append(("split", split_var, ci(split_boot), ci_meth, split))
-    rows.append(("seed", s2_e, ci(b_e), ci_meth, f"{split}>{seed}"))
+    shift = 0.0 if test_shared is None else test_shared
+    split_var = max(s2_u - shift, 0.0)
+    if ci_kind == "bootstrap":
+        ci_meth = f"parametric bootstrap percentile, n_boot={n_boot}"
+        split_ci = ci(np.maximum(b_u - shift, 0.0))
+        seed_ci, total_ci = ci(b_e), ci(b_u + b_e)
+        ci_methods = (ci_meth, ci_meth, ci_meth)
+    else:
+        chi = _chi2_intervals(sizes, means, ssw, alpha)
+        split_ci = (max(chi["split"][0] - shift, 0.0), max(chi["split"][1] - shift, 0.0))
+        seed_ci, total_ci = chi["seed"], chi["total"]
+        ci_methods = (
+            "chi-square on the split-mean variance, shifted by MSE/n",
+            "exact chi-square on the within-split sum of squares",
+            "Satterthwaite chi-square on MSA/n + (1 - 1/n) MSE",
+        )
+    rows.append(("split", split_var, split_ci, ci_methods[0], split))
+    rows.append(("seed", s2_e, seed_ci, ci_methods[1], f"{split}>{seed}"))
     if test_shared is not None:
         rows.append(
             (
                 "test_sample",
                 test_shared,
                 (float(test_ci[0]), float(test_ci[1])),
-                f"bootstrap over splits percentile, n_boot={n_boot}",
+                "t interval over splits of the per-split test-sample variances",
                 sample if pred is not None else "sample (binomial)",
             )
         )
-    rows.append(("total", total, ci(b_u + b_e), ci_meth, f"{split}>{seed}"))
+    rows.append(("total", total, total_ci, ci_methods[2], f"{split}>{seed}"))
     return pl.DataFrame(
         [
             {

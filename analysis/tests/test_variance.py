@@ -13,6 +13,7 @@ from raybench_analysis.variance import (
     sample_size,
     variance_components,
 )
+from scipy import stats
 from statsmodels.stats.power import TTestPower
 
 
@@ -48,6 +49,28 @@ def test_balanced_reml_equals_anova_estimators() -> None:
     anova = variance_components(scores, method="anova", n_boot=200)
     assert anova["variance"].to_list() == pytest.approx(vc["variance"].to_list(), rel=1e-6)
     assert vc["component"].to_list() == ["split", "seed", "total"]
+    # intervals: exact chi-square for the seed variance, SSW / chi2_{N-K} (Searle et al. §3.5)
+    ssw = mse * k * (s - 1)
+    seed_row = _component(vc, "seed")
+    assert seed_row["ci_low"] == pytest.approx(ssw / stats.chi2.ppf(0.975, k * (s - 1)))
+    assert seed_row["ci_high"] == pytest.approx(ssw / stats.chi2.ppf(0.025, k * (s - 1)))
+    # split: chi-square interval of MSA/S (K - 1 df) shifted by MSE/S
+    split_row = _component(vc, "split")
+    assert split_row["ci_high"] == pytest.approx(
+        (k - 1) * msa / s / stats.chi2.ppf(0.025, k - 1) - mse / s
+    )
+    # total = MSA/S + (1 - 1/S) MSE with Satterthwaite's (1946) df
+    c1, c2 = msa / s, (1 - 1 / s) * mse
+    nu = (c1 + c2) ** 2 / (c1**2 / (k - 1) + c2**2 / (k * (s - 1)))
+    total_row = _component(vc, "total")
+    assert total_row["ci_low"] == pytest.approx(nu * (c1 + c2) / stats.chi2.ppf(0.975, nu))
+    assert "Satterthwaite" in total_row["ci_method"]
+    boot = variance_components(scores, ci="bootstrap", n_boot=300)
+    assert boot["variance"].to_list() == pytest.approx(vc["variance"].to_list())
+    assert boot["ci_method"][0] == "parametric bootstrap percentile, n_boot=300"
+    assert (boot["ci_low"] <= boot["variance"]).all() and (
+        boot["variance"] <= boot["ci_high"]
+    ).all()
     assert vc.filter(pl.col("component") != "total")["share"].sum() == pytest.approx(1.0)
 
 
