@@ -77,6 +77,7 @@ def trial(spec: TrialSpec, cohort: Cohort, ctx: Any) -> dict[str, pa.Table]:
     """A raybench trial doing ``config["work"]`` seconds of CPU work, committing a trials row."""
     from raybench.store import table_from_rows
 
+    started = datetime.now(UTC)
     if spec.config["work"]:
         burn(spec.config["work"], spec.config["calibration"])
     now = datetime.now(UTC)
@@ -86,7 +87,7 @@ def trial(spec: TrialSpec, cohort: Cohort, ctx: Any) -> dict[str, pa.Table]:
         "stage": "refit",
         "status": "completed",
         "attempts": ctx.attempt,
-        "started_at": now,
+        "started_at": started,
         "finished_at": now,
         "node": ctx.node,
     }
