@@ -164,7 +164,13 @@ def _factor(frame: pl.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, 
 
 
 def _patsy(formula: str, pdf: Any, where: str, *, lhs: bool = False):
-    import patsy
+    try:
+        import patsy
+    except ImportError as exc:  # statsmodels can run on formulaic alone
+        raise AnalysisError(
+            "mixed: needs patsy (statsmodels' formula engine) to build design matrices; "
+            "install it with `pip install patsy`"
+        ) from exc
 
     try:
         if lhs:
