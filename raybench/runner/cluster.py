@@ -33,6 +33,7 @@ class ClusterInfo:
     token_hint: str | None
     started_here: bool
     resources: dict[str, float]
+    note: str | None = None
 
     def describe(self) -> str:
         """One or two lines for the console: dashboard URL and how to log in."""
@@ -44,6 +45,8 @@ class ClusterInfo:
             line += f"; dashboard {self.dashboard_url}"
         if self.token_hint:
             line += f"\n{self.token_hint}"
+        if self.note:
+            line += f"\n{self.note}"
         return line
 
 
@@ -71,6 +74,16 @@ def _token_auth_enabled() -> bool:
     return bool(is_token_auth_enabled())
 
 
+def dashboard_missing() -> str | None:
+    """Why Ray's dashboard cannot start here (``ray[default]`` not installed), or None."""
+    try:
+        from ray._private.utils import get_dashboard_dependency_error
+    except ImportError:
+        return None
+    error = get_dashboard_dependency_error()
+    return str(error) if error else None
+
+
 def init_ray(
     address: str | None = None,
     *,
@@ -84,6 +97,13 @@ def init_ray(
     When Ray is already initialised in this process (tests, notebooks), it is reused as is.
     """
     started_here = False
+    note = None
+    if include_dashboard and not address and (missing := dashboard_missing()):
+        include_dashboard = False
+        note = (
+            f"Ray's dashboard is off: its dependencies are not installed ({missing}); "
+            "install them with `pip install 'ray[default]'`."
+        )
     if not ray.is_initialized():
         try:
             if address:
@@ -117,6 +137,7 @@ def init_ray(
         token_hint=token_hint() if url else None,
         started_here=started_here,
         resources={k: float(v) for k, v in ray.cluster_resources().items()},
+        note=note,
     )
 
 
