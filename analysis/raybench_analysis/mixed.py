@@ -385,18 +385,63 @@ def _fit_statsmodels(terms: list[_Term], y: np.ndarray, x: np.ndarray, reml: boo
         groups = terms[primary].codes
         exog_re = terms[re_index].design
     vc = _vc_spec(terms, groups, re_index)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = MixedLM(y, x, groups, exog_re=exog_re, exog_vc=vc if vc.names else None)
+    model = MixedLM(y, x, groups, exog_re=exog_re, exog_vc=vc if vc.names else None)
+    # statsmodels' optimisers fail differently near the boundary (a variance at 0): L-BFGS can
+    # hit a singular matrix where BFGS succeeds. Try each alone; keep the first that converges,
+    # else the best log-likelihood among those that ran.
+    result, errors, tried = None, [], []
+    for optimizer in ("lbfgs", "bfgs", "cg", "nm"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                candidate = model.fit(reml=reml, method=[optimizer])
+            except (np.linalg.LinAlgError, ValueError) as exc:
+                errors.append(f"{optimizer}: {exc}")
+                continue
+        notes = sorted(
+            {str(w.message) for w in caught if not issubclass(w.category, FutureWarning)}
+        )
+        tried.append((candidate, notes))
+        if candidate.converged and np.isfinite(candidate.llf):
+            result = (candidate, notes)
+            break
+    if result is None and tried:
+        result = max(tried, key=lambda r: r[0].llf if np.isfinite(r[0].llf) else -np.inf)
+    if result is None:
+        raise AnalysisError(
+            f"mixed: statsmodels could not fit {formula!r} ({'; '.join(errors)}); check that every "
+            "grouping factor has at least two levels and that the data vary within groups"
+        )
+    return (result[0], re_index), result[1]
+
+
+def _refine(cp: CrossProducts, theta: np.ndarray, reml: bool):
+    """Minimise lme4's profiled deviance from statsmodels' estimate; None if nothing is gained.
+
+    Returns ``(theta, deviance gain)`` when the bounded L-BFGS-B search (diagonal
+    Cholesky entries >= 0, as lme4) lowers the deviance by more than 1e-7 relative.
+    """
+    from scipy import optimize
+
+    def deviance(t: np.ndarray) -> float:
         try:
-            result = model.fit(reml=reml, method=["lbfgs", "bfgs", "cg"])
-        except (np.linalg.LinAlgError, ValueError) as exc:
-            raise AnalysisError(
-                f"mixed: statsmodels could not fit {formula!r} ({exc}); check that every grouping "
-                "factor has at least two levels and that the data vary within groups"
-            ) from exc
-    messages = sorted({str(w.message) for w in caught if not issubclass(w.category, FutureWarning)})
-    return (result, re_index), messages
+            return cp.evaluate(t, None, reml)["deviance"]
+        except np.linalg.LinAlgError:
+            return np.inf
+
+    bounds = []
+    for b in cp.blocks:
+        r, c = np.tril_indices(b.k)
+        bounds.extend((0.0, None) if i == j else (None, None) for i, j in zip(r, c, strict=True))
+    start = np.array(
+        [max(v, 0.0) if lo == 0.0 else v for v, (lo, _) in zip(theta, bounds, strict=True)]
+    )
+    dev0 = deviance(theta)
+    res = optimize.minimize(deviance, start, method="L-BFGS-B", bounds=bounds)
+    gain = dev0 - float(res.fun)
+    if not np.isfinite(res.fun) or gain <= 1e-7 * max(1.0, abs(dev0)):
+        return None
+    return res.x, gain
 
 
 def _assemble(parsed, meth, terms, y, x, names, fit, sm_warnings, alpha) -> MixedResult:
@@ -415,9 +460,19 @@ def _assemble(parsed, meth, terms, y, x, names, fit, sm_warnings, alpha) -> Mixe
     blocks = [Block(t.spec.group_name, t.names, t.codes, len(t.levels), t.design) for t in terms]
     cp = CrossProducts.build(y, x, blocks)
     theta = cp.theta_from_covariances(relative)
+    refined = _refine(cp, theta, reml)
+    if refined is not None:  # statsmodels stopped short of the optimum (boundary fits)
+        theta, gain = refined
+        sm_warnings = [
+            *sm_warnings,
+            f"statsmodels' optimum refined on lme4's profiled deviance (lower by {gain:.3g})",
+        ]
+    # beta, sigma and the log-likelihood follow from theta (profiled, as in lme4); statsmodels'
+    # own scale can be off at boundary fits
+    ev = cp.evaluate(theta, None, reml)
+    beta, scale, loglik = ev["beta"], float(ev["sigma"]) ** 2, -0.5 * float(ev["deviance"])
     sigma = float(np.sqrt(scale))
     satt = satterthwaite(cp, theta, sigma, reml)
-    beta = np.asarray(result.fe_params, dtype=float)
     rows = []
     for j, name in enumerate(names):
         ell = np.zeros(len(names))
@@ -470,7 +525,7 @@ def _assemble(parsed, meth, terms, y, x, names, fit, sm_warnings, alpha) -> Mixe
         random=random,
         correlations=correlations,
         sigma=sigma,
-        loglik=float(result.llf),
+        loglik=loglik,
         converged=converged,
         n_obs=len(y),
         n_levels=n_levels,

@@ -305,3 +305,19 @@ def test_correlated_slopes_on_a_crossed_factor_are_refused() -> None:
     data = _nested_data().with_columns(x=pl.col("cask").cast(pl.Float64))
     with pytest.raises(FormulaError, match=r"\(1 \+ x \|\| cask\)"):
         mixed("y ~ x + (1 | batch) + (1 + x | cask)", data)
+
+
+def test_boundary_fit_is_the_reml_optimum() -> None:
+    # No between-group variation: statsmodels' L-BFGS stops at a wrong scale on these data; the
+    # REML optimum puts the group variance at 0 and sigma^2 = SST/(N - 1) (Searle et al. §6.6),
+    # so the intercept is the grand mean with N - 1 df.
+    rng = np.random.default_rng(6)
+    g = np.repeat(np.arange(5), 3)
+    y = rng.normal(size=15)
+    fit = mixed("y ~ 1 + (1 | g)", pl.DataFrame({"y": y, "g": g}))
+    assert fit.random["variance"][0] == pytest.approx(0.0, abs=1e-10)
+    assert fit.sigma**2 == pytest.approx(np.var(y, ddof=1), rel=1e-8)
+    row = _row(fit.fixed, term="(Intercept)")
+    assert row["std_error"] == pytest.approx(np.std(y, ddof=1) / np.sqrt(15), rel=1e-6)
+    assert row["df"] == pytest.approx(14.0, abs=0.01)
+    assert any("boundary" in w for w in fit.warnings)
