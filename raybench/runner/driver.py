@@ -177,8 +177,12 @@ class _Run:
                 continue
             if result.error is None and trial_id in committed:
                 self.completed.append(trial_id)
-            elif result.error is not None and not interrupted():
-                error, traceback = describe_error(result.error)
+            elif not interrupted():
+                error, traceback = (
+                    describe_error(result.error)
+                    if result.error is not None
+                    else ("RuntimeError: the trial ended without a committed result", "")
+                )
                 attempts = int(ray.get(counter.get.remote(trial_id)))
                 self.record_failure(by_id[trial_id], error, traceback, attempts)
 
