@@ -1,1 +1,1 @@
-"""The ``raybench`` command line: one module per command group, wired in :mod:`raybench.cli.main`."""
+"""The ``raybench`` command line: one module per command group, wired in ``raybench.cli.main``."""

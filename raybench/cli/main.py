@@ -1,8 +1,14 @@
-"""The root of the ``raybench`` command: it only wires the command groups together."""
+"""The root of the ``raybench`` command: it only wires the command groups together.
+
+Each command module exposes ``register(app)`` and imports its heavy dependencies (Ray, torch,
+polars) inside its commands, so that ``raybench --help`` and ``raybench validate`` stay fast.
+"""
 
 from __future__ import annotations
 
 import typer
+
+from raybench.cli import analyze, data, plan, run, status, validate
 
 app = typer.Typer(
     name="raybench",
@@ -12,22 +18,5 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# Each command module exposes ``register(app)``; add one line per module.
-from raybench.cli import plan as _plan  # noqa: E402
-
-_plan.register(app)
-from raybench.cli import validate as _validate  # noqa: E402
-
-_validate.register(app)
-from raybench.cli import analyze as _analyze  # noqa: E402
-
-_analyze.register(app)
-from raybench.cli import data as _data  # noqa: E402
-
-_data.register(app)
-from raybench.cli import run as _run  # noqa: E402
-
-_run.register(app)
-from raybench.cli import status as _status  # noqa: E402
-
-_status.register(app)
+for _module in (validate, data, plan, run, status, analyze):
+    _module.register(app)
