@@ -21,11 +21,16 @@ from statsmodels.stats.multitest import multipletests
 
 from raybench_analysis._frames import AnalysisError, as_names, require_columns, to_polars
 from raybench_analysis.bootstrap import (
+    INTERVALS,
+    SCHEMES,
     Evaluator,
     Hierarchy,
+    Interval,
+    Scheme,
     auc_inputs,
     build_hierarchy,
     draw_counts,
+    interval_from_replicates,
     unit_sums,
 )
 from raybench_analysis.metrics import Metric, get_metric
@@ -88,12 +93,16 @@ def _nanmean_folds(values: np.ndarray) -> np.ndarray:
 
 
 def _prepare(
-    data: pl.DataFrame, metric: Metric, models: list[str] | None, levels: list[str]
+    data: pl.DataFrame,
+    metric: Metric,
+    models: list[str] | None,
+    levels: list[str],
+    strata: list[str] | None = None,
 ) -> _Group:
     """Check pairing, number the units and index each trial's rows (sorted by sample_id)."""
     require_columns(
         data,
-        [*_TRIAL, "sample_id", *levels, *metric.columns],
+        [*_TRIAL, "sample_id", *levels, *(strata or []), *metric.columns],
         name="predictions",
         why="to compare models",
     )
@@ -123,7 +132,7 @@ def _prepare(
                 f"(e.g. outer_fold={row['outer_fold']}, sample_id={row['sample_id']!r} is in one "
                 "only); paired comparison needs the same splits for every model"
             )
-    hierarchy = build_hierarchy(frame, levels or ["sample_id"])
+    hierarchy = build_hierarchy(frame, levels or ["sample_id"], strata or ())
     trials: dict[tuple, np.ndarray] = {}
     index = (
         frame.with_row_index("_row")
@@ -158,11 +167,21 @@ def _evaluators(group: _Group) -> dict[tuple, Evaluator]:
     return out
 
 
-def _bootstrap(group: _Group, metric: Metric, n_boot: int, seed: int, alpha: float) -> list[dict]:
+def _bootstrap(
+    group: _Group,
+    metric: Metric,
+    n_boot: int,
+    seed: int,
+    alpha: float,
+    scheme: str = "cluster",
+    interval: str = "t",
+) -> list[dict]:
     evals = _evaluators(group)
     rng = np.random.default_rng(seed)
+    h = group.hierarchy
+    method = f"paired {h.scheme(scheme, interval)[0]}"
     chunks: dict[str, list[np.ndarray]] = {m: [] for m in group.models}
-    for counts in draw_counts(group.hierarchy, n_boot, rng):
+    for counts in draw_counts(h, n_boot, rng, scheme=scheme):
         for model, values in _fold_values(group, evals, counts).items():
             chunks[model].append(_nanmean_folds(values))
     reps = {m: np.concatenate(v) for m, v in chunks.items()}
@@ -170,22 +189,19 @@ def _bootstrap(group: _Group, metric: Metric, n_boot: int, seed: int, alpha: flo
     rows = []
     for a, b in combinations(group.models, 2):
         est = float(_nanmean_folds(observed[a])[0] - _nanmean_folds(observed[b])[0])
-        d = reps[a] - reps[b]
-        d = d[np.isfinite(d)]
-        lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
-        tail = min(np.sum(d <= 0), np.sum(d >= 0))
+        ci = interval_from_replicates(est, reps[a] - reps[b], h.n_top, alpha, interval, h.n_strata)
         rows.append(
             {
                 "model_a": a,
                 "model_b": b,
                 "estimate": est,
-                "se": float(np.std(d, ddof=1)),
-                "ci_low": float(lo),
-                "ci_high": float(hi),
-                "p_value": float(min(1.0, 2 * (1 + tail) / (len(d) + 1))),
-                "method": "paired hierarchical percentile bootstrap",
+                "se": ci["se"],
+                "ci_low": ci["ci_low"],
+                "ci_high": ci["ci_high"],
+                "p_value": ci["p_value"],
+                "method": method,
                 "unit": group.unit_label,
-                "n_resamples": len(d),
+                "n_resamples": ci["n_boot"],
             }
         )
     return rows
@@ -310,6 +326,10 @@ def compare(
     alpha: float = 0.05,
     n_train: float | None = None,
     perturbation: str | None = "none",
+    *,
+    scheme: Scheme = "cluster",
+    interval: Interval = "t",
+    strata: str | Sequence[str] | None = None,
     **metric_params: Any,
 ) -> pl.DataFrame:
     """All pairwise differences between models on the same test samples, with intervals and p.
@@ -328,6 +348,8 @@ def compare(
     levels : sequence of str
         Resampling hierarchy for the bootstrap, top first; the permutation test swaps labels
         within the lowest level. ``[]`` resamples test samples (``sample_id``) as independent.
+        The top level says what is estimated: ``site`` first, the difference on a new site;
+        ``["subject_id"]`` (default), on new patients.
     by : column name(s)
         Compare within each group (default per dataset). If a group mixes protocols, add
         ``"protocol"`` here.
@@ -343,6 +365,10 @@ def compare(
         minus the mean test-fold size (the outer training pool, validation included).
     perturbation : str or None
         Keep only rows of this perturbation (``None``: keep all; then each row is one sample).
+    scheme, interval, strata :
+        Bootstrap resampling scheme (``"cluster"``, default: top level drawn, lower levels kept
+        whole; ``"two_stage"``: every level redrawn, conservative), interval (``"t"``, default:
+        few-cluster t; ``"percentile"``) and strata, as in :func:`raybench_analysis.bootstrap`.
 
     Returns
     -------
@@ -356,10 +382,14 @@ def compare(
     -----
     *Bootstrap*: replicate r draws units down the hierarchy once (see :func:`bootstrap`) and
     both models are scored on those same units in every (fold, seed), so the difference
-    d*_r = S_a,r − S_b,r keeps the pairing; the interval is the percentile interval of d* and
+    d*_r = S_a,r − S_b,r keeps the pairing. With the default few-cluster t interval,
+    se = sd(d*) · sqrt(G/(G − H)) (G resampled top-level units, H strata), the interval is
+    estimate ± t_{G−H, 1−α/2} · se and p = 2 P(T_{G−H} ≥ |estimate|/se) (Cameron, Gelbach &
+    Miller 2008); with ``interval="percentile"`` it is the percentile interval of d* and
     p = min(1, 2 min(#(d* ≤ 0) + 1, #(d* ≥ 0) + 1)/(B + 1)), the interval inverted. It estimates
     the expected difference of the trained models over new patients of the same sites (or new
-    sites when ``site`` is the top level). *Corrected t-test*: per-fold differences of the
+    sites when ``site`` is the top level). Its type-I error is in docs/statistics/comparisons.md.
+    *Corrected t-test*: per-fold differences of the
     seed-averaged scores, Nadeau & Bengio's variance inflation 1/J + n_test/n_train, df = J − 1
     (Bouckaert & Frank 2004 for repeated k-fold); it targets the training procedure, including
     the variation of training sets. *Permutation*: under H0 the two models' predictions of a unit
@@ -374,6 +404,8 @@ def compare(
         comparing learning algorithms. PAKDD, LNCS 3056, 3–12.
     Davison, A. C. & Hinkley, D. V. (1997). Bootstrap Methods and their Application. Cambridge
         University Press, §2.4 and §4.4 (permutation tests).
+    Cameron, A. C., Gelbach, J. B. & Miller, D. L. (2008). Bootstrap-based improvements for
+        inference with clustered errors. Review of Economics and Statistics 90(3), 414–427.
     Bouthillier, X. et al. (2021). Accounting for variance in machine learning benchmarks.
         Proceedings of Machine Learning and Systems 3.
     Holm, S. (1979). A simple sequentially rejective multiple test procedure. Scandinavian
@@ -390,7 +422,7 @@ def compare(
     ...         for m in "ab" for s in (0, 1) for f in range(3) for i in range(f, 60, 3)]
     >>> out = compare(pl.DataFrame(rows), metric="accuracy", n_boot=200)
     >>> out.select("model_a", "model_b", "method").rows()[0]
-    ('a', 'b', 'paired hierarchical percentile bootstrap')
+    ('a', 'b', 'paired cluster bootstrap, few-cluster t interval')
     >>> bool(out["estimate"][0] > 0)
     True
     """
@@ -398,6 +430,11 @@ def compare(
     bad = [m for m in methods if m not in _METHODS]
     if bad or not methods:
         raise AnalysisError(f"method={method!r}; allowed: any of {list(_METHODS)}")
+    if scheme not in SCHEMES or interval not in INTERVALS:
+        raise AnalysisError(
+            f"scheme={scheme!r}, interval={interval!r}; allowed: scheme in {list(SCHEMES)}, "
+            f"interval in {list(INTERVALS)}"
+        )
     if correction not in ("holm", "fdr_bh", "none"):
         raise AnalysisError(f"correction={correction!r}; allowed: 'holm', 'fdr_bh', 'none'")
     m = get_metric(metric, **metric_params)
@@ -411,6 +448,7 @@ def compare(
     keys = as_names(by, name="by")
     require_columns(data, keys, name="predictions", why="for by=")
     lv = as_names(levels, name="levels")
+    st = as_names(strata, name="strata")
     out = []
     groups = data.sort(keys).group_by(keys, maintain_order=True) if keys else [((), data)]
     for key, part in groups:
@@ -421,11 +459,11 @@ def compare(
                     f"group {dict(zip(keys, key, strict=True))} mixes protocols {protocols}; "
                     "pass by=[..., 'protocol'] or filter one protocol"
                 )
-        group = _prepare(part, m, list(models) if models else None, lv)
+        group = _prepare(part, m, list(models) if models else None, lv, st)
         n_seeds = part.get_column("seed").n_unique()
         for meth in methods:
             if meth == "bootstrap":
-                rows = _bootstrap(group, m, n_boot, seed, alpha)
+                rows = _bootstrap(group, m, n_boot, seed, alpha, scheme, interval)
             elif meth == "corrected_ttest":
                 rows = _ttest(group, m, alpha, n_train)
             else:

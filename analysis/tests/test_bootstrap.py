@@ -8,11 +8,24 @@ import polars as pl
 import pytest
 from raybench_analysis import bootstrap, bootstrap_replicates
 from raybench_analysis._frames import AnalysisError
-from raybench_analysis.bootstrap import build_hierarchy, draw_counts
+from raybench_analysis.bootstrap import build_hierarchy, draw_counts, interval_from_replicates
 from raybench_analysis.metrics import accuracy, auc
+from scipy import stats
 
 
-def test_draw_counts_structure():
+def test_draw_counts_cluster_keeps_lower_levels_whole():
+    frame = pl.DataFrame(
+        {"site": ["s1", "s1", "s1", "s2", "s2"], "subject_id": ["a", "b", "c", "d", "e"]}
+    )
+    h = build_hierarchy(frame, ["site", "subject_id"])
+    counts = next(draw_counts(h, 4000, np.random.default_rng(0)))  # default scheme="cluster"
+    # every subject of a site is drawn exactly as often as its site
+    assert np.all(counts[:, :3] == counts[:, [0]]) and np.all(counts[:, 3:] == counts[:, [3]])
+    assert np.all(counts[:, 0] + counts[:, 3] == 2)  # two sites drawn per replicate
+    assert counts.mean(0) == pytest.approx(np.ones(5), abs=0.06)
+
+
+def test_draw_counts_two_stage_structure():
     # two sites: s1 with 3 subjects, s2 with 2; a drawn site copy redraws all its subjects
     frame = pl.DataFrame(
         {"site": ["s1", "s1", "s1", "s2", "s2"], "subject_id": ["a", "b", "c", "d", "e"]}
@@ -20,7 +33,8 @@ def test_draw_counts_structure():
     h = build_hierarchy(frame, ["site", "subject_id"])
     assert h.sizes == (2, 5)
     assert h.parents[0].tolist() == [0, 0, 0, 1, 1]
-    counts = next(draw_counts(h, 4000, np.random.default_rng(0)))
+    counts = next(draw_counts(h, 4000, np.random.default_rng(0), scheme="two_stage"))
+    assert np.any(counts[:, 0] != counts[:, 1])  # subjects redrawn within the site
     per_site = np.column_stack([counts[:, :3].sum(1), counts[:, 3:].sum(1)])
     # subjects drawn per site are multiples of the site's size (c copies x m subjects)
     assert np.all(per_site[:, 0] % 3 == 0) and np.all(per_site[:, 1] % 2 == 0)
@@ -63,12 +77,16 @@ def test_vectorised_equals_loop_over_replicates(predictions, levels):
 def test_iid_se_matches_analytic():
     rng = np.random.default_rng(1)
     x = rng.normal(size=400)
-    out = bootstrap({"x": x}, value="x", levels=[], n_boot=4000, seed=0)
+    pct = bootstrap({"x": x}, value="x", levels=[], n_boot=4000, seed=0, interval="percentile")
     # reference: the bootstrap SE of a mean is sd(x, ddof=0) / sqrt(n) (Efron & Tibshirani 1993)
-    assert out["se"][0] == pytest.approx(x.std() / np.sqrt(len(x)), rel=0.05)
+    assert pct["se"][0] == pytest.approx(x.std() / np.sqrt(len(x)), rel=0.05)
+    assert pct["method"][0] == "iid bootstrap, percentile interval"
+    out = bootstrap({"x": x}, value="x", levels=[], n_boot=4000, seed=0)
+    # reference: the t interval's se is corrected by sqrt(n/(n-1)): sd(x, ddof=1) / sqrt(n)
+    assert out["se"][0] == pytest.approx(x.std(ddof=1) / np.sqrt(len(x)), rel=0.05)
     assert out["estimate"][0] == pytest.approx(x.mean(), abs=1e-12)
-    assert out["method"][0] == "percentile bootstrap, iid observations"
-    assert out["unit"][0] == "observation"
+    assert out["method"][0] == "iid bootstrap, t interval"
+    assert out["unit"][0] == "observation" and out["df"][0] == len(x) - 1
 
 
 def test_cluster_se_matches_analytic_and_naive_is_too_small():
@@ -79,8 +97,9 @@ def test_cluster_se_matches_analytic_and_naive_is_too_small():
     frame = pl.DataFrame({"subject_id": subj.astype(str), "x": x})
     out = bootstrap(frame, value="x", levels=["subject_id"], n_boot=4000, seed=0)
     means = x.reshape(n_subj, per).mean(1)
-    # reference: with equal cluster sizes the cluster bootstrap SE is sd(cluster means) / sqrt(J)
-    assert out["se"][0] == pytest.approx(means.std() / np.sqrt(n_subj), rel=0.06)
+    # reference: with equal cluster sizes the cluster bootstrap SE is sd0(cluster means)/sqrt(J),
+    # times sqrt(J/(J-1)) for the t interval: sd(cluster means, ddof=1) / sqrt(J)
+    assert out["se"][0] == pytest.approx(means.std(ddof=1) / np.sqrt(n_subj), rel=0.06)
     assert out["n_subject_id"][0] == n_subj and out["n_obs"][0] == n_subj * per
     naive = bootstrap(frame, value="x", levels=[], n_boot=2000, seed=0)
     assert naive["se"][0] < 0.6 * out["se"][0]  # images as independent: far too confident
@@ -102,6 +121,7 @@ def test_same_seed_same_numbers_and_by_groups(predictions):
         "se",
         "ci_low",
         "ci_high",
+        "df",
         "n_site",
         "n_subject_id",
         "n_obs",
@@ -110,7 +130,8 @@ def test_same_seed_same_numbers_and_by_groups(predictions):
         "unit",
     ]
     assert a["unit"].to_list() == ["site>subject_id"] * 2
-    assert a["method"][0] == "percentile bootstrap, hierarchical"
+    assert a["method"][0] == "cluster bootstrap, few-cluster t interval"
+    assert a["df"].to_list() == [3.0, 3.0]
     assert a["n_site"].to_list() == [4, 4] and a["n_subject_id"].to_list() == [40, 40]
     for row in a.iter_rows(named=True):
         assert row["ci_low"] < row["estimate"] < row["ci_high"]
@@ -123,21 +144,118 @@ def test_pandas_input_and_metric_settings(predictions):
     assert isinstance(predictions.to_pandas(), pd.DataFrame)
 
 
+def _clustered(rng: np.random.Generator, sites: int, subjects: int, per: int) -> pl.DataFrame:
+    site = np.repeat(np.arange(sites), subjects * per)
+    subj = np.repeat(np.arange(sites * subjects), per)
+    x = (
+        rng.normal(0, 1.0, sites)[site]
+        + rng.normal(0, 1.0, sites * subjects)[subj]
+        + rng.normal(0, 0.5, len(subj))
+    )
+    return pl.DataFrame({"site": site.astype(str), "subject_id": subj.astype(str), "x": x})
+
+
+def test_t_interval_formula(predictions):
+    """ci = estimate ± t_{G-1} · sd* · sqrt(G/(G-1)) from the replicates (the documented form)."""
+    data = predictions.filter(model="a")
+    levels = ["site", "subject_id"]
+    out = bootstrap(data, metric="accuracy", levels=levels, n_boot=300, seed=3).row(0, named=True)
+    reps = bootstrap_replicates(data, metric="accuracy", levels=levels, n_boot=300, seed=3)
+    g = 4  # sites
+    se = reps["value"].std() * np.sqrt(g / (g - 1))
+    # reference: scipy.stats.t.ppf(0.975, df=3) (R: qt(0.975, 3) = 3.182446)
+    half = stats.t.ppf(0.975, g - 1) * se
+    assert out["se"] == pytest.approx(se, rel=1e-10)
+    assert out["ci_low"] == pytest.approx(out["estimate"] - half, rel=1e-10)
+    assert out["ci_high"] == pytest.approx(out["estimate"] + half, rel=1e-10)
+    assert stats.t.ppf(0.975, 3) == pytest.approx(3.182446, abs=1e-6)
+    # p of "value = 0" is the t tail: 2 P(T_3 >= |est|/se)
+    r = interval_from_replicates(out["estimate"], reps["value"].to_numpy(), g)
+    assert r["p_value"] == pytest.approx(2 * stats.t.sf(out["estimate"] / se, 3), rel=1e-10)
+
+
+def test_two_stage_se_matches_analytic_and_exceeds_cluster():
+    """The literal two-stage scheme adds the within-site variance a second time."""
+    rng = np.random.default_rng(4)
+    sites, subjects, per = 12, 10, 2
+    frame = _clustered(rng, sites, subjects, per)
+    lv = ["site", "subject_id"]
+    two = bootstrap(frame, value="x", levels=lv, n_boot=6000, scheme="two_stage",
+                    interval="percentile")  # fmt: skip
+    one = bootstrap(frame, value="x", levels=lv, n_boot=6000, interval="percentile")
+    subj_means = frame.group_by("site", "subject_id").agg(pl.col("x").mean())
+    site = subj_means.group_by("site").agg(m=pl.col("x").mean(), v=pl.col("x").var(ddof=0))
+    # reference (balanced design; Davison & Hinkley 1997, §2.4): cluster bootstrap variance
+    # sd0(site means)^2 / G; two-stage adds mean_g(var0 of subject means in g) / (m G)
+    v_cluster = site["m"].var(ddof=0) / sites
+    v_two = v_cluster + site["v"].mean() / (subjects * sites)
+    assert one["se"][0] == pytest.approx(np.sqrt(v_cluster), rel=0.06)
+    assert two["se"][0] == pytest.approx(np.sqrt(v_two), rel=0.06)
+    assert two["method"][0] == "two-stage bootstrap, percentile interval"
+    assert two["se"][0] > one["se"][0]
+
+
+def test_strata_resample_within_site():
+    """strata='site': subjects drawn within each site, each site keeps its subject count."""
+    rng = np.random.default_rng(5)
+    frame = _clustered(rng, 3, 8, 1).filter(~pl.col("subject_id").is_in(["0", "1"]))  # 6, 8, 8
+    h = build_hierarchy(frame, ["subject_id"], ["site"])
+    counts = next(draw_counts(h, 500, np.random.default_rng(0)))
+    per_site = frame.sort("subject_id").unique("subject_id", maintain_order=True)["site"]
+    for s, n in (("0", 6), ("1", 8), ("2", 8)):
+        assert np.all(counts[:, (per_site == s).to_numpy()].sum(1) == n)
+    out = bootstrap(frame, value="x", levels=["subject_id"], strata="site", n_boot=6000)
+    # reference (stratified bootstrap, Davison & Hinkley 1997 §3.7): Var = Σ_h (n_h/n)^2 s0_h^2/n_h
+    # times n/(n - H) for the t interval, df = n - H
+    g = frame.group_by("site").agg(n=pl.len(), v=pl.col("x").var(ddof=0))
+    n = frame.height
+    var = float(((g["n"] / n) ** 2 * g["v"] / g["n"]).sum()) * n / (n - 3)
+    assert out["se"][0] == pytest.approx(np.sqrt(var), rel=0.06)
+    assert out["df"][0] == n - 3
+    assert out["method"][0] == "stratified cluster bootstrap (strata: site), few-cluster t interval"
+    with pytest.raises(AnalysisError, match="more than one stratum"):
+        build_hierarchy(frame, ["site"], ["subject_id"])
+
+
+def test_few_cluster_t_covers_where_percentile_does_not():
+    """6 sites: the few-cluster t interval covers ~95%, the site percentile interval less."""
+    rng = np.random.default_rng(8)
+    hits_t = hits_p = 0
+    n_sim = 200
+    for _ in range(n_sim):
+        frame = _clustered(rng, 6, 4, 1)
+        seed = int(rng.integers(1e9))
+        t = bootstrap(frame, value="x", levels=["site", "subject_id"], n_boot=300, seed=seed)
+        p = bootstrap(frame, value="x", levels=["site", "subject_id"], n_boot=300, seed=seed,
+                      interval="percentile")  # fmt: skip
+        hits_t += t["ci_low"][0] <= 0.0 <= t["ci_high"][0]
+        hits_p += p["ci_low"][0] <= 0.0 <= p["ci_high"][0]
+    # reference: t_{G-1} intervals for a mean of G normal cluster means are exact (95%);
+    # binomial(200, 0.95) lies in 0.90-0.99 with probability > 0.99. The percentile interval of
+    # 6 clusters has about Φ-based 1 - 2Φ(-1.96·sqrt(5/6)) ≈ 0.926 minus the t tails: ~0.87.
+    assert 0.90 <= hits_t / n_sim <= 0.99
+    assert hits_p < hits_t
+
+
 def test_coverage_sanity_iid():
-    """95% percentile intervals of a normal mean cover the truth about 95% of the time."""
+    """95% t intervals of a normal mean cover the truth about 95% of the time."""
     rng = np.random.default_rng(7)
     hits = 0
     for _ in range(150):
         x = rng.normal(1.0, 1.0, 60)
         out = bootstrap({"x": x}, value="x", levels=[], n_boot=400, seed=int(rng.integers(1e9)))
         hits += out["ci_low"][0] <= 1.0 <= out["ci_high"][0]
-    # binomial(150, 0.95): 0.88-0.99 holds with probability > 0.99 (percentile CIs run a bit short)
+    # binomial(150, 0.95): 0.88-0.99 holds with probability > 0.99
     assert 0.88 <= hits / 150 <= 0.995
 
 
 def test_errors_are_clear(predictions):
     with pytest.raises(AnalysisError, match="exactly one of value="):
         bootstrap(predictions, value="loss", metric="auc")
+    with pytest.raises(AnalysisError, match=r"scheme='bogus'.*'cluster'"):
+        bootstrap(predictions, value="loss", scheme="bogus")  # type: ignore[arg-type]
+    with pytest.raises(AnalysisError, match=r"interval='bca'.*'percentile'"):
+        bootstrap(predictions, value="loss", interval="bca")  # type: ignore[arg-type]
     with pytest.raises(AnalysisError, match=r"missing column\(s\) \['hospital'\]"):
         bootstrap(predictions, value="loss", levels=["hospital"])
     with pytest.raises(AnalysisError, match="n_boot=1"):

@@ -4,19 +4,18 @@ Each replicate simulates a cross-validated benchmark (``simulate_predictions``: 
 own shift and separation, subjects, sessions, several seeds and outer folds with seed and split
 effects), computes intervals for the model's accuracy and AUC with several resampling schemes, and
 checks whether they contain the population value of *these trained models on new patients from
-new sites* (``truth`` with ``estimand="trained"``). Schemes:
+new sites* (``truth`` with ``estimand="trained"``). Resampling schemes, each with the few-cluster
+t interval (``_t``: estimate ± t_{G-1} sd* sqrt(G/(G-1)), G top-level units) and the percentile
+interval (``_pct``):
 
-- ``hierarchical``: ``bootstrap(levels=["site", "subject_id"])`` (raybench's default);
-- ``hierarchical_t``: same bootstrap SE, interval ``estimate ± t_{S-1} se`` (S = number of sites),
-  a small-sample correction for few top-level units;
-- ``site_cluster``: ``bootstrap(levels=["site"])`` (Field & Welsh's consistent cluster bootstrap);
-- ``site_cluster_t``: its SE inflated by ``sqrt(S/(S-1))`` (the bootstrap variance of a mean of S
-  clusters is biased by ``(S-1)/S``), interval ``estimate ± t_{S-1} se`` (few-cluster correction,
-  as for cluster-robust standard errors; Cameron & Miller 2015);
-- ``subject_cluster``: ``bootstrap(levels=["subject_id"])`` (right for new patients of the same
-  sites, too narrow for new sites);
-- ``naive_iid``: ``bootstrap(levels=[])``, every prediction row as independent (what tools that
-  bootstrap images do).
+- ``cluster``: ``bootstrap(levels=["site", "subject_id"])``: sites drawn, subjects kept whole
+  (raybench's default is ``cluster_t``);
+- ``two_stage``: ``scheme="two_stage"``: sites drawn, then subjects redrawn within each drawn
+  site (the former default, ``two_stage_pct``);
+- ``subject``: ``levels=["subject_id"]`` (right for new patients of the same sites, too narrow
+  for new sites);
+- ``naive_iid``: ``levels=[]``, every prediction row as independent (what tools that bootstrap
+  images do).
 
 Run ``python -m analysis.validation.coverage [--quick]``.
 """
@@ -31,16 +30,19 @@ import warnings
 from typing import Any
 
 import numpy as np
-from raybench_analysis import bootstrap, simulate_predictions
-from scipy import stats
+from raybench_analysis import bootstrap_replicates, simulate_predictions
+from raybench_analysis.bootstrap import interval_from_replicates
 
-SCHEMES: dict[str, list[str]] = {
-    "hierarchical": ["site", "subject_id"],
-    "site_cluster": ["site"],
-    "subject_cluster": ["subject_id"],
-    "naive_iid": [],
+#: name -> (levels, scheme); each is summarised with both intervals
+SCHEMES: dict[str, tuple[list[str], str]] = {
+    "cluster": (["site", "subject_id"], "cluster"),
+    "two_stage": (["site", "subject_id"], "two_stage"),
+    "subject": (["subject_id"], "cluster"),
+    "naive_iid": ([], "cluster"),
 }
+INTERVALS = {"t": "t", "pct": "percentile"}
 METRICS = {"accuracy": "accuracy", "auc": "auc_pooled"}  # metric -> truth row
+NAMES = [f"{s}_{i}" for s in SCHEMES for i in INTERVALS]
 
 
 def one_replicate(
@@ -52,26 +54,29 @@ def one_replicate(
     )
     preds = run.predictions
     truth = run.truth.filter(estimand="trained", perturbation="none")
+    n_units = {
+        "cluster": n_sites,
+        "two_stage": n_sites,
+        "subject": preds["subject_id"].n_unique(),
+        "naive_iid": preds.height,
+    }
     out: dict[str, dict[str, tuple[bool, float]]] = {}
     for metric, truth_name in METRICS.items():
         value = truth.filter(metric=truth_name)["value"][0]
         res: dict[str, tuple[bool, float]] = {}
-        for scheme, levels in SCHEMES.items():
+        for scheme, (levels, how) in SCHEMES.items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                row = bootstrap(preds, metric=metric, levels=levels, n_boot=n_boot, seed=rep).row(
-                    0, named=True
+                reps = bootstrap_replicates(
+                    preds, metric=metric, levels=levels, n_boot=n_boot, seed=rep, scheme=how
                 )
-            res[scheme] = (row["ci_low"] <= value <= row["ci_high"], row["ci_high"] - row["ci_low"])
-            if scheme == "hierarchical":
-                half = stats.t.ppf(0.975, n_sites - 1) * row["se"]
-                lo, hi = row["estimate"] - half, row["estimate"] + half
-                res["hierarchical_t"] = (lo <= value <= hi, hi - lo)
-            if scheme == "site_cluster":
-                se = row["se"] * np.sqrt(n_sites / (n_sites - 1))
-                half = stats.t.ppf(0.975, n_sites - 1) * se
-                lo, hi = row["estimate"] - half, row["estimate"] + half
-                res["site_cluster_t"] = (lo <= value <= hi, hi - lo)
+            est = float(reps["estimate"][0])
+            for short, interval in INTERVALS.items():
+                ci = interval_from_replicates(
+                    est, reps["value"].to_numpy(), n_units[scheme], 0.05, interval
+                )
+                lo, hi = ci["ci_low"], ci["ci_high"]
+                res[f"{scheme}_{short}"] = (bool(lo <= value <= hi), hi - lo)
         out[metric] = res
     return out
 
@@ -87,7 +92,7 @@ def run(
         per_metric: dict[str, Any] = {}
         for metric in METRICS:
             per_scheme = {}
-            for scheme in [*SCHEMES, "hierarchical_t", "site_cluster_t"]:
+            for scheme in NAMES:
                 cov = np.array([r[metric][scheme][0] for r in reps], dtype=float)
                 width = np.array([r[metric][scheme][1] for r in reps])
                 p = float(cov.mean())

@@ -6,9 +6,13 @@ fresh prediction noise in every trial) and err on *different* patients (a model-
 effect), as real networks do. On a finite test set one of them is then luckier, in every seed
 alike. Tests compared, on the same simulated runs:
 
-- ``compare_bootstrap``: ``compare(method="bootstrap", levels=["site", "subject_id"])``;
-- ``compare_bootstrap_subject``: the same with ``levels=["subject_id"]`` (new patients of the
-  same sites);
+- ``compare_bootstrap``: ``compare(method="bootstrap", levels=["site", "subject_id"])``, the
+  default cluster bootstrap with the few-cluster t interval;
+- ``compare_bootstrap_two_stage_pct``: the same with ``scheme="two_stage",
+  interval="percentile"`` (the former default: conservative);
+- ``compare_bootstrap_site_pct``: cluster bootstrap of sites with the percentile interval;
+- ``compare_bootstrap_subject``: ``levels=["subject_id"]`` (new patients of the same sites);
+- ``compare_bootstrap_subject_strata``: ``levels=["subject_id"], strata="site"``;
 - ``compare_corrected_ttest``: ``compare(method="corrected_ttest")`` (Nadeau & Bengio 2003);
 - ``naive_image_bootstrap``: ``compare(method="bootstrap", levels=[])`` (images as independent);
 - ``naive_seed_fold_ttest``: paired t-test over the (seed, fold) scores as independent replicates;
@@ -34,7 +38,10 @@ from scipy import stats
 
 TESTS = [
     "compare_bootstrap",
+    "compare_bootstrap_two_stage_pct",
+    "compare_bootstrap_site_pct",
     "compare_bootstrap_subject",
+    "compare_bootstrap_subject_strata",
     "compare_corrected_ttest",
     "naive_image_bootstrap",
     "naive_seed_fold_ttest",
@@ -60,6 +67,13 @@ def one_replicate(rep: int, n_boot: int, sim: dict[str, Any]) -> dict[str, float
                        method=("bootstrap", "corrected_ttest"), seed=rep)  # fmt: skip
         subject = compare(preds, metric="auc", levels=["subject_id"], n_boot=n_boot,
                           method="bootstrap", seed=rep)  # fmt: skip
+        strata = compare(preds, metric="auc", levels=["subject_id"], n_boot=n_boot,
+                         method="bootstrap", seed=rep, strata="site")  # fmt: skip
+        two = compare(preds, metric="auc", levels=["site", "subject_id"], n_boot=n_boot,
+                      method="bootstrap", seed=rep, scheme="two_stage",
+                      interval="percentile")  # fmt: skip
+        site_pct = compare(preds, metric="auc", levels=["site", "subject_id"], n_boot=n_boot,
+                           method="bootstrap", seed=rep, interval="percentile")  # fmt: skip
         naive = compare(preds, metric="auc", levels=[], n_boot=n_boot, method="bootstrap",
                         seed=rep)  # fmt: skip
     p = {
@@ -67,7 +81,10 @@ def one_replicate(rep: int, n_boot: int, sim: dict[str, Any]) -> dict[str, float
         "compare_corrected_ttest": ours.filter(pl.col("method").str.contains("t-test"))["p_value"][
             0
         ],
+        "compare_bootstrap_two_stage_pct": two["p_value"][0],
+        "compare_bootstrap_site_pct": site_pct["p_value"][0],
         "compare_bootstrap_subject": subject["p_value"][0],
+        "compare_bootstrap_subject_strata": strata["p_value"][0],
         "naive_image_bootstrap": naive["p_value"][0],
     }
     per_trial = _scores(preds, ["seed", "outer_fold"])
