@@ -21,7 +21,7 @@ import polars as pl
 from scipy import stats
 
 from raybench_analysis._frames import AnalysisError, require_columns, to_polars
-from raybench_analysis.bootstrap import build_hierarchy, draw_counts
+from raybench_analysis.bootstrap import SCHEMES, build_hierarchy, draw_counts
 from raybench_analysis.metrics import Metric, get_metric
 
 __all__ = ["ResampleScheme", "ranking_stability", "replicate_metric", "resample_weights"]
@@ -40,10 +40,19 @@ class ResampleScheme:
     weights: np.ndarray
     unit: str
     n_units: dict[str, int]
+    resampling: str = "cluster bootstrap"
+    n_top: int = 0
+    n_strata: int = 1
 
 
 def resample_weights(
-    frame: pl.DataFrame, levels: Sequence[str], n_boot: int, seed: int = 0
+    frame: pl.DataFrame,
+    levels: Sequence[str],
+    n_boot: int,
+    seed: int = 0,
+    *,
+    scheme: str = "cluster",
+    strata: Sequence[str] = (),
 ) -> ResampleScheme:
     """Draw ``n_boot`` hierarchical bootstrap samples of the units of ``frame``.
 
@@ -52,14 +61,17 @@ def resample_weights(
     frame:
         Rows to resample (e.g. predictions); must hold the ``levels`` columns.
     levels:
-        The hierarchy from the top, e.g. ``["site", "subject_id"]``: draw sites with replacement,
-        then, within each drawn site, as many subjects with replacement as it has. Every row of a
-        drawn bottom unit comes along (all its sessions, seeds and models). ``[]`` resamples
-        ``sample_id`` (images) i.i.d., the naive scheme.
+        The hierarchy from the top, e.g. ``["site", "subject_id"]``: draw sites with replacement
+        and keep their subjects whole (``scheme="cluster"``, default) or redraw as many subjects
+        with replacement within each drawn site as it has (``scheme="two_stage"``, conservative).
+        Every row of a drawn bottom unit comes along (all its sessions, seeds and models). ``[]``
+        resamples ``sample_id`` (images) i.i.d., the naive scheme.
     n_boot:
         Number of bootstrap samples.
     seed:
         Seed of the generator.
+    scheme, strata:
+        As in :func:`raybench_analysis.bootstrap`.
 
     Returns
     -------
@@ -68,10 +80,11 @@ def resample_weights(
 
     Notes
     -----
-    Drawing a site ``c`` times and each time ``n_s`` of its subjects with replacement gives the
-    subjects multinomial counts ``Multinomial(c n_s, 1/n_s)``; the metric depends on the draw only
-    through these counts, so they are drawn directly, level by level, by the same engine as
-    :func:`raybench_analysis.bootstrap` (Davison & Hinkley 1997, section 2.4; Field & Welsh 2007).
+    The metric depends on a draw only through how often each bottom unit is drawn, so these
+    counts are drawn directly by the same engine as :func:`raybench_analysis.bootstrap`: the
+    cluster scheme gives every subject the count of its site; the two-stage scheme, drawing a site
+    ``c`` times and each time ``n_s`` of its subjects with replacement, gives them multinomial
+    counts ``Multinomial(c n_s, 1/n_s)`` (Davison & Hinkley 1997, section 2.4; Field & Welsh 2007).
 
     References
     ----------
@@ -87,18 +100,29 @@ def resample_weights(
     >>> s = resample_weights(df, ["site", "subject_id"], n_boot=3, seed=0)
     >>> s.weights.shape, s.weights.sum(axis=1).tolist()  # 2 sites of 2 subjects: 4 draws each
     ((3, 4), [4.0, 4.0, 4.0])
+    >>> bool(np.all(s.weights[:, 0] == s.weights[:, 1]))  # a site's subjects come along together
+    True
     """
     if int(n_boot) != n_boot or n_boot < 1:
         raise AnalysisError(f"n_boot={n_boot!r} must be a positive integer (e.g. 2000).")
     levels = list(levels) if levels else []
     cols = levels or ["sample_id"]
     require_columns(frame, cols, name="predictions", why="as resampling levels")
-    hierarchy = build_hierarchy(frame, cols)
+    hierarchy = build_hierarchy(frame, cols, tuple(strata))
     rng = np.random.default_rng(seed)
-    counts = np.vstack(list(draw_counts(hierarchy, int(n_boot), rng)))
+    counts = np.vstack(list(draw_counts(hierarchy, int(n_boot), rng, scheme=scheme)))
     unit = ">".join(levels) if levels else "sample_id (iid)"
     n_units = dict(zip(cols, hierarchy.sizes, strict=True))
-    return ResampleScheme(hierarchy.unit, counts.astype(np.float64), unit, n_units)
+    kind = hierarchy.resampling(scheme) if levels else "iid bootstrap"
+    return ResampleScheme(
+        hierarchy.unit,
+        counts.astype(np.float64),
+        unit,
+        n_units,
+        kind,
+        hierarchy.n_top,
+        hierarchy.n_strata,
+    )
 
 
 def replicate_metric(
@@ -160,6 +184,8 @@ def ranking_stability(
     *,
     alpha: float = 0.05,
     by: Sequence[str] = ("dataset",),
+    scheme: str = "cluster",
+    strata: Sequence[str] = (),
 ) -> pl.DataFrame:
     """Distribution of each model's rank over paired hierarchical bootstrap samples.
 
@@ -180,6 +206,9 @@ def ranking_stability(
         The rank interval is the ``alpha/2`` and ``1-alpha/2`` percentiles.
     by:
         Rank separately within these columns (those absent are ignored), e.g. per dataset.
+    scheme, strata:
+        Resampling scheme (``"cluster"``, default, or ``"two_stage"``) and strata, as in
+        :func:`raybench_analysis.bootstrap`.
 
     Returns
     -------
@@ -187,7 +216,8 @@ def ranking_stability(
         One row per model (and ``by`` group): ``by`` columns, ``model``, ``metric``, ``estimate``
         (on the full data), ``rank`` (on the full data), ``mean_rank``, ``rank_ci_low``,
         ``rank_ci_high``, ``p_rank_1`` .. ``p_rank_K`` (share of samples where the model has that
-        rank, ties averaged then rounded down), ``n_boot``, ``method``, ``unit``.
+        rank, ties averaged then rounded down), ``n_boot``, ``method`` (``"bootstrap_rank, "`` and
+        the resampling scheme), ``unit``.
 
     Notes
     -----
@@ -220,7 +250,9 @@ def ranking_stability(
     frame = clean_predictions(predictions)
     require_columns(frame, ["model", *m.columns], name="predictions", why="for the ranking")
     by_cols = [c for c in by if c in frame.columns]
-    scheme = resample_weights(frame, levels, n_boot, seed)
+    if scheme not in SCHEMES:
+        raise AnalysisError(f"ranking_stability: scheme={scheme!r}; allowed: {list(SCHEMES)}")
+    scheme_ = resample_weights(frame, levels, n_boot, seed, scheme=scheme, strata=strata)
     sign = -1.0 if m.higher_is_better else 1.0
     parts = []
     for key, rows in _split_by(frame, by_cols):
@@ -229,7 +261,7 @@ def ranking_stability(
         if len(models) < 2:
             continue
         sub_rows = {mdl: rows[(sub["model"] == mdl).to_numpy()] for mdl in models}
-        theta = np.stack([replicate_metric(frame, m, scheme, sub_rows[mdl]) for mdl in models])
+        theta = np.stack([replicate_metric(frame, m, scheme_, sub_rows[mdl]) for mdl in models])
         if not np.all(np.isfinite(theta[:, 0])):
             bad = models[int(np.flatnonzero(~np.isfinite(theta[:, 0]))[0])]
             raise AnalysisError(
@@ -254,8 +286,8 @@ def ranking_stability(
             "rank_ci_high": hi,
             **{f"p_rank_{r}": (floor == r).mean(axis=1) for r in range(1, k + 1)},
             "n_boot": [n_boot] * k,
-            "method": ["bootstrap_rank"] * k,
-            "unit": [scheme.unit] * k,
+            "method": [f"bootstrap_rank, {scheme_.resampling}"] * k,
+            "unit": [scheme_.unit] * k,
         }
         parts.append(pl.DataFrame(table).sort("rank", "model"))
     if not parts:

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from raybench_analysis._frames import AnalysisError, require_columns, to_polars
+from raybench_analysis.bootstrap import INTERVALS, SCHEMES, interval_from_replicates
 from raybench_analysis.metrics import Metric, get_metric
 from raybench_analysis.ranking import replicate_metric, resample_weights
 
@@ -33,6 +34,9 @@ def robustness(
     *,
     alpha: float = 0.05,
     by: Sequence[str] = ("dataset", "model"),
+    scheme: str = "cluster",
+    interval: str = "t",
+    strata: Sequence[str] = (),
 ) -> pl.DataFrame:
     """Metric change under each perturbation and severity, with a paired hierarchical bootstrap CI.
 
@@ -46,9 +50,13 @@ def robustness(
     levels:
         Resampling hierarchy from the top; ``[]`` resamples images i.i.d.
     n_boot, seed, alpha:
-        Bootstrap samples, generator seed, and 1 - coverage of the percentile interval.
+        Bootstrap samples, generator seed, and 1 - coverage of the interval.
     by:
         Columns that define one robustness curve (those absent are ignored).
+    scheme, interval, strata:
+        As in :func:`raybench_analysis.bootstrap`: the top level drawn with its lower levels
+        kept whole (``"cluster"``, default) or every level redrawn (``"two_stage"``); few-cluster
+        ``"t"`` interval (default) or ``"percentile"``.
 
     Returns
     -------
@@ -62,14 +70,20 @@ def robustness(
     -----
     Only (trial, sample) pairs present both clean and perturbed are used, so the delta compares
     like with like. For bootstrap sample ``b``, ``Δ^b = θ_pert^b − θ_clean^b`` with both metrics
-    computed on the same resampled units (seeds averaged, folds pooled). The interval is the
-    percentile interval of ``Δ^b``; ``se`` their standard deviation; the two-sided p-value of
-    "no change" is ``min(1, 2 min(P*(Δ^b ≤ 0), P*(Δ^b ≥ 0)))`` (Efron & Tibshirani 1993, §16.4 —
-    the bootstrap percentile test, approximate).
+    computed on the same resampled units (seeds averaged, folds pooled). With the default t
+    interval, ``se = sd(Δ^b) sqrt(G/(G − H))`` (G resampled top-level units, H strata), the
+    interval is ``Δ ± t_{G−H, 1−α/2} se`` and the two-sided p-value of "no change" is
+    ``2 P(T_{G−H} ≥ |Δ|/se)`` (the few-cluster correction of Cameron, Gelbach & Miller 2008);
+    with ``interval="percentile"`` the interval is the percentile interval of ``Δ^b``, ``se``
+    their standard deviation, and ``p = min(1, 2 min(#(Δ^b ≤ 0)+1, #(Δ^b ≥ 0)+1)/(B+1))``
+    (Efron & Tibshirani 1993, §16.4 — the bootstrap percentile test, approximate).
 
     References
     ----------
     Efron, B., & Tibshirani, R. J. (1993). An Introduction to the Bootstrap. Chapman & Hall.
+
+    Cameron, A. C., Gelbach, J. B., & Miller, D. L. (2008). Bootstrap-based improvements for
+    inference with clustered errors. Review of Economics and Statistics, 90(3), 414–427.
 
     Hendrycks, D., & Dietterich, T. (2019). Benchmarking neural network robustness to common
     corruptions and perturbations. International Conference on Learning Representations.
@@ -91,6 +105,11 @@ def robustness(
     """
     if not 0 < alpha < 1:
         raise AnalysisError(f"robustness: alpha={alpha!r} must be in (0, 1).")
+    if scheme not in SCHEMES or interval not in INTERVALS:
+        raise AnalysisError(
+            f"robustness: scheme={scheme!r}, interval={interval!r}; allowed: scheme in "
+            f"{list(SCHEMES)}, interval in {list(INTERVALS)}"
+        )
     m = get_metric(metric)
     frame = to_polars(predictions, name="predictions")
     require_columns(frame, [*_COLUMNS, *m.columns], name="predictions", why="for robustness")
@@ -109,7 +128,10 @@ def robustness(
     # keep only (trial, sample) pairs evaluated clean
     clean_keys = frame.filter(clean_mask).select("trial_id", "sample_id").unique()
     frame = frame.join(clean_keys, on=["trial_id", "sample_id"], how="semi")
-    scheme = resample_weights(frame, levels, n_boot, seed)
+    weights = resample_weights(frame, levels, n_boot, seed, scheme=scheme, strata=strata)
+    method = f"paired {weights.resampling} of the delta, " + (
+        "percentile interval" if interval == "percentile" else "few-cluster t interval"
+    )
     index = frame.with_row_index("__row")
     by_cols = [c for c in by if c in frame.columns]
     rows: list[dict[str, Any]] = []
@@ -121,8 +143,8 @@ def robustness(
         clean_part = index.filter(pl.col("perturbation") == "none").join(
             pairs, on=["trial_id", "sample_id"], how="semi"
         )
-        theta_p = replicate_metric(frame, m, scheme, part["__row"].to_numpy())
-        theta_c = replicate_metric(frame, m, scheme, clean_part["__row"].to_numpy())
+        theta_p = replicate_metric(frame, m, weights, part["__row"].to_numpy())
+        theta_c = replicate_metric(frame, m, weights, clean_part["__row"].to_numpy())
         delta = theta_p - theta_c
         boot = delta[1:][np.isfinite(delta[1:])]
         if boot.size < 2 or not np.isfinite(delta[0]):
@@ -130,8 +152,9 @@ def robustness(
                 f"robustness: {m.name} is undefined for {info} (e.g. AUC with one class); "
                 "choose another metric or check y_true."
             )
-        lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-        p = min(1.0, 2 * min(np.mean(boot <= 0), np.mean(boot >= 0)))
+        ci = interval_from_replicates(
+            float(delta[0]), boot, weights.n_top, alpha, interval, weights.n_strata
+        )
         rows.append(
             {
                 **info,
@@ -139,14 +162,14 @@ def robustness(
                 "clean": float(theta_c[0]),
                 "perturbed": float(theta_p[0]),
                 "estimate": float(delta[0]),
-                "se": float(np.std(boot, ddof=1)),
-                "ci_low": float(lo),
-                "ci_high": float(hi),
-                "p_value": float(p),
+                "se": ci["se"],
+                "ci_low": ci["ci_low"],
+                "ci_high": ci["ci_high"],
+                "p_value": ci["p_value"],
                 "n_samples": int(pairs["sample_id"].n_unique()),
                 "n_boot": int(boot.size),
-                "method": "paired percentile bootstrap of the delta",
-                "unit": scheme.unit,
+                "method": method,
+                "unit": weights.unit,
             }
         )
     return pl.DataFrame(rows).sort([*by_cols, "perturbation_type", "severity"], nulls_last=True)

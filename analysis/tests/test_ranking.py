@@ -57,7 +57,9 @@ def test_clearly_separated_models_rank_stably() -> None:
     p = out.select("p_rank_1", "p_rank_2", "p_rank_3").to_numpy()
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-12)
     np.testing.assert_allclose(p.sum(axis=0), 1.0, atol=1e-12)
-    assert set(out["unit"]) == {"site>subject_id"} and set(out["method"]) == {"bootstrap_rank"}
+    assert set(out["unit"]) == {"site>subject_id"} and set(out["method"]) == {
+        "bootstrap_rank, cluster bootstrap"
+    }
 
 
 def test_equal_models_have_unstable_ranks() -> None:

@@ -82,3 +82,22 @@ def test_errors(run) -> None:
         robustness(run.predictions.filter(pl.col("perturbation") != "none"), "auc", n_boot=10)
     with pytest.raises(AnalysisError, match="missing column"):
         robustness(run.predictions.drop("trial_id"), "auc", n_boot=10)
+
+
+def test_t_and_percentile_intervals_and_their_labels(run) -> None:
+    t = robustness(run.predictions, "auc", n_boot=300).sort("severity")
+    pct = robustness(run.predictions, "auc", n_boot=300, interval="percentile").sort("severity")
+    two = robustness(run.predictions, "auc", n_boot=300, scheme="two_stage").sort("severity")
+    assert set(t["method"]) == {"paired cluster bootstrap of the delta, few-cluster t interval"}
+    assert set(pct["method"]) == {"paired cluster bootstrap of the delta, percentile interval"}
+    assert set(two["method"]) == {"paired two-stage bootstrap of the delta, few-cluster t interval"}
+    g = 6  # sites
+    for rt, rp in zip(t.iter_rows(named=True), pct.iter_rows(named=True), strict=True):
+        # same draws: the t se is the replicate sd times sqrt(G/(G-1)) (Cameron et al. 2008)
+        assert rt["se"] == pytest.approx(rp["se"] * np.sqrt(g / (g - 1)), rel=1e-10)
+        # reference: scipy.stats.t.ppf(0.975, 5) (R: qt(0.975, 5) = 2.570582)
+        assert rt["ci_high"] - rt["estimate"] == pytest.approx(2.570582 * rt["se"], rel=1e-6)
+        # the t test rejects at 5% exactly when 0 is outside the 95% interval
+        assert (rt["p_value"] < 0.05) == (not rt["ci_low"] <= 0 <= rt["ci_high"])
+    with pytest.raises(AnalysisError, match="scheme='bogus'"):
+        robustness(run.predictions, "auc", n_boot=50, scheme="bogus")
