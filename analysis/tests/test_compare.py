@@ -128,3 +128,31 @@ def test_unpaired_and_ambiguous_inputs_are_rejected(predictions):
         compare(predictions, method="anova")  # type: ignore[arg-type]
     with pytest.raises(AnalysisError, match="need at least two models"):
         compare(predictions, models=["a"])
+
+
+def test_bootstrap_t_interval_schemes_and_strata(predictions):
+    lv = ["site", "subject_id"]
+    t = compare(predictions, metric="accuracy", levels=lv, method="bootstrap", n_boot=400)
+    pct = compare(predictions, metric="accuracy", levels=lv, method="bootstrap", n_boot=400,
+                  interval="percentile")  # fmt: skip
+    two = compare(predictions, metric="accuracy", levels=lv, method="bootstrap", n_boot=400,
+                  scheme="two_stage", interval="percentile")  # fmt: skip
+    assert t["method"][0] == "paired cluster bootstrap, few-cluster t interval"
+    assert pct["method"][0] == "paired cluster bootstrap, percentile interval"
+    assert two["method"][0] == "paired two-stage bootstrap, percentile interval"
+    r, rp = t.row(0, named=True), pct.row(0, named=True)
+    assert r["estimate"] == rp["estimate"] == two["estimate"][0]
+    g = 4  # sites: se = sd(d*) sqrt(G/(G-1)) on the same draws (Cameron, Gelbach & Miller 2008)
+    assert r["se"] == pytest.approx(rp["se"] * np.sqrt(g / (g - 1)), rel=1e-10)
+    # reference: R qt(0.975, 3) = 3.182446; p = 2 * pt(-|est|/se, 3)
+    assert r["ci_high"] - r["estimate"] == pytest.approx(3.182446 * r["se"], rel=1e-6)
+    from scipy import stats
+
+    assert r["p_value"] == pytest.approx(2 * stats.t.sf(abs(r["estimate"]) / r["se"], 3), rel=1e-9)
+    strat = compare(predictions, metric="accuracy", levels=["subject_id"], strata="site",
+                    method="bootstrap", n_boot=400)  # fmt: skip
+    assert strat["method"][0] == (
+        "paired stratified cluster bootstrap (strata: site), few-cluster t interval"
+    )
+    with pytest.raises(AnalysisError, match="scheme='nested'"):
+        compare(predictions, method="bootstrap", scheme="nested")  # type: ignore[arg-type]
