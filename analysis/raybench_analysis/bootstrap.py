@@ -255,7 +255,7 @@ def interval_from_replicates(
     Notes
     -----
     The bootstrap variance of a mean of G clusters is ((G − 1)/G) times the usual unbiased
-    variance estimate (Davison & Hinkley 1997, §2.4, §3.8), which matters when G is small. The t
+    variance estimate (Davison & Hinkley 1997, §3.8), which matters when G is small. The t
     interval therefore uses se = sd* · sqrt(G/(G − H)) and estimate ± t_{G−H, 1−α/2} · se, with
     p = 2 P(T_{G−H} ≥ |estimate|/se): the small-G correction of cluster-robust inference
     (Cameron, Gelbach & Miller 2008; Cameron & Miller 2015, §VI). The percentile interval is
@@ -515,7 +515,7 @@ def bootstrap(
     strata : column name(s), optional
         Resample the top-level units within each stratum separately, e.g. ``levels=["subject_id"],
         strata="site"``: new patients from the *same* sites, every site keeping its number of
-        subjects (stratified bootstrap, Davison & Hinkley 1997 §3.7). Each top-level unit must
+        subjects (stratified bootstrap, Davison & Hinkley 1997 §3.2). Each top-level unit must
         lie in one stratum.
 
     Returns
@@ -537,7 +537,7 @@ def bootstrap(
 
     The default scheme resamples the top level only and keeps the lower levels whole: for a mean
     over G clusters its variance is (G − 1)/G times the unbiased between-cluster estimate, which
-    already contains the within-cluster variance once (Davison & Hinkley 1997, §2.4: resampling
+    already contains the within-cluster variance once (Davison & Hinkley 1997, §3.8: resampling
     the lower stages *with* replacement as well adds that part a second time, their Strategy 2;
     Field & Welsh 2007 show the cluster bootstrap consistent; Ren et al. 2010). The t interval
     undoes the (G − 1)/G shrinkage and uses t quantiles with G − H degrees of freedom, the
@@ -549,7 +549,7 @@ def bootstrap(
     References
     ----------
     Davison, A. C. & Hinkley, D. V. (1997). Bootstrap Methods and their Application. Cambridge
-        University Press, §2.4 (hierarchical data), §3.7 (stratified data).
+        University Press, §3.2 (several samples: stratified data), §3.8 (hierarchical data).
     Field, C. A. & Welsh, A. H. (2007). Bootstrapping clustered data. Journal of the Royal
         Statistical Society B 69(3), 369–390.
     Cameron, A. C., Gelbach, J. B. & Miller, D. L. (2008). Bootstrap-based improvements for

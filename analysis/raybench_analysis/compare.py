@@ -403,7 +403,7 @@ def compare(
     Bouckaert, R. R. & Frank, E. (2004). Evaluating the replicability of significance tests for
         comparing learning algorithms. PAKDD, LNCS 3056, 3–12.
     Davison, A. C. & Hinkley, D. V. (1997). Bootstrap Methods and their Application. Cambridge
-        University Press, §2.4 and §4.4 (permutation tests).
+        University Press, §3.8 and §4.4 (permutation tests).
     Cameron, A. C., Gelbach, J. B. & Miller, D. L. (2008). Bootstrap-based improvements for
         inference with clustered errors. Review of Economics and Statistics 90(3), 414–427.
     Bouthillier, X. et al. (2021). Accounting for variance in machine learning benchmarks.

@@ -84,7 +84,7 @@ def resample_weights(
     counts are drawn directly by the same engine as :func:`raybench_analysis.bootstrap`: the
     cluster scheme gives every subject the count of its site; the two-stage scheme, drawing a site
     ``c`` times and each time ``n_s`` of its subjects with replacement, gives them multinomial
-    counts ``Multinomial(c n_s, 1/n_s)`` (Davison & Hinkley 1997, section 2.4; Field & Welsh 2007).
+    counts ``Multinomial(c n_s, 1/n_s)`` (Davison & Hinkley 1997, section 3.8; Field & Welsh 2007).
 
     References
     ----------

@@ -185,7 +185,7 @@ def test_two_stage_se_matches_analytic_and_exceeds_cluster():
     one = bootstrap(frame, value="x", levels=lv, n_boot=6000, interval="percentile")
     subj_means = frame.group_by("site", "subject_id").agg(pl.col("x").mean())
     site = subj_means.group_by("site").agg(m=pl.col("x").mean(), v=pl.col("x").var(ddof=0))
-    # reference (balanced design; Davison & Hinkley 1997, §2.4): cluster bootstrap variance
+    # reference (balanced design; Davison & Hinkley 1997, §3.8): cluster bootstrap variance
     # sd0(site means)^2 / G; two-stage adds mean_g(var0 of subject means in g) / (m G)
     v_cluster = site["m"].var(ddof=0) / sites
     v_two = v_cluster + site["v"].mean() / (subjects * sites)
@@ -205,7 +205,7 @@ def test_strata_resample_within_site():
     for s, n in (("0", 6), ("1", 8), ("2", 8)):
         assert np.all(counts[:, (per_site == s).to_numpy()].sum(1) == n)
     out = bootstrap(frame, value="x", levels=["subject_id"], strata="site", n_boot=6000)
-    # reference (stratified bootstrap, Davison & Hinkley 1997 §3.7): Var = Σ_h (n_h/n)^2 s0_h^2/n_h
+    # reference (stratified bootstrap, Davison & Hinkley 1997 §3.2): Var = Σ_h (n_h/n)^2 s0_h^2/n_h
     # times n/(n - H) for the t interval, df = n - H
     g = frame.group_by("site").agg(n=pl.len(), v=pl.col("x").var(ddof=0))
     n = frame.height
