@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from raybench_analysis import compare, simulate_predictions
-from raybench_analysis.metrics import auc
+from raybench_analysis.metrics import metric_by
 from scipy import stats
 
 TESTS = [
@@ -49,32 +49,31 @@ TESTS = [
 ]
 
 
-def _scores(preds: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    rows = []
-    for key, part in preds.group_by(["model", *keys], maintain_order=True):
-        rows.append({**dict(zip(["model", *keys], key, strict=True)),
-                     "auc": auc(part["y_true"], part["score"])})  # fmt: skip
-    return pl.DataFrame(rows).pivot(on="model", index=keys, values="auc").sort(keys)
+def _scores(preds: pl.DataFrame, keys: list[str], metric: str) -> pl.DataFrame:
+    per = metric_by(preds, metric, by=["model", *keys])
+    return per.pivot(on="model", index=keys, values="estimate").sort(keys)
 
 
-def one_replicate(rep: int, n_boot: int, sim: dict[str, Any]) -> dict[str, float]:
+def one_replicate(
+    rep: int, n_boot: int, sim: dict[str, Any], metric: str = "auc"
+) -> dict[str, float]:
     """p-value of every test on one simulated null benchmark."""
     run = simulate_predictions(models={"a": 1.5, "b": 1.5}, seed=rep, **sim)
     preds = run.predictions
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ours = compare(preds, metric="auc", levels=["site", "subject_id"], n_boot=n_boot,
+        ours = compare(preds, metric=metric, levels=["site", "subject_id"], n_boot=n_boot,
                        method=("bootstrap", "corrected_ttest"), seed=rep)  # fmt: skip
-        subject = compare(preds, metric="auc", levels=["subject_id"], n_boot=n_boot,
+        subject = compare(preds, metric=metric, levels=["subject_id"], n_boot=n_boot,
                           method="bootstrap", seed=rep)  # fmt: skip
-        strata = compare(preds, metric="auc", levels=["subject_id"], n_boot=n_boot,
+        strata = compare(preds, metric=metric, levels=["subject_id"], n_boot=n_boot,
                          method="bootstrap", seed=rep, strata="site")  # fmt: skip
-        two = compare(preds, metric="auc", levels=["site", "subject_id"], n_boot=n_boot,
+        two = compare(preds, metric=metric, levels=["site", "subject_id"], n_boot=n_boot,
                       method="bootstrap", seed=rep, scheme="two_stage",
                       interval="percentile")  # fmt: skip
-        site_pct = compare(preds, metric="auc", levels=["site", "subject_id"], n_boot=n_boot,
+        site_pct = compare(preds, metric=metric, levels=["site", "subject_id"], n_boot=n_boot,
                            method="bootstrap", seed=rep, interval="percentile")  # fmt: skip
-        naive = compare(preds, metric="auc", levels=[], n_boot=n_boot, method="bootstrap",
+        naive = compare(preds, metric=metric, levels=[], n_boot=n_boot, method="bootstrap",
                         seed=rep)  # fmt: skip
     p = {
         "compare_bootstrap": ours.filter(pl.col("method").str.contains("bootstrap"))["p_value"][0],
@@ -87,19 +86,21 @@ def one_replicate(rep: int, n_boot: int, sim: dict[str, Any]) -> dict[str, float
         "compare_bootstrap_subject_strata": strata["p_value"][0],
         "naive_image_bootstrap": naive["p_value"][0],
     }
-    per_trial = _scores(preds, ["seed", "outer_fold"])
+    per_trial = _scores(preds, ["seed", "outer_fold"], metric)
     p["naive_seed_fold_ttest"] = float(stats.ttest_rel(per_trial["a"], per_trial["b"]).pvalue)
-    per_seed = _scores(preds, ["seed"])
+    per_seed = _scores(preds, ["seed"], metric)
     p["naive_seed_ttest"] = float(stats.ttest_rel(per_seed["a"], per_seed["b"]).pvalue)
     return p
 
 
-def run(n_reps: int, n_boot: int, sim: dict[str, Any], alpha: float = 0.05) -> dict[str, Any]:
+def run(
+    n_reps: int, n_boot: int, sim: dict[str, Any], alpha: float = 0.05, metric: str = "auc"
+) -> dict[str, Any]:
     """Rejection rate of every test at ``alpha`` over ``n_reps`` null benchmarks."""
     t0 = time.time()
     pvals = {t: [] for t in TESTS}
     for rep in range(n_reps):
-        for t, v in one_replicate(rep, n_boot, sim).items():
+        for t, v in one_replicate(rep, n_boot, sim, metric).items():
             pvals[t].append(v)
         if (rep + 1) % 25 == 0:
             print(f"# {rep + 1}/{n_reps} replicates, {time.time() - t0:.0f}s", file=sys.stderr)
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n-boot", type=int, default=None)
     parser.add_argument("--sites", type=int, default=8)
     parser.add_argument("--subjects-per-site", type=int, default=20)
+    parser.add_argument("--metric", default="auc", help="metric compared (auc, accuracy, ...)")
     args = parser.parse_args(argv)
     reps = args.reps or (20 if args.quick else 200)
     n_boot = args.n_boot or (200 if args.quick else 1000)
@@ -136,7 +138,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "replicates": reps,
         "n_boot": n_boot,
         "simulation": sim,
-        "results": run(reps, n_boot, sim),
+        "metric": args.metric,
+        "results": run(reps, n_boot, sim, metric=args.metric),
     }
     print(json.dumps(report, indent=2))
     return report
