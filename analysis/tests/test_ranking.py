@@ -30,6 +30,14 @@ def test_weights_respect_the_hierarchy() -> None:
         assert draws.mean() / n == pytest.approx(1.0, abs=4 * np.sqrt(2 / 3 / 4000))
     # total draws vary (sites have different sizes) but the expectation is 10
     assert w.sum(axis=1).mean() == pytest.approx(10, abs=0.25)
+    # cluster scheme (default): a site's subjects are all drawn as often as the site
+    for s in range(3):
+        block = w[:, site_of_unit == s]
+        assert np.all(block == block[:, [0]])
+    assert scheme.resampling == "cluster bootstrap" and (scheme.n_top, scheme.n_strata) == (3, 1)
+    two = resample_weights(df, ["site", "subject_id"], n_boot=500, seed=1, scheme="two_stage")
+    assert two.resampling == "two-stage bootstrap"
+    assert np.any(two.weights[:, 5] != two.weights[:, 6])  # subjects redrawn within a site
 
 
 def test_iid_scheme_resamples_images() -> None:
