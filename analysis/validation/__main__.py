@@ -15,15 +15,20 @@ from analysis.validation import coverage, type1_error
 
 
 def main() -> None:
-    """Run the coverage and type-I error studies; print their reports as one JSON object."""
+    """Run the coverage and type-I error (AUC, accuracy) studies; print one JSON object."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few replicates (a smoke run)")
     args = parser.parse_args()
     flags = ["--quick"] if args.quick else []
     reports = {}
-    for name, module in (("coverage", coverage), ("type1_error", type1_error)):
+    studies = (
+        ("coverage", coverage, []),
+        ("type1_error", type1_error, []),  # AUC
+        ("type1_error_accuracy", type1_error, ["--metric", "accuracy"]),
+    )
+    for name, module, extra in studies:
         with contextlib.redirect_stdout(io.StringIO()):
-            reports[name] = module.main(flags)
+            reports[name] = module.main([*flags, *extra])
     print(json.dumps(reports, indent=2))
 
 
