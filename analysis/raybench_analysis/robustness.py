@@ -129,9 +129,10 @@ def robustness(
     clean_keys = frame.filter(clean_mask).select("trial_id", "sample_id").unique()
     frame = frame.join(clean_keys, on=["trial_id", "sample_id"], how="semi")
     weights = resample_weights(frame, levels, n_boot, seed, scheme=scheme, strata=strata)
-    method = f"paired {weights.resampling} of the delta, " + (
-        "percentile interval" if interval == "percentile" else "few-cluster t interval"
-    )
+    method = f"paired {weights.resampling} of the delta, " + {
+        "percentile": "percentile interval",
+        "t_bc": "bias-corrected few-cluster t interval",
+    }.get(interval, "few-cluster t interval")
     index = frame.with_row_index("__row")
     by_cols = [c for c in by if c in frame.columns]
     rows: list[dict[str, Any]] = []

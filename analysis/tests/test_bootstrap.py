@@ -172,6 +172,14 @@ def test_t_interval_formula(predictions):
     # p of "value = 0" is the t tail: 2 P(T_3 >= |est|/se)
     r = interval_from_replicates(out["estimate"], reps["value"].to_numpy(), g)
     assert r["p_value"] == pytest.approx(2 * stats.t.sf(out["estimate"] / se, 3), rel=1e-10)
+    # t_bc: the same half-width around the bias-corrected estimate 2·est − mean(θ*)
+    # (Efron & Tibshirani 1993, §10.6)
+    bc = bootstrap(data, metric="accuracy", levels=levels, n_boot=300, seed=3, interval="t_bc")
+    centre = 2 * out["estimate"] - reps["value"].mean()
+    assert bc["ci_low"][0] == pytest.approx(centre - half, rel=1e-10)
+    assert bc["ci_high"][0] == pytest.approx(centre + half, rel=1e-10)
+    assert bc["estimate"][0] == out["estimate"]
+    assert bc["method"][0] == "cluster bootstrap, bias-corrected few-cluster t interval"
 
 
 def test_two_stage_se_matches_analytic_and_exceeds_cluster():

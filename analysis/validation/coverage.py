@@ -5,8 +5,8 @@ own shift and separation, subjects, sessions, several seeds and outer folds with
 effects), computes intervals for the model's accuracy and AUC with several resampling schemes, and
 checks whether they contain the population value of *these trained models on new patients from
 new sites* (``truth`` with ``estimand="trained"``). Resampling schemes, each with the few-cluster
-t interval (``_t``: estimate ± t_{G-1} sd* sqrt(G/(G-1)), G top-level units) and the percentile
-interval (``_pct``):
+t interval (``_t``: estimate ± t_{G-1} sd* sqrt(G/(G-1)), G top-level units), the same centred on
+the bias-corrected estimate (``_tbc``) and the percentile interval (``_pct``):
 
 - ``cluster``: ``bootstrap(levels=["site", "subject_id"])``: sites drawn, subjects kept whole
   (raybench's default is ``cluster_t``);
@@ -40,7 +40,7 @@ SCHEMES: dict[str, tuple[list[str], str]] = {
     "subject": (["subject_id"], "cluster"),
     "naive_iid": ([], "cluster"),
 }
-INTERVALS = {"t": "t", "pct": "percentile"}
+INTERVALS = {"t": "t", "tbc": "t_bc", "pct": "percentile"}
 METRICS = {"accuracy": "accuracy", "auc": "auc_pooled"}  # metric -> truth row
 NAMES = [f"{s}_{i}" for s in SCHEMES for i in INTERVALS]
 
