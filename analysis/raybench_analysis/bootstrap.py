@@ -517,8 +517,8 @@ def bootstrap(
         ``"cluster"`` (default, calibrated): draw G top-level units with replacement and keep
         everything below them whole. ``"two_stage"``: also redraw every lower level with
         replacement inside each drawn unit (Davison & Hinkley's literal two-stage scheme); it
-        counts the within-unit variance twice and over-covers (99% for a nominal 95% at 16+ sites
-        in docs/statistics/bootstrap.md). With a single level both are the same.
+        counts the within-unit variance twice and over-covers (97.5–99.5% for a nominal 95% from
+        8 sites on in docs/statistics/bootstrap.md). With a single level both are the same.
     interval : {"t", "t_bc", "percentile"}
         ``"t"`` (default): estimate ± t_{G−H, 1−α/2} · sd* · sqrt(G/(G−H)), the few-cluster t
         interval; ``"t_bc"``: the same centred on the bias-corrected estimate 2·estimate −
@@ -555,8 +555,9 @@ def bootstrap(
     undoes the (G − 1)/G shrinkage and uses t quantiles with G − H degrees of freedom, the
     few-cluster correction of cluster-robust inference (Cameron, Gelbach & Miller 2008), see
     :func:`interval_from_replicates`. In the simulation study of docs/statistics/bootstrap.md it
-    covers 93–97% from 4 sites up, where the two-stage percentile bootstrap over-covers and the
-    site percentile bootstrap under-covers.
+    covers 93.5–96% for accuracy from 4 to 32 sites (AUC: 94–94.5% from 16 sites, 91–92.5% with
+    4–8), where the two-stage percentile bootstrap over-covers (97.5–99.5% from 8 sites) and the
+    site percentile bootstrap under-covers (75–86% with 4–8 sites).
 
     References
     ----------
