@@ -38,6 +38,7 @@ from raybench.splits import (
     splitter_from_protocol,
     unit_map,
 )
+from raybench.suite.schema import PERTURBATION_PARAMS
 
 __all__ = [
     "SEARCHABLE_TRAINING_KEYS",
@@ -58,14 +59,6 @@ SEARCHABLE_TRAINING_KEYS: tuple[str, ...] = (
     "weight_decay",
 )
 
-#: The strength parameter of each perturbation type (its ``severity``).
-PERTURBATION_PARAMS: dict[str, str] = {
-    "gaussian_noise": "std",
-    "bias_field": "coeff",
-    "intensity_scale": "factor",
-    "gamma": "gamma",
-    "motion": "degrees",
-}
 
 DEFAULT_METRICS: dict[str, list[str]] = {
     "classification": ["auc"],

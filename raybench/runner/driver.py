@@ -222,6 +222,7 @@ def run_plan(
     run = _Run(plan, cohorts, store, opts)
     with store.lock():
         info: ClusterInfo | None = None
+        counter: Any = None
         scratch = opts.scratch_dir or Path(tempfile.mkdtemp(prefix="raybench-tune-"))
         tune_logger = logging.getLogger("ray.tune")
         level = tune_logger.level
@@ -256,6 +257,8 @@ def run_plan(
                 )
         finally:
             tune_logger.setLevel(level)
+            if counter is not None:  # on a shared cluster, do not leave one actor per run behind
+                ray.kill(counter)
             if opts.scratch_dir is None:
                 shutil.rmtree(scratch, ignore_errors=True)
             if info is not None and info.started_here:

@@ -8,14 +8,13 @@ and the attempts, so that failures are data (docs/results.md).
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 
 from raybench.plan.spec import TrialSpec
-from raybench.store import collect_provenance, table_from_rows
+from raybench.store import collect_provenance, spec_columns, table_from_rows
 
 
 def failed_row(
@@ -29,25 +28,13 @@ def failed_row(
     """The one-row ``trials`` table of a failed trial (schema of the store)."""
     now = datetime.now(UTC)
     row: dict[str, Any] = {
-        "trial_id": spec.trial_id,
-        "suite": spec.config.get("suite"),
-        "dataset": spec.dataset,
-        "model": spec.model,
-        "task": (spec.config.get("task") or {}).get("type"),
-        "stage": spec.stage,
-        "protocol": spec.protocol,
-        "outer_fold": spec.outer_fold,
-        "inner_fold": spec.inner_fold,
-        "seed": spec.seed,
-        "params": json.dumps(spec.params or {}, sort_keys=True, default=str),
+        **spec_columns(spec),
         "status": "failed",
         "error": error,
         "traceback": traceback,
         "attempts": int(attempts),
         "started_at": started_at or now,
         "finished_at": now,
-        "config_hash": spec.config_hash,
-        "data_fingerprint": spec.data_fingerprint,
         "n_train": len(spec.train_ids),
         "n_val": len(spec.val_ids),
         "n_test": len(spec.test_ids),

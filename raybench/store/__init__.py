@@ -4,7 +4,13 @@
 docs/results.md for the tables and :mod:`raybench.store.writer` for the commit protocol.
 """
 
-from raybench.store.rows import collect_provenance, config_hash, git_commit, trial_row
+from raybench.store.rows import (
+    collect_provenance,
+    config_hash,
+    git_commit,
+    spec_columns,
+    trial_row,
+)
 from raybench.store.schemas import SCHEMAS, TABLES, conform, empty_table, table_from_rows
 from raybench.store.writer import ResultStore
 
@@ -17,6 +23,7 @@ __all__ = [
     "conform",
     "empty_table",
     "git_commit",
+    "spec_columns",
     "table_from_rows",
     "trial_row",
 ]

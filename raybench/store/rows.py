@@ -21,7 +21,7 @@ import pyarrow as pa
 from raybench.plan.spec import TrialSpec
 from raybench.store.schemas import table_from_rows
 
-__all__ = ["collect_provenance", "config_hash", "git_commit", "trial_row"]
+__all__ = ["collect_provenance", "config_hash", "git_commit", "spec_columns", "trial_row"]
 
 
 class _Outcome(Protocol):  # raybench.training.TrialOutcome, without importing torch here
@@ -79,6 +79,25 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def spec_columns(spec: TrialSpec) -> dict[str, Any]:
+    """The ``trials`` columns that come from the trial's spec alone (identity, config, data)."""
+    return {
+        "trial_id": spec.trial_id,
+        "suite": spec.config.get("suite"),
+        "dataset": spec.dataset,
+        "model": spec.model,
+        "task": (spec.config.get("task") or {}).get("type"),
+        "stage": spec.stage,
+        "protocol": spec.protocol,
+        "outer_fold": spec.outer_fold,
+        "inner_fold": spec.inner_fold,
+        "seed": spec.seed,
+        "params": json.dumps(spec.params or {}, sort_keys=True, default=str),
+        "config_hash": spec.config_hash or config_hash(spec.config),
+        "data_fingerprint": spec.data_fingerprint,
+    }
+
+
 def trial_row(
     spec: TrialSpec,
     outcome: _Outcome,
@@ -102,17 +121,7 @@ def trial_row(
     }
     prov = {k: v for k, v in provenance.items() if k in allowed}
     row = {
-        "trial_id": spec.trial_id,
-        "suite": spec.config.get("suite"),
-        "dataset": spec.dataset,
-        "model": spec.model,
-        "task": (spec.config.get("task") or {}).get("type"),
-        "stage": spec.stage,
-        "protocol": spec.protocol,
-        "outer_fold": spec.outer_fold,
-        "inner_fold": spec.inner_fold,
-        "seed": spec.seed,
-        "params": json.dumps(spec.params or {}, sort_keys=True, default=str),
+        **spec_columns(spec),
         "status": "completed",
         "error": None,
         "traceback": None,
@@ -122,8 +131,6 @@ def trial_row(
         "train_seconds": outcome.train_seconds,
         "eval_seconds": outcome.eval_seconds,
         "device": outcome.device,
-        "config_hash": spec.config_hash or config_hash(spec.config),
-        "data_fingerprint": spec.data_fingerprint,
         "n_train": outcome.n_train,
         "n_val": outcome.n_val,
         "n_test": outcome.n_test,

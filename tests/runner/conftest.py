@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
+import fakes
 import pytest
-
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-
-import fakes  # noqa: E402
-
-#: A fake W&B key in the environment of the session's Ray workers: it must never reach any file.
-FAKE_WANDB_KEY = "0123456789abcdef0123456789abcdef01234567"
+from fakes import FAKE_WANDB_KEY
 
 
 @pytest.fixture(scope="session")

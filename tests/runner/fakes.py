@@ -21,6 +21,9 @@ from raybench.plan.spec import Plan, TrialSpec
 from raybench.runner.records import failed_row
 from raybench.store import table_from_rows
 
+#: A fake W&B key in the environment of the session's Ray workers: it must never reach any file.
+FAKE_WANDB_KEY = "0123456789abcdef0123456789abcdef01234567"
+
 
 def cohort(n_subjects: int = 6) -> Cohort:
     rows = [

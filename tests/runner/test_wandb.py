@@ -6,7 +6,7 @@ from pathlib import Path
 
 import fakes
 import pytest
-from conftest import FAKE_WANDB_KEY
+from fakes import FAKE_WANDB_KEY
 
 from raybench.runner import RunOptions, run_plan
 from raybench.runner.tracking import safe_config

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -104,17 +107,29 @@ def test_volumes_of_another_shape_are_resized(cohort: Cohort, tmp_path: Path) ->
     assert cache.load(row)["image"].shape == (1, 16, 16, 16)
 
 
-def _warm_in_child(args: tuple[Path, Cohort]) -> int:
-    cache_dir, cohort = args
-    cache = VolumeCache(cache_dir, cohort, preprocess_for(cohort, with_mask=True))
-    return cache.warm(cohort.table.to_dicts()).misses
+_WARM_IN_CHILD = """
+import pickle, sys
+from raybench.training.cache import VolumeCache, preprocess_for
+cache_dir, cohort = pickle.load(open(sys.argv[1], "rb"))
+cache = VolumeCache(cache_dir, cohort, preprocess_for(cohort, with_mask=True))
+print(cache.warm(cohort.table.to_dicts()).misses)
+"""
 
 
 def test_two_processes_fill_one_cache(cohort: Cohort, tmp_path: Path) -> None:
-    import multiprocessing
-
-    with multiprocessing.get_context("fork").Pool(2) as pool:
-        misses = pool.map(_warm_in_child, [(tmp_path, cohort)] * 2)
+    # Two real processes (not forks: forking a process that runs Ray's or torch's threads can
+    # deadlock) race to fill one cache directory.
+    args = tmp_path / "args.pkl"
+    args.write_bytes(pickle.dumps((tmp_path, cohort)))
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WARM_IN_CHILD, str(args)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [child.communicate(timeout=240)[0] for child in children]
+    assert [child.returncode for child in children] == [0, 0]
+    misses = [int(out.strip().splitlines()[-1]) for out in outputs]
     assert sum(misses) >= len(cohort.table)  # both computed, racing on the same files
     reader = VolumeCache(tmp_path, cohort, preprocess_for(cohort, with_mask=True))
     assert reader.warm(cohort.table.to_dicts()).misses == 0
