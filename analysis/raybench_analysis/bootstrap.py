@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -382,6 +382,36 @@ class Evaluator:
         return out
 
 
+def nested_means(
+    cells: Mapping[tuple[Any, ...], Evaluator], counts: np.ndarray, keep: int = 0
+) -> dict[tuple[Any, ...], np.ndarray]:
+    """Metric of every cell under each row of ``counts``, averaged over the inner keys.
+
+    ``cells`` maps a key such as ``(outer_fold, seed)`` to the evaluator of that cell's rows;
+    every evaluator sees the same ``counts`` (the same resampled units). Values are averaged
+    over the last key element within each prefix, then over the next one, ..., until the keys
+    have ``keep`` elements: ``keep=1`` gives ``{(fold,): (b,) seed-averaged values}``, ``keep=0``
+    ``{(): (b,) mean over folds of the seed means}``. Undefined values (NaN, e.g. AUC of a
+    replicate with one class) are left out of each mean; a mean of nothing is NaN.
+    """
+    if not cells:
+        return {}
+    width = len(next(iter(cells)))
+    values: dict[tuple, np.ndarray] = {k: ev(counts) for k, ev in cells.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN means stay NaN
+        for depth in range(width - 1, keep - 1, -1):
+            grouped: dict[tuple, list[np.ndarray]] = {}
+            for key in sorted(values, key=_sort_key):
+                grouped.setdefault(key[:depth], []).append(values[key])
+            values = {k: np.nanmean(np.vstack(v), axis=0) for k, v in grouped.items()}
+    return values
+
+
+def _sort_key(key: tuple) -> tuple:
+    return tuple((str(type(k)), k) for k in key)
+
+
 def _resolve(value: str | None, metric: Any, params: dict[str, Any]) -> Metric | Callable:
     if (value is None) == (metric is None):
         raise AnalysisError(
@@ -423,6 +453,25 @@ def _validate(n_boot: int, alpha: float, scheme: str = "cluster", interval: str 
         )
 
 
+def _average_columns(
+    frame: pl.DataFrame, average_over: str | Sequence[str] | None, levels: Sequence[str]
+) -> list[str]:
+    """Checked ``average_over`` columns: present, without nulls, not a resampling level."""
+    cols = as_names(average_over, name="average_over")
+    require_columns(frame, [*cols, *([] if levels or not cols else ["sample_id"])],
+                    why="for average_over= (metric per cell, then averaged)")  # fmt: skip
+    for col in cols:
+        nulls = frame.get_column(col).null_count()
+        if nulls or col in levels:
+            raise AnalysisError(
+                f"average_over column {col!r} has {nulls} null value(s)"
+                f"{' and is also a resampling level' if col in levels else ''}; allowed: "
+                "columns naming the trained models' cells (e.g. ['outer_fold', 'seed']), "
+                "non-null and not in levels"
+            )
+    return cols
+
+
 def _groups(data: pl.DataFrame, by: list[str]) -> list[tuple[dict[str, Any], pl.DataFrame]]:
     require_columns(data, by, why="for by=")
     if not by:
@@ -462,12 +511,24 @@ def _replicates(
     cache: _DrawCache | None = None,
     scheme: str = "cluster",
     strata: Sequence[str] = (),
+    average_over: Sequence[str] = (),
 ) -> tuple[float, np.ndarray, Hierarchy]:
+    if average_over and not levels:
+        levels = ["sample_id"]  # one draw per test sample, shared by all (fold, seed) cells
     h = build_hierarchy(part, levels, strata)
-    ev = Evaluator(metric, part, h.unit, h.n_units)
     draws = (cache or _DrawCache()).counts(h, n_boot, seed, scheme)
-    reps = np.concatenate([ev(c) for c in draws])
-    return ev.estimate(), reps, h
+    if not average_over:
+        ev = Evaluator(metric, part, h.unit, h.n_units)
+        reps = np.concatenate([ev(c) for c in draws])
+        return ev.estimate(), reps, h
+    cells = {}
+    index = part.with_row_index("_row").group_by(list(average_over)).agg(pl.col("_row"))
+    for *key, rows in index.iter_rows():
+        rows = np.asarray(rows, dtype=np.int64)
+        cells[tuple(key)] = Evaluator(metric, part[rows], h.unit[rows], h.n_units)
+    reps = np.concatenate([nested_means(cells, c)[()] for c in draws])
+    est = float(nested_means(cells, np.ones((1, h.n_units)))[()][0])
+    return est, reps, h
 
 
 def bootstrap(
@@ -483,6 +544,7 @@ def bootstrap(
     scheme: Scheme = "cluster",
     interval: Interval = "t",
     strata: str | Sequence[str] | None = None,
+    average_over: str | Sequence[str] | None = None,
     **metric_params: Any,
 ) -> pl.DataFrame:
     """Confidence interval of a column's mean or of a metric, resampling the hierarchy's top level.
@@ -529,6 +591,15 @@ def bootstrap(
         strata="site"``: new patients from the *same* sites, every site keeping its number of
         subjects (stratified bootstrap, Davison & Hinkley 1997 §3.2). Each top-level unit must
         lie in one stratum.
+    average_over : column name(s), optional
+        E.g. ``("outer_fold", "seed")``: compute the metric separately within each
+        (outer_fold, seed) cell of a group (one trained model's test predictions), average over
+        seeds within each fold, then over folds, and report that mean as the estimate, as
+        :func:`raybench_analysis.compare` scores a model. In every replicate all cells are scored
+        on the same resampled units. Columns are averaged from the last to the first; NaN cell
+        values (e.g. AUC of a cell with one class) are left out of the means. With ``levels=[]``
+        the units are ``sample_id`` (a test sample predicted in several seeds is drawn once for
+        all of them). Default ``None``: one metric over all rows of the group (pooled).
 
     Returns
     -------
@@ -538,7 +609,8 @@ def bootstrap(
         deviation of the replicates), ``ci_low``, ``ci_high``, ``df`` (G − H; NaN for the
         percentile interval), ``n_<level>`` (units per level), ``n_obs``, ``n_boot``
         (replicates where the statistic is defined, e.g. both classes drawn for AUC), ``method``
-        (scheme and interval), ``unit`` (the levels, top first).
+        (scheme and interval), ``unit`` (the levels, top first); with ``average_over``,
+        also ``n_<column>`` (distinct values of each averaged column).
 
     Notes
     -----
@@ -559,6 +631,14 @@ def bootstrap(
     4–8), where the two-stage percentile bootstrap over-covers (97.5–99.5% from 8 sites) and the
     site percentile bootstrap under-covers (75–86% with 4–8 sites).
 
+    With ``average_over=("outer_fold", "seed")`` the statistic is
+    θ = (1/K) Σ_k (1/S_k) Σ_s M(rows of fold k, seed s): the mean over folds of the per-fold
+    performance of the trained models, seeds averaged; replicate r evaluates every cell under
+    the same count matrix row. Pooling the scores of different fold models into one AUC instead
+    mixes score scales of models that were never meant to be compared and biases the AUC
+    (Forman & Scholz 2010; Airola et al. 2011); averaging per-fold values avoids that and makes
+    the estimate the one :func:`raybench_analysis.compare` differences.
+
     References
     ----------
     Davison, A. C. & Hinkley, D. V. (1997). Bootstrap Methods and their Application. Cambridge
@@ -573,6 +653,11 @@ def bootstrap(
         value. In Colliot, O. (ed.), Machine Learning for Brain Disorders, Neuromethods 197,
         Springer, 601–630.
     Efron, B. & Tibshirani, R. J. (1993). An Introduction to the Bootstrap. Chapman & Hall, ch. 13.
+    Forman, G. & Scholz, M. (2010). Apples-to-apples in cross-validation studies: pitfalls in
+        classifier performance measurement. ACM SIGKDD Explorations 12(1), 49–57.
+    Airola, A., Pahikkala, T., Waegeman, W., De Baets, B. & Salakoski, T. (2011). An
+        experimental comparison of cross-validation techniques for estimating the area under
+        the ROC curve. Computational Statistics & Data Analysis 55(4), 1828–1844.
 
 
     Examples
@@ -592,12 +677,15 @@ def bootstrap(
     keys = as_names(by, name="by")
     levels = as_names(levels, name="levels")
     strata_cols = as_names(strata, name="strata")
+    avg = _average_columns(frame, average_over, levels)
     m = _resolve(value, metric, metric_params)
     name = m.label() if isinstance(m, Metric) else getattr(m, "__name__", "callable")
     rows = []
     cache = _DrawCache()
     for key, part in _groups(frame, keys):
-        est, reps, h = _replicates(part, m, levels, n_boot, seed, cache, scheme, strata_cols)
+        est, reps, h = _replicates(
+            part, m, levels, n_boot, seed, cache, scheme, strata_cols, average_over=avg
+        )
         n_ok = int(np.isfinite(reps).sum())
         if n_ok < n_boot:
             warnings.warn(
@@ -614,6 +702,10 @@ def bootstrap(
             )
         ci = interval_from_replicates(est, reps, h.n_top, alpha, interval, h.n_strata)
         method, unit = h.scheme(scheme, interval)
+        if avg:
+            method += (
+                f"; metric per {'×'.join(avg)} cell, averaged over {', then '.join(avg[::-1])}"
+            )
         rows.append(
             {
                 **key,
@@ -624,6 +716,7 @@ def bootstrap(
                 "ci_high": ci["ci_high"],
                 "df": ci["df"],
                 **{f"n_{lvl}": size for lvl, size in zip(h.levels, h.sizes, strict=False)},
+                **{f"n_{col}": part.get_column(col).n_unique() for col in avg},
                 "n_obs": part.height,
                 "n_boot": n_ok,
                 "method": method,

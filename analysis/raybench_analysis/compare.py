@@ -31,6 +31,7 @@ from raybench_analysis.bootstrap import (
     build_hierarchy,
     draw_counts,
     interval_from_replicates,
+    nested_means,
     unit_sums,
 )
 from raybench_analysis.metrics import Metric, get_metric
@@ -73,16 +74,18 @@ class _Group:
 def _fold_values(
     group: _Group, evals: dict[tuple, Evaluator], counts: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Per model, ``(b, n_folds)`` metric values averaged over seeds within each fold."""
+    """Per model, ``(b, n_folds)`` metric values averaged over seeds within each fold.
+
+    The same computation as :func:`raybench_analysis.bootstrap` with
+    ``average_over=("outer_fold", "seed")`` (shared :func:`nested_means`), kept per fold.
+    """
     out = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN folds stay NaN
-        for model in group.models:
-            cols = []
-            for fold in group.folds:
-                vals = [evals[(model, fold, s)](counts) for s in group.seeds(model, fold)]
-                cols.append(np.nanmean(np.vstack(vals), axis=0))
-            out[model] = np.column_stack(cols)
+    for model in group.models:
+        cells = {(f, s): ev for (m, f, s), ev in evals.items() if m == model}
+        per_fold = nested_means(cells, counts, keep=1)
+        out[model] = np.column_stack(
+            [per_fold.get((fold,), np.full(len(counts), np.nan)) for fold in group.folds]
+        )
     return out
 
 

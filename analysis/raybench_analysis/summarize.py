@@ -23,11 +23,13 @@ import polars as pl
 
 from raybench_analysis._frames import AnalysisError, to_polars
 from raybench_analysis.bootstrap import bootstrap
+from raybench_analysis.compare import compare
 from raybench_analysis.friedman import friedman
 from raybench_analysis.io import Results, load
 from raybench_analysis.metrics import Metric, calibration_bins, get_metric, metric_by
 from raybench_analysis.ranking import ranking_stability
 from raybench_analysis.robustness import robustness
+from raybench_analysis.variance import variance_components
 
 __all__ = ["Summary", "read_results", "summarize"]
 
@@ -209,6 +211,9 @@ def summarize(
     n_boot: int = 1000,
     seed: int = 0,
     correction: str = "holm",
+    scheme: str = "cluster",
+    interval: str = "t",
+    strata: str | Sequence[str] | None = None,
 ) -> Summary:
     """The analysis of a benchmark run as tidy tables, each with its method and resampling unit.
 
@@ -230,15 +235,23 @@ def summarize(
         Bootstrap replicates and generator seed shared by all sections.
     correction:
         Multiplicity correction of the pairwise comparisons (``"holm"``, ``"fdr_bh"``, ``"none"``).
+    scheme, interval, strata:
+        Bootstrap resampling scheme (``"cluster"`` or ``"two_stage"``), interval (``"t"``,
+        ``"t_bc"`` or ``"percentile"``) and strata columns, passed to
+        :func:`raybench_analysis.bootstrap`, :func:`raybench_analysis.compare`,
+        :func:`ranking_stability` (scheme, strata) and :func:`robustness`. The ``sites`` table
+        ignores ``strata`` (it resamples within one site).
 
     Returns
     -------
     Summary
         Tables ``models`` (``dataset, model, metric, estimate, se, ci_low, ci_high, ..., method,
-        unit``: :func:`raybench_analysis.bootstrap` on the clean test predictions, seeds and folds
-        pooled), ``comparisons`` (:func:`raybench_analysis.compare`: paired hierarchical
-        bootstrap and corrected resampled t-test, adjusted p-values), ``variance``
-        (``raybench_analysis.variance_components`` when available), ``sites`` (per site,
+        unit``: :func:`raybench_analysis.bootstrap` on the clean test predictions; with
+        ``outer_fold`` and ``seed`` columns the metric of each (fold, seed) test set, averaged
+        over seeds, then over folds, so that differences of the ``models`` estimates are the
+        ``comparisons`` estimates), ``comparisons`` (:func:`raybench_analysis.compare`: paired
+        hierarchical bootstrap and corrected resampled t-test, adjusted p-values), ``variance``
+        (:func:`raybench_analysis.variance_components`), ``sites`` (per site,
         resampling the levels below ``site``), ``calibration`` and ``reliability``
         (classification: ECE with interval; reliability bins), ``robustness`` (perturbed runs),
         ``ranking`` (:func:`ranking_stability`), ``friedman`` and ``friedman_ranks`` (with two
@@ -297,22 +310,31 @@ def summarize(
     )
     by = [c for c in ("dataset",) if c in clean.columns]
     common = {"n_boot": n_boot, "seed": seed}
+    st = [strata] if isinstance(strata, str) else list(strata or ())
+    resampling = {"scheme": scheme, "interval": interval, "strata": st}
+    # the estimand of compare(): per (fold, seed) metric, seeds then folds averaged
+    cells = [c for c in ("outer_fold", "seed") if c in clean.columns]
+    boot = {**common, **resampling, "average_over": cells or None}
     settings = {"source": source, "task": task, "metric": m.label(), "hierarchy": levels}
     settings |= {"alpha": alpha, "n_boot": n_boot, "seed": seed, "correction": correction}
+    settings |= {"scheme": scheme, "interval": interval, "strata": st, "average_over": cells}
     tables: dict[str, pl.DataFrame | None] = {}
 
     tables["models"] = _section(
         "models", notes, bootstrap, clean, metric=m, levels=levels, by=[*by, "model"],
-        alpha=alpha, **common,
+        alpha=alpha, **boot,
     )  # fmt: skip
     n_models = clean["model"].n_unique()
     if n_models >= 2:
-        tables["comparisons"] = _compare_section(
-            clean, m, levels, by, alpha, correction, notes, common
-        )
+        tables["comparisons"] = _section(
+            "comparisons", notes, compare, clean, metric=m, levels=levels, by=by or None,
+            method=("bootstrap", "corrected_ttest"), correction=correction, alpha=alpha,
+            **common, **resampling,
+        )  # fmt: skip
         tables["ranking"] = _section(
-            "ranking", notes, ranking_stability, clean, m, levels, alpha=alpha, by=by, **common
-        )
+            "ranking", notes, ranking_stability, clean, m, levels, alpha=alpha, by=by,
+            scheme=scheme, strata=st, **common,
+        )  # fmt: skip
     else:
         notes.append("comparisons and ranking: only one model in the predictions")
     models_table = tables["models"]
@@ -330,59 +352,19 @@ def summarize(
         below = levels[levels.index("site") + 1 :]
         tables["sites"] = _section(
             "sites", notes, bootstrap, clean, metric=m, levels=below, by=[*by, "model", "site"],
-            alpha=alpha, **common,
+            alpha=alpha, **{**boot, "strata": None},
         )  # fmt: skip
     if task == "classification":
         tables["calibration"] = _section(
             "calibration", notes, bootstrap, clean, metric=get_metric("ece"), levels=levels,
-            by=[*by, "model"], alpha=alpha, **common,
+            by=[*by, "model"], alpha=alpha, **boot,
         )  # fmt: skip
         tables["reliability"] = _section("reliability", notes, _reliability, clean, by)
     if "perturbation" in test.columns and (test["perturbation"] != "none").any():
         tables["robustness"] = _section(
-            "robustness", notes, robustness, test, m, levels, alpha=alpha, **common
+            "robustness", notes, robustness, test, m, levels, alpha=alpha, **common, **resampling
         )
     return Summary({k: v for k, v in tables.items() if v is not None}, notes, settings)
-
-
-def _sibling(name: str, section: str, notes: list[str]) -> Any:
-    """A public function of the package by name, or None (with a note) in an older install."""
-    import importlib
-
-    import raybench_analysis
-
-    func = getattr(raybench_analysis, name, None)
-    func = func if callable(func) else None  # a submodule of the same name is not the function
-    for module in ("compare", "variance", "variance_components"):
-        if func is not None:
-            break
-        try:
-            func = getattr(importlib.import_module(f"raybench_analysis.{module}"), name, None)
-            func = func if callable(func) else None
-        except ImportError:
-            continue
-    if func is None:
-        notes.append(f"{section}: raybench_analysis.{name} is not available in this installation")
-    return func
-
-
-def _compare_section(
-    clean: pl.DataFrame,
-    metric: Any,
-    levels: list[str],
-    by: list[str],
-    alpha: float,
-    correction: str,
-    notes: list[str],
-    common: dict[str, Any],
-) -> pl.DataFrame | None:
-    compare = _sibling("compare", "comparisons", notes)
-    if compare is None:
-        return None
-    return _section(
-        "comparisons", notes, compare, clean, metric=metric, levels=levels, by=by or None,
-        method=("bootstrap", "corrected_ttest"), correction=correction, alpha=alpha, **common,
-    )  # fmt: skip
 
 
 def _variance_section(
@@ -394,9 +376,6 @@ def _variance_section(
     common: dict[str, Any],
 ) -> pl.DataFrame | None:
     """Seed, split and test-sample parts of the per-trial score (A2's variance_components)."""
-    variance_components = _sibling("variance_components", "variance", notes)
-    if variance_components is None:
-        return None
     keys = [*by, "model", "outer_fold", "seed"]
     if not {"outer_fold", "seed"} <= set(clean.columns):
         notes.append("variance: predictions lack outer_fold or seed columns")

@@ -45,13 +45,54 @@ def test_variance_components_per_model(summary) -> None:
     assert total.height == 3 and (total["share"] == 1.0).all()
 
 
-def test_model_estimates_are_pooled_clean_test_metric(run, summary) -> None:
+def test_model_estimates_are_fold_means_of_seed_averaged_auc(run, summary) -> None:
     clean = run.predictions.filter(perturbation="none")
     for row in summary["models"].iter_rows(named=True):
         part = clean.filter(model=row["model"])
-        # Mann-Whitney AUC over all clean test predictions of the model (seeds and folds pooled)
-        assert row["estimate"] == pytest.approx(auc(part["y_true"], part["score"]), abs=1e-12)
+        per_fold = []
+        for fold in sorted(part["outer_fold"].unique()):
+            f = part.filter(outer_fold=fold)
+            seeds = sorted(f["seed"].unique())
+            per_fold.append(
+                sum(auc(g["y_true"], g["score"]) for g in (f.filter(seed=s) for s in seeds))
+                / len(seeds)
+            )
+        # Mann-Whitney AUC of each (fold, seed) test set, mean over seeds, then over folds
+        # (Forman & Scholz 2010: average per-fold AUCs, do not pool scores of fold models)
+        assert row["estimate"] == pytest.approx(sum(per_fold) / len(per_fold), abs=1e-12)
         assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
+        assert row["n_outer_fold"] == 2 and row["n_seed"] == 2
+        assert "averaged over seed, then outer_fold" in row["method"]
+
+
+def test_models_differences_equal_compare_estimates(summary) -> None:
+    models = {r["model"]: r["estimate"] for r in summary["models"].iter_rows(named=True)}
+    boot = summary["comparisons"].filter(method=summary["comparisons"]["method"][0])
+    assert boot.height == 3  # three pairs of three models
+    for r in boot.iter_rows(named=True):
+        # one question, one number: models-table difference == compare's estimate (same estimand)
+        assert models[r["model_a"]] - models[r["model_b"]] == pytest.approx(
+            r["estimate"], abs=1e-12
+        )
+    ttest = summary["comparisons"].filter(pl.col("method").str.contains("t-test|ttest"))
+    for r in ttest.iter_rows(named=True):
+        assert models[r["model_a"]] - models[r["model_b"]] == pytest.approx(
+            r["estimate"], abs=1e-12
+        )
+
+
+def test_resampling_options_reach_every_section(run) -> None:
+    s = summarize({"trials": run.trials, "predictions": run.predictions}, n_boot=N_BOOT,
+                  scheme="two_stage", interval="percentile", strata="site",
+                  hierarchy=["subject_id"])  # fmt: skip
+    assert set(s["models"]["method"]) == {
+        "stratified cluster bootstrap (strata: site), percentile interval; metric per "
+        "outer_fold×seed cell, averaged over seed, then outer_fold"
+    }
+    assert s["models"]["df"].is_nan().all()  # percentile interval: no t degrees of freedom
+    assert s.settings["strata"] == ["site"] and s.settings["interval"] == "percentile"
+    assert all("percentile" in m for m in s["comparisons"]["method"] if "bootstrap" in m)
+    assert all("stratified" in m for m in s["ranking"]["method"])
 
 
 def test_regression_defaults_to_mae_without_calibration() -> None:
