@@ -739,6 +739,7 @@ def bootstrap_replicates(
     *,
     scheme: Scheme = "cluster",
     strata: str | Sequence[str] | None = None,
+    average_over: str | Sequence[str] | None = None,
     **metric_params: Any,
 ) -> pl.DataFrame:
     """The replicates behind :func:`bootstrap`, one row per group and replicate.
@@ -763,12 +764,15 @@ def bootstrap_replicates(
     frame = to_polars(data)
     keys = as_names(by, name="by")
     strata_cols = as_names(strata, name="strata")
+    lv = as_names(levels, name="levels")
+    avg = _average_columns(frame, average_over, lv)
     m = _resolve(value, metric, metric_params)
     parts = []
     cache = _DrawCache()
     for key, part in _groups(frame, keys):
-        lv = as_names(levels, name="levels")
-        est, reps, h = _replicates(part, m, lv, n_boot, seed, cache, scheme, strata_cols)
+        est, reps, h = _replicates(
+            part, m, lv, n_boot, seed, cache, scheme, strata_cols, average_over=avg
+        )
         method, unit = h.resampling(scheme), h.scheme(scheme)[1]
         cols = {k: [v] * n_boot for k, v in key.items()}
         parts.append(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -272,3 +274,68 @@ def test_errors_are_clear(predictions):
         bootstrap(pl.DataFrame({"subject_id": ["a", None], "x": [1.0, 2.0]}), value="x")
     with pytest.raises(AnalysisError, match="value='site'"):
         bootstrap(predictions, value="site")
+
+
+def _cell_mean(frame: pl.DataFrame, fn) -> float:
+    """Metric per (outer_fold, seed) cell, mean over seeds within fold, then over folds."""
+    folds = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all cells undefined: NaN
+        for fold in sorted(frame["outer_fold"].unique()):
+            f = frame.filter(outer_fold=fold)
+            folds.append(np.nanmean([fn(f.filter(seed=s)) for s in sorted(f["seed"].unique())]))
+        return float(np.nanmean(folds))
+
+
+@pytest.mark.parametrize("metric", ["auc", "accuracy"])
+def test_average_over_fold_seed_cells_equals_loop(predictions, metric):
+    """average_over: per-cell metric on the same draws, seeds then folds averaged."""
+    fn = {
+        "auc": lambda f: auc(f["y_true"], f["score"]) if f["y_true"].n_unique() == 2 else np.nan,
+        "accuracy": lambda f: accuracy(f["y_true"], f["y_pred"]),
+    }[metric]
+    data = predictions.filter(model="a")
+    cells = ("outer_fold", "seed")
+    out = bootstrap(data, metric=metric, levels=["site", "subject_id"], n_boot=50, seed=3,
+                    average_over=cells)  # fmt: skip
+    # by hand: Forman & Scholz (2010) per-fold averaging, seeds averaged first (as compare())
+    assert out["estimate"][0] == pytest.approx(_cell_mean(data, fn), abs=1e-12)
+    assert out.select("n_outer_fold", "n_seed", "n_site").row(0) == (3, 2, 4)
+    assert out["method"][0].endswith("averaged over seed, then outer_fold")
+    fast = bootstrap_replicates(data, metric=metric, levels=["site", "subject_id"], n_boot=50,
+                                seed=3, average_over=cells)  # fmt: skip
+    # the slow path: the callable sees each replicate's resampled rows (one draw of the sites
+    # shared by every cell) and scores the cells itself
+    slow = bootstrap_replicates(data, metric=lambda f: _cell_mean(f, fn),
+                                levels=["site", "subject_id"], n_boot=50, seed=3)  # fmt: skip
+    expected = slow["value"].to_numpy()
+    assert fast["value"].to_numpy() == pytest.approx(expected, abs=1e-12, nan_ok=True)
+    pooled = bootstrap(data, metric=metric, levels=["site", "subject_id"], n_boot=50, seed=3)
+    assert pooled["estimate"][0] != pytest.approx(out["estimate"][0], abs=1e-9)  # not pooled
+
+
+def test_average_over_identical_cells_is_one_cell(predictions):
+    """Cells with identical rows give the one-cell numbers: every cell sees the same draws."""
+    one = predictions.filter(model="a", seed=0)
+    copies = pl.concat([one, one.with_columns(seed=pl.lit(1, dtype=one["seed"].dtype))])
+    a = bootstrap(one, metric="auc", n_boot=80, seed=2, average_over=["outer_fold"])
+    b = bootstrap(copies, metric="auc", n_boot=80, seed=2, average_over=["outer_fold", "seed"])
+    assert b.select("estimate", "se", "ci_low", "ci_high").row(0) == pytest.approx(
+        a.select("estimate", "se", "ci_low", "ci_high").row(0), abs=1e-12
+    )
+    # levels=[]: sample_id is the unit, so a sample is drawn once for both seeds
+    a = bootstrap(one, metric="accuracy", levels=[], n_boot=80, average_over="outer_fold")
+    b = bootstrap(
+        copies, metric="accuracy", levels=[], n_boot=80, average_over=["outer_fold", "seed"]
+    )
+    assert b["se"][0] == pytest.approx(a["se"][0], abs=1e-12) and b["unit"][0] == "sample_id"
+
+
+def test_average_over_errors(predictions):
+    with pytest.raises(AnalysisError, match="average_over"):
+        bootstrap(predictions, metric="auc", average_over=["fold"])
+    bad = predictions.with_columns(seed=pl.when(pl.col("seed") == 0).then(None).otherwise(1))
+    with pytest.raises(AnalysisError, match="null"):
+        bootstrap(bad, metric="auc", average_over=["outer_fold", "seed"])
+    with pytest.raises(AnalysisError, match="resampling level"):
+        bootstrap(predictions, metric="auc", levels=["outer_fold"], average_over="outer_fold")

@@ -156,3 +156,25 @@ def test_bootstrap_t_interval_schemes_and_strata(predictions):
     )
     with pytest.raises(AnalysisError, match="scheme='nested'"):
         compare(predictions, method="bootstrap", scheme="nested")  # type: ignore[arg-type]
+
+
+def test_bootstrap_average_over_is_compare_estimand(predictions):
+    """bootstrap(average_over=(outer_fold, seed)) per model and compare() share one estimand
+    and one draw: the difference of the estimates is compare's estimate, and the sd of the
+    paired replicate differences, times sqrt(G/(G-1)), is compare's se (Cameron et al. 2008)."""
+    from raybench_analysis import bootstrap, bootstrap_replicates
+
+    levels = ["site", "subject_id"]
+    cells = ("outer_fold", "seed")
+    out = compare(predictions, metric="auc", levels=levels, method="bootstrap", n_boot=200)
+    per = bootstrap(predictions, metric="auc", levels=levels, by="model", n_boot=200,
+                    average_over=cells)  # fmt: skip
+    est = dict(per.select("model", "estimate").rows())
+    assert est["a"] - est["b"] == pytest.approx(out["estimate"][0], abs=1e-12)
+    reps = bootstrap_replicates(predictions, metric="auc", levels=levels, by="model", n_boot=200,
+                                average_over=cells)  # fmt: skip
+    diff = reps.filter(model="a")["value"].to_numpy() - reps.filter(model="b")["value"].to_numpy()
+    diff = diff[np.isfinite(diff)]  # replicates with one class left out, as compare does
+    n_sites = predictions["site"].n_unique()
+    se = np.std(diff, ddof=1) * np.sqrt(n_sites / (n_sites - 1))
+    assert out["se"][0] == pytest.approx(se, rel=1e-12)
