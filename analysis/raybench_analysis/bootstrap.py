@@ -671,6 +671,15 @@ def bootstrap(
     'cluster bootstrap, few-cluster t interval'
     >>> bool(out["ci_low"][0] < 0.7 < out["ci_high"][0])
     True
+
+    Per trained model: the mean of each (fold, seed) cell, seeds then folds averaged (fold 0:
+    seed 0 (1.0 + 0.2)/2, seed 1 0.4, mean 0.5; fold 1: 0.8 and (1.2 + 0.6)/2, mean 0.85):
+
+    >>> cells = df.with_columns(outer_fold=pl.Series([0, 1, 0, 1, 1, 0]),
+    ...                         seed=pl.Series([0, 1, 1, 0, 1, 0]))
+    >>> out = bootstrap(cells, value="loss", n_boot=200, average_over=["outer_fold", "seed"])
+    >>> round(out["estimate"][0], 4), out.select("n_outer_fold", "n_seed").row(0)
+    (0.675, (2, 2))
     """
     _validate(n_boot, alpha, scheme, interval)
     frame = to_polars(data)
