@@ -711,6 +711,11 @@ def bootstrap(
             )
         ci = interval_from_replicates(est, reps, h.n_top, alpha, interval, h.n_strata)
         method, unit = h.scheme(scheme, interval)
+        if isinstance(m, Metric):  # a t interval can reach past 1 (AUC) with few clusters
+            low, high = m.value_range
+            clipped = ci["ci_low"] < low or ci["ci_high"] > high
+            ci["ci_low"], ci["ci_high"] = max(ci["ci_low"], low), min(ci["ci_high"], high)
+            method += "; interval clipped to the metric's range" if clipped else ""
         if avg:
             method += (
                 f"; metric per {'×'.join(avg)} cell, averaged over {', then '.join(avg[::-1])}"

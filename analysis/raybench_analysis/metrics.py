@@ -31,6 +31,7 @@ Dice, L. R. (1945). Measures of the amount of ecologic association between speci
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -82,6 +83,13 @@ class Metric:
     finalize: Callable[[np.ndarray], np.ndarray] | None
     higher_is_better: bool = True
     params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """The values the metric can take (e.g. ``(0, 1)`` for AUC); intervals are clipped to it."""
+        if self.name == "balanced_accuracy" and self.params.get("adjusted"):
+            return (-math.inf, 1.0)
+        return VALUE_RANGES.get(self.name, (-math.inf, math.inf))
 
     def label(self) -> str:
         """Name with its settings, e.g. ``ece(n_bins=10, convention=top_label)``."""
@@ -389,6 +397,20 @@ def _f1_finalize(s: np.ndarray) -> np.ndarray:
 def _dice_values(frame: pl.DataFrame) -> np.ndarray:
     return _column(frame, "dice")
 
+
+#: Range of each metric, used to clip interval ends that a symmetric (t) interval puts outside.
+VALUE_RANGES: dict[str, tuple[float, float]] = {
+    **dict.fromkeys(
+        ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "brier",
+         "ece", "dice"),
+        (0.0, 1.0),
+    ),
+    "mcc": (-1.0, 1.0),
+    "log_loss": (0.0, math.inf),
+    "mae": (0.0, math.inf),
+    "rmse": (0.0, math.inf),
+    "r2": (-math.inf, 1.0),
+}  # fmt: skip
 
 METRICS: dict[str, Callable[..., Metric]] = {
     "auc": lambda: Metric("auc", ("y_true", "score"), "auc", None, None),

@@ -339,3 +339,27 @@ def test_average_over_errors(predictions):
         bootstrap(bad, metric="auc", average_over=["outer_fold", "seed"])
     with pytest.raises(AnalysisError, match="resampling level"):
         bootstrap(predictions, metric="auc", levels=["outer_fold"], average_over="outer_fold")
+
+
+def test_t_interval_is_clipped_to_the_metric_range():
+    # Three sites, near-perfect separation: estimate ± t_{2, .975}·se (t = 4.30) would pass AUC = 1.
+    rng = np.random.default_rng(3)
+    rows = []
+    for site, quality in (("s1", 4.0), ("s2", 0.5), ("s3", 4.0)):
+        for i in range(20):
+            y = i % 2
+            rows.append(
+                {"site": site, "subject_id": f"{site}-{i}", "y_true": y,
+                 "score": float(y * quality + rng.normal())}
+            )  # fmt: skip
+    data = pl.DataFrame(rows)
+    out = bootstrap(data, metric="auc", levels=["site", "subject_id"], n_boot=400, seed=1)
+    row = out.row(0, named=True)
+    unclipped = row["estimate"] + stats.t.ppf(0.975, 2) * row["se"]
+    assert unclipped > 1.0  # the case really reaches past the range ...
+    assert row["ci_high"] == 1.0  # ... and the reported interval does not
+    assert 0.0 <= row["ci_low"] < row["estimate"]
+    assert row["method"].endswith("interval clipped to the metric's range")
+    # the mean of a plain value column has no known range: never clipped
+    plain = bootstrap(data, value="score", levels=["site"], n_boot=200, seed=1).row(0, named=True)
+    assert "clipped" not in plain["method"]
