@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
+from raybench.cli.analyze import print_summary
 from raybench.cli.common import JsonFlag, console, err_console, friendly_errors
 from raybench.data.cohort import Cohort
 from raybench.plan.spec import Plan
@@ -111,23 +111,6 @@ def resume_command(suite: Path, results: str, address: str | None, data_root: Pa
     return shlex.join(parts)
 
 
-_SUMMARY_COLUMNS = {
-    "models": ("dataset", "model", "metric", "estimate", "ci_low", "ci_high", "unit"),
-    "comparisons": ("model_a", "model_b", "estimate", "ci_low", "ci_high", "p_adjusted", "method"),
-}
-
-
-def _rich_table(title: str, frame: Any, columns: tuple[str, ...]) -> Table:
-    """A compact rich table of ``columns`` of a polars frame (numbers to 4 significant digits)."""
-    table = Table(title=title, title_justify="left")
-    present = [c for c in columns if c in frame.columns]
-    for col in present:
-        table.add_column(col, overflow="fold")
-    for row in frame.select(present).iter_rows():
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
-    return table
-
-
 def _print_analysis(results: str, suite: Any) -> None:
     """The analysis package's summary, if it is installed and the run has results."""
     try:
@@ -145,11 +128,7 @@ def _print_analysis(results: str, suite: Any) -> None:
     except Exception as exc:  # the analysis is a bonus here: never fail a finished run on it
         err_console.print(f"analysis summary unavailable: {exc}", highlight=False)
         return
-    for name, columns in _SUMMARY_COLUMNS.items():
-        if name in summary:
-            console.print(_rich_table(name, summary[name], columns))
-    for note in getattr(summary, "missing", []):
-        console.print(f"note: {note}", highlight=False)
+    print_summary(summary)
     console.print(f"full analysis: raybench analyze {shlex.quote(results)}", highlight=False)
 
 
