@@ -394,10 +394,21 @@ def nested_means(
     ``{(): (b,) mean over folds of the seed means}``. Undefined values (NaN, e.g. AUC of a
     replicate with one class) are left out of each mean; a mean of nothing is NaN.
     """
-    if not cells:
+    return nested_average({k: ev(counts) for k, ev in cells.items()}, keep)
+
+
+def nested_average(
+    values: Mapping[tuple[Any, ...], np.ndarray], keep: int = 0
+) -> dict[tuple[Any, ...], np.ndarray]:
+    """Average per-cell value arrays over the last key element, then the next, ... (see above).
+
+    ``values`` maps keys of equal length (e.g. ``(outer_fold, seed)``) to arrays of one shape;
+    NaNs are left out of each mean.
+    """
+    if not values:
         return {}
-    width = len(next(iter(cells)))
-    values: dict[tuple, np.ndarray] = {k: ev(counts) for k, ev in cells.items()}
+    width = len(next(iter(values)))
+    values = dict(values)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN means stay NaN
         for depth in range(width - 1, keep - 1, -1):

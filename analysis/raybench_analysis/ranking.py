@@ -21,7 +21,7 @@ import polars as pl
 from scipy import stats
 
 from raybench_analysis._frames import AnalysisError, require_columns, to_polars
-from raybench_analysis.bootstrap import SCHEMES, build_hierarchy, draw_counts
+from raybench_analysis.bootstrap import SCHEMES, build_hierarchy, draw_counts, nested_average
 from raybench_analysis.metrics import Metric, get_metric
 
 __all__ = ["ResampleScheme", "ranking_stability", "replicate_metric", "resample_weights"]
@@ -130,24 +130,32 @@ def replicate_metric(
     metric: Metric,
     scheme: ResampleScheme,
     rows: np.ndarray,
-    within: str | None = "seed",
+    within: Sequence[str] = ("outer_fold", "seed"),
 ) -> np.ndarray:
     """The metric on the original sample (index 0) and on every bootstrap sample (1..B).
 
-    ``rows`` selects the rows of ``frame`` (as indexed by ``scheme``). With ``within="seed"`` the
-    metric is computed per seed, pooling the outer folds (each test subject appears once per seed),
-    then averaged over seeds: the estimand is the mean performance of the trained models of each
-    seed, not of one arbitrary seed.
+    ``rows`` selects the rows of ``frame`` (as indexed by ``scheme``). The metric is computed in
+    each cell of the ``within`` columns present (by default one trained model: an outer fold and
+    a seed), every cell under the same resampled units, then averaged over the last column
+    within the others (seeds within a fold), then over the next (folds): the same estimand as
+    ``bootstrap(average_over=("outer_fold", "seed"))`` and ``compare``, the mean performance of
+    the trained models (Forman & Scholz 2010).
     """
     part = frame[rows]
     idx = scheme.unit_index[rows]
     w_all = np.vstack([np.ones((1, scheme.weights.shape[1])), scheme.weights])
-    groups = [np.arange(part.height)]
-    if within and within in part.columns:
-        key = part[within].rank("dense").cast(pl.Int64).to_numpy()
-        groups = [np.flatnonzero(key == g) for g in np.unique(key)]
-    values = [metric.evaluate(part[g], w_all[:, idx[g]]) for g in groups]
-    return np.mean(values, axis=0)
+    cols = [c for c in within if c in part.columns]
+    if not cols:
+        return metric.evaluate(part, w_all[:, idx])
+    cells = part.select(cols).with_row_index("__cell_row")
+    values = {
+        tuple(key): metric.evaluate(part[g], w_all[:, idx[g]])
+        for key, g in (
+            (k, grp["__cell_row"].to_numpy())
+            for k, grp in cells.group_by(cols, maintain_order=True)
+        )
+    }
+    return nested_average(values)[()]
 
 
 def _split_by(frame: pl.DataFrame, by: list[str]) -> list[tuple[dict[str, Any], np.ndarray]]:

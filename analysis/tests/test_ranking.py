@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 from raybench_analysis._frames import AnalysisError
+from raybench_analysis.metrics import auc
 from raybench_analysis.ranking import ranking_stability, resample_weights
 from raybench_analysis.simulate import simulate_predictions
 
@@ -87,19 +88,20 @@ def test_equal_models_have_unstable_ranks() -> None:
     assert out["rank_ci_low"].min() == 1.0 and out["rank_ci_high"].max() == 2.0
 
 
-def test_estimate_is_seed_average_of_fold_pooled_metric() -> None:
+def test_estimate_is_the_mean_over_folds_of_seed_averaged_cell_metrics() -> None:
     run = simulate_predictions(n_sites=3, subjects_per_site=8, n_seeds=2, n_folds=2, seed=3)
-    out = ranking_stability(run.predictions, "accuracy", n_boot=20)
-    p = run.predictions
+    out = ranking_stability(run.predictions, "auc", n_boot=20)
+    p = run.predictions.filter(perturbation="none")
     for model in out["model"]:
-        acc = (
-            p.filter(model=model)
-            .group_by("seed")
-            .agg((pl.col("y_true") == pl.col("y_pred")).mean().alias("acc"))["acc"]
-            .mean()
+        # hand computation: AUC of each trained model (fold × seed), seeds averaged within each
+        # fold, then folds averaged: bootstrap(average_over=("outer_fold", "seed"))'s estimand
+        cells = p.filter(model=model).partition_by("outer_fold", "seed", as_dict=True)
+        per_cell = {key: auc(f["y_true"], f["score"]) for key, f in cells.items()}
+        folds = sorted({fold for fold, _ in per_cell})
+        expected = np.mean(
+            [np.mean([v for (f, _), v in per_cell.items() if f == fold]) for fold in folds]
         )
-        # hand computation: mean over seeds of the accuracy pooled over folds
-        assert out.filter(model=model)["estimate"][0] == pytest.approx(acc, abs=1e-12)
+        assert out.filter(model=model)["estimate"][0] == pytest.approx(expected, abs=1e-12)
 
 
 def test_lower_is_better_metric_and_perturbed_rows_ignored() -> None:

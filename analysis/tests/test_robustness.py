@@ -31,8 +31,15 @@ def test_delta_equals_hand_computed_auc_difference(run) -> None:
     clean = p.filter(perturbation="none")
     for row in out.iter_rows(named=True):
         pert = p.filter(perturbation=row["perturbation"])
-        # one seed: the metric is the fold-pooled AUC (metrics.auc = Mann-Whitney, as pROC::auc)
-        expected = auc(pert["y_true"], pert["score"]) - auc(clean["y_true"], clean["score"])
+
+        # one seed: the metric is the mean over outer folds of each fold's AUC (one trained
+        # model per fold; metrics.auc = Mann-Whitney, as pROC::auc)
+        def fold_mean_auc(frame: pl.DataFrame) -> float:
+            return float(
+                np.mean([auc(f["y_true"], f["score"]) for f in frame.partition_by("outer_fold")])
+            )
+
+        expected = fold_mean_auc(pert) - fold_mean_auc(clean)
         assert row["estimate"] == pytest.approx(expected, abs=1e-12)
         assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
         assert row["n_samples"] == clean.height
