@@ -1,6 +1,6 @@
 # raybench developer commands. `make run` installs and runs the quick start; `make test` installs and
 # runs the tests. TORCH selects the torch build: the default is the CPU build; on a GPU machine use
-# e.g. `make install TORCH=torch` (or the wheel index that fits your CUDA).
+# e.g. `make install TORCH="torch --index-url <wheel index for your CUDA>"`.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml analysis/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ./analysis -e ".[dev]"
 	touch $@
 
