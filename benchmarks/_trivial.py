@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,3 +93,17 @@ def trial(spec: TrialSpec, cohort: Cohort, ctx: Any) -> dict[str, pa.Table]:
         "node": ctx.node,
     }
     return {"trials": table_from_rows("trials", [row])}
+
+
+@dataclass
+class TrialClock:
+    """A ``run_plan`` ``on_event`` callback stamping each trial's start and end (driver clock)."""
+
+    starts: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+
+    def __call__(self, event: dict) -> None:
+        if event["type"] == "trial_start":
+            self.starts.append(time.perf_counter())
+        elif event["type"] == "trial_done":
+            self.ends.append(time.perf_counter())

@@ -48,24 +48,17 @@ def main() -> None:
     serial_one = time.perf_counter() - start  # one trial's work, measured, not assumed
     ray.init(num_cpus=N_CPUS, include_dashboard=False, log_to_driver=False)
     store = ResultStore(tempfile.mkdtemp(prefix="raybench-bench-"))
-    starts: list[float] = []
-    ends: list[float] = []
-
-    def on_event(event: dict) -> None:
-        if event["type"] == "trial_start":
-            starts.append(time.perf_counter())
-        elif event["type"] == "trial_done":
-            ends.append(time.perf_counter())
+    clock = _trivial.TrialClock()
 
     start = time.perf_counter()
     summary = run_plan(
         _trivial.plan(N_TRIALS, args.work, calibration),
         {"bench": _trivial.cohort()},
         store,
-        RunOptions(trial_fn=_trivial.trial, on_event=on_event),
+        RunOptions(trial_fn=_trivial.trial, on_event=clock),
     )
     wall = time.perf_counter() - start
-    span = max(ends) - min(starts)
+    span = max(clock.ends) - min(clock.starts)
     ray.shutdown()
     assert summary.ok and len(summary.completed) == N_TRIALS
     ideal = N_TRIALS * serial_one / N_CPUS
@@ -82,7 +75,7 @@ def main() -> None:
                 "ideal_s": round(ideal, 3),
                 "wall_s": round(wall, 3),
                 "efficiency": round(efficiency, 4),
-                "startup_s": round(min(starts) - start, 3),
+                "startup_s": round(min(clock.starts) - start, 3),
                 "span_s": round(span, 3),
                 "efficiency_excluding_startup": round(ideal / span, 4),
                 "mean_trial_s_in_worker": round(float(in_trial), 3),

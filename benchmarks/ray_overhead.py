@@ -68,24 +68,17 @@ def _plain_tune(n: int, scratch: str) -> tuple[float, float]:
 
 def _raybench(n: int, scratch: str) -> tuple[float, float]:
     store = ResultStore(tempfile.mkdtemp(prefix="raybench-bench-"))
-    starts: list[float] = []
-    ends: list[float] = []
-
-    def on_event(event: dict) -> None:
-        if event["type"] == "trial_start":
-            starts.append(time.perf_counter())
-        elif event["type"] == "trial_done":
-            ends.append(time.perf_counter())
+    clock = _trivial.TrialClock()
 
     start = time.perf_counter()
     summary = run_plan(
         _trivial.plan(n),
         {"bench": _trivial.cohort()},
         store,
-        RunOptions(trial_fn=_trivial.trial, scratch_dir=Path(scratch), on_event=on_event),
+        RunOptions(trial_fn=_trivial.trial, scratch_dir=Path(scratch), on_event=clock),
     )
-    assert summary.ok and len(summary.completed) == n == len(ends)
-    return time.perf_counter() - start, (max(ends) - min(starts)) / n
+    assert summary.ok and len(summary.completed) == n == len(clock.ends)
+    return time.perf_counter() - start, (max(clock.ends) - min(clock.starts)) / n
 
 
 def main() -> None:
