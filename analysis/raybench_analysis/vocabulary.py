@@ -1,0 +1,152 @@
+"""raybench's vocabulary, in one place: the words a suite, a trial config, the CLI and the analysis use.
+
+Task types, metrics by task (the default first) and their direction, hierarchy levels and the
+default hierarchy, perturbation parameters, architectures, split strategies and the synthetic
+cohort's labels are declared here once. The suite schema, its checks, the compiler, training, the
+CLI and the analysis defaults all read them from this module, so that a word added here is known
+everywhere at once. It lives in the analysis package (which imports nothing of raybench) because
+both packages need it and the analysis package is the lighter one.
+
+>>> METRICS_BY_TASK["classification"][0] == default_metric("classification")
+True
+>>> higher_is_better("auc"), higher_is_better("mae")
+(True, False)
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "ARCHITECTURES",
+    "ARCHITECTURE_KINDS",
+    "DEFAULT_HIERARCHY",
+    "HIERARCHY_LEVELS",
+    "LOWER_IS_BETTER",
+    "METRICS_BY_TASK",
+    "OPTIMIZERS",
+    "PERTURBATION_PARAMS",
+    "SAMPLE_UNIT",
+    "SCHEDULERS",
+    "SELECTION_METRICS",
+    "SPLIT_STRATEGIES",
+    "STRATIFY_COLUMNS",
+    "SYNTHETIC_CLASSES",
+    "SYNTHETIC_LABELS",
+    "TASK_TYPES",
+    "WANDB_MODES",
+    "default_metric",
+    "higher_is_better",
+    "metrics_for",
+]
+
+#: The kinds of task a suite can declare.
+TASK_TYPES: Final[tuple[str, ...]] = ("classification", "regression", "segmentation")
+
+#: Evaluation metrics allowed for each task type; the first is the default.
+METRICS_BY_TASK: Final[dict[str, tuple[str, ...]]] = {
+    "classification": (
+        "auc",
+        "accuracy",
+        "balanced_accuracy",
+        "sensitivity",
+        "specificity",
+        "f1",
+        "mcc",
+        "brier",
+        "log_loss",
+        "ece",
+    ),
+    "regression": ("mae", "rmse", "r2"),
+    "segmentation": ("dice",),
+}
+
+#: Metrics (and the validation ``loss``) for which a smaller value is better.
+LOWER_IS_BETTER: Final[frozenset[str]] = frozenset(
+    {"loss", "log_loss", "brier", "mae", "rmse", "ece"}
+)
+
+#: Metrics that may select the best epoch and the best search point, by task (``loss`` first,
+#: the default: the mean validation loss).
+SELECTION_METRICS: Final[dict[str, tuple[str, ...]]] = {
+    "classification": ("loss", "auc", "accuracy", "balanced_accuracy", "log_loss", "brier"),
+    "regression": ("loss", "mae", "rmse", "r2"),
+    "segmentation": ("loss", "dice"),
+}
+
+#: Levels of the data hierarchy, outermost first (a hierarchy keeps this order).
+HIERARCHY_LEVELS: Final[tuple[str, ...]] = ("site", "scanner", "subject_id", "session_id")
+
+#: The unit that every hierarchy must contain: subjects are the independent units of a sample.
+SAMPLE_UNIT: Final[str] = "subject_id"
+
+#: The hierarchy resampled when a suite does not name one.
+DEFAULT_HIERARCHY: Final[tuple[str, ...]] = ("site", "subject_id")
+
+#: The one parameter (its strength, the severity) that each perturbation type carries.
+PERTURBATION_PARAMS: Final[dict[str, str]] = {
+    "gaussian_noise": "std",
+    "bias_field": "coeff",
+    "intensity_scale": "factor",
+    "gamma": "gamma",
+    "motion": "degrees",
+}
+
+#: Built-in network architectures and the kind of output they make: ``global`` (one vector per
+#: image: classification, regression) or ``dense`` (one value per voxel: segmentation).
+ARCHITECTURE_KINDS: Final[dict[str, str]] = {
+    "densenet121": "global",
+    "densenet169": "global",
+    "densenet201": "global",
+    "resnet10": "global",
+    "resnet18": "global",
+    "resnet34": "global",
+    "resnet50": "global",
+    "seresnet50": "global",
+    "classifier": "global",
+    "regressor": "global",
+    "unet": "dense",
+    "basicunet": "dense",
+    "segresnet": "dense",
+}
+
+#: Names that ``models[].arch`` may use without a plugin (see docs/models.md).
+ARCHITECTURES: Final[tuple[str, ...]] = tuple(ARCHITECTURE_KINDS)
+
+#: Split strategies of a validation protocol.
+SPLIT_STRATEGIES: Final[tuple[str, ...]] = ("group_kfold", "group_holdout", "leave_one_site_out")
+
+#: Columns a split protocol may stratify on (``label`` is the task's label column).
+STRATIFY_COLUMNS: Final[tuple[str, ...]] = ("label", "site", "scanner")
+
+#: Optimizers and learning-rate schedules of the training loop.
+OPTIMIZERS: Final[tuple[str, ...]] = ("adam", "adamw", "sgd")
+SCHEDULERS: Final[tuple[str, ...]] = ("none", "cosine", "step")
+
+#: W&B modes (``offline`` is the default: nothing leaves the machine unless asked).
+WANDB_MODES: Final[tuple[str, ...]] = ("offline", "online", "disabled")
+
+#: Columns the synthetic generator writes that can be a task's label, by task type.
+SYNTHETIC_LABELS: Final[dict[str, tuple[str, ...]]] = {
+    "classification": ("diagnosis",),
+    "regression": ("age", "lesion_volume"),
+    "segmentation": ("mask",),
+}
+
+#: The synthetic cohort's diagnosis classes (negative first).
+SYNTHETIC_CLASSES: Final[tuple[str, ...]] = ("CN", "AD")
+
+
+def metrics_for(task_type: str) -> tuple[str, ...]:
+    """The metrics a task of ``task_type`` can be scored with (the default first)."""
+    return METRICS_BY_TASK[task_type]
+
+
+def default_metric(task_type: str) -> str:
+    """The metric summarised when none is named: AUC, MAE or Dice."""
+    return METRICS_BY_TASK[task_type][0]
+
+
+def higher_is_better(metric: str) -> bool:
+    """Direction of a metric or of the validation ``loss``: True when a larger value is better."""
+    return metric not in LOWER_IS_BETTER
