@@ -1,4 +1,4 @@
-"""raybench's vocabulary, in one place: the words a suite, a trial config, the CLI and the analysis use.
+"""raybench's vocabulary, in one place: the words of suites, trial configs, the CLI and analysis.
 
 Task types, metrics by task (the default first) and their direction, hierarchy levels and the
 default hierarchy, perturbation parameters, architectures, split strategies and the synthetic
