@@ -30,5 +30,12 @@ class ResultsError(RaybenchError):
     """A results directory is missing, locked by another run, or inconsistent."""
 
 
+class StorageError(ResultsError):
+    """The results directory cannot be written: read-only, no permission, or the disk is full.
+
+    Never a model's failure: a trial cut off by it is left uncommitted and redone on resume.
+    """
+
+
 class TrialError(RaybenchError):
     """A trial failed (non-finite loss, crash); recorded as a failed row, not raised to the user."""

@@ -3,9 +3,8 @@
 Every function of the analysis package accepts polars (eager or lazy), pandas, pyarrow tables or
 plain dicts of columns, and returns polars. Bad input raises :class:`AnalysisError`, a
 ``ValueError`` whose message says what was found, where (argument, column, row), what is allowed
-and how to fix it. When raybench itself is installed, :class:`AnalysisError` is also a
-``raybench.errors.RaybenchError``, so the ``raybench`` CLI prints it as a friendly message; the
-analysis package never *needs* raybench (``raybench/errors.py`` imports nothing heavy).
+and how to fix it. The analysis package never imports raybench; the ``raybench`` CLI's error
+boundary catches :class:`AnalysisError` itself and prints it as a friendly message (exit 2).
 """
 
 from __future__ import annotations
@@ -15,16 +14,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-
-try:  # optional: only to let the raybench CLI show our errors without a traceback
-    from raybench.errors import RaybenchError as _ErrorBase
-except ImportError:  # pragma: no cover - the analysis package installed alone
-
-    class _ErrorBase(Exception):  # type: ignore[no-redef]
-        """Stand-in base when raybench is not installed."""
-
-        exit_code: int = 2
-
 
 __all__ = [
     "AnalysisError",
@@ -36,8 +25,13 @@ __all__ = [
 ]
 
 
-class AnalysisError(_ErrorBase, ValueError):
-    """Bad input to an analysis function (wrong type, missing column, invalid value)."""
+class AnalysisError(ValueError):
+    """Bad input to an analysis function (wrong type, missing column, invalid value).
+
+    ``exit_code`` is the process exit status a command line should end with (bad input: 2).
+    """
+
+    exit_code: int = 2
 
 
 def to_polars(data: Any, *, name: str = "data") -> pl.DataFrame:

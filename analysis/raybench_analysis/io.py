@@ -15,94 +15,23 @@ from typing import Any
 
 import polars as pl
 
-from raybench_analysis._frames import AnalysisError, require_columns, to_polars
+from raybench_analysis._frames import AnalysisError
+from raybench_analysis.contract import (
+    DATA_TABLES,
+    TABLE_NAMES,
+    Inventory,
+    check_leakage,
+    inventory,
+    polars_schema,
+)
 
 __all__ = ["SCHEMAS", "TABLES", "Results", "check_leakage", "load"]
 
-TABLES = ("trials", "predictions", "epochs", "splits")
+TABLES = TABLE_NAMES
 
-_UTC = pl.Datetime("us", "UTC")
-
-#: Column types of each table (docs/results.md); empty tables are created with these.
-SCHEMAS: dict[str, dict[str, pl.DataType]] = {
-    "trials": {
-        "trial_id": pl.String(),
-        "suite": pl.String(),
-        "dataset": pl.String(),
-        "model": pl.String(),
-        "task": pl.String(),
-        "stage": pl.String(),
-        "protocol": pl.String(),
-        "outer_fold": pl.Int64(),
-        "inner_fold": pl.Int64(),
-        "seed": pl.Int64(),
-        "params": pl.String(),
-        "status": pl.String(),
-        "error": pl.String(),
-        "traceback": pl.String(),
-        "attempts": pl.Int64(),
-        "started_at": _UTC,
-        "finished_at": _UTC,
-        "train_seconds": pl.Float64(),
-        "eval_seconds": pl.Float64(),
-        "node": pl.String(),
-        "device": pl.String(),
-        "raybench_version": pl.String(),
-        "torch_version": pl.String(),
-        "monai_version": pl.String(),
-        "ray_version": pl.String(),
-        "python_version": pl.String(),
-        "git_commit": pl.String(),
-        "config_hash": pl.String(),
-        "data_fingerprint": pl.String(),
-        "n_train": pl.Int64(),
-        "n_val": pl.Int64(),
-        "n_test": pl.Int64(),
-        "best_epoch": pl.Int64(),
-        "val_score": pl.Float64(),
-    },
-    "predictions": {
-        "trial_id": pl.String(),
-        "dataset": pl.String(),
-        "model": pl.String(),
-        "protocol": pl.String(),
-        "outer_fold": pl.Int64(),
-        "seed": pl.Int64(),
-        "sample_id": pl.String(),
-        "subject_id": pl.String(),
-        "session_id": pl.String(),
-        "scanner": pl.String(),
-        "site": pl.String(),
-        "split": pl.String(),
-        "perturbation": pl.String(),
-        "perturbation_type": pl.String(),
-        "severity": pl.Float64(),
-        "y_true": pl.Float64(),
-        "y_pred": pl.Float64(),
-        "score": pl.Float64(),
-        "probs": pl.List(pl.Float64()),
-        "dice": pl.Float64(),
-        "loss": pl.Float64(),
-    },
-    "epochs": {
-        "trial_id": pl.String(),
-        "epoch": pl.Int64(),
-        "split": pl.String(),
-        "loss": pl.Float64(),
-        "metric": pl.String(),
-        "value": pl.Float64(),
-        "lr": pl.Float64(),
-        "seconds": pl.Float64(),
-    },
-    "splits": {
-        "trial_id": pl.String(),
-        "sample_id": pl.String(),
-        "subject_id": pl.String(),
-        "session_id": pl.String(),
-        "site": pl.String(),
-        "role": pl.String(),
-    },
-}
+#: Column types of each table, derived from :data:`raybench_analysis.contract.CONTRACT`; empty
+#: tables are created with these.
+SCHEMAS: dict[str, dict[str, pl.DataType]] = {t: polars_schema(t) for t in TABLE_NAMES}
 
 
 @dataclass(frozen=True)
@@ -134,23 +63,20 @@ class Results:
         return f"Results({self.root!r}, {len(self.committed)} committed trials{notes})"
 
 
-def _list_parquet(root: str, table: str) -> tuple[list[str], Any]:
-    """Parquet files directly in ``<root>/<table>/`` (not in ``.tmp/``) and storage options."""
-    if "://" not in root or root.startswith("file://"):
-        folder = Path(root.removeprefix("file://")) / table
-        files = sorted(str(p) for p in folder.glob("*.parquet") if p.is_file())
-        return files, None
-    from pyarrow import fs as pafs  # remote stores: list with pyarrow, scan with polars
+def _filesystem(root: str) -> tuple[Any, str, str]:
+    """(pyarrow filesystem, path on it, prefix that turns a path back into a polars source)."""
+    from pyarrow import fs as pafs
 
-    filesystem, base = pafs.FileSystem.from_uri(root)
-    selector = pafs.FileSelector(f"{base.rstrip('/')}/{table}", allow_not_found=True)
-    scheme = root.split("://", 1)[0]
-    files = sorted(
-        f"{scheme}://{info.path}"
-        for info in filesystem.get_file_info(selector)
-        if info.is_file and info.base_name.endswith(".parquet")
-    )
-    return files, None
+    if "://" not in root or root.startswith("file://"):
+        return pafs.LocalFileSystem(), str(Path(root.removeprefix("file://")).resolve()), ""
+    try:
+        filesystem, base = pafs.FileSystem.from_uri(root)
+    except (ValueError, OSError) as exc:
+        raise AnalysisError(
+            f"results location {root!r} is not a usable filesystem URI ({exc}); give a local "
+            "directory or a URI such as s3://bucket/prefix"
+        ) from exc
+    return filesystem, base.rstrip("/"), root.split("://", 1)[0] + "://"
 
 
 def _scan(files: list[str], table: str) -> pl.LazyFrame:
@@ -163,6 +89,16 @@ def _exists(root: str) -> bool:
     if "://" not in root or root.startswith("file://"):
         return Path(root.removeprefix("file://")).is_dir()
     return True  # remote: a missing prefix simply lists no file
+
+
+def _damage_error(inv: Inventory) -> AnalysisError:
+    first = next(iter(inv.damaged.values()))
+    more = f" (and {len(inv.damaged) - 1} more trial(s))" if len(inv.damaged) > 1 else ""
+    return AnalysisError(
+        f"results file {first.path} of trial {first.trial_id} is damaged: {first.reason}{more}. "
+        "Run the same `raybench run` command again to redo the damaged trials (`raybench status` "
+        "lists them), then analyse."
+    )
 
 
 def load(results_dir: str | Path) -> Results:
@@ -184,8 +120,10 @@ def load(results_dir: str | Path) -> Results:
     Notes
     -----
     A trial is committed when ``trials/<trial_id>.parquet`` exists (it is renamed into place
-    last); rows of the other tables whose ``trial_id`` is not committed are filtered out. Files
-    under ``<table>/.tmp/`` are never read.
+    last) and its files pass the integrity check of :func:`raybench_analysis.contract.inventory`;
+    rows of the other tables whose ``trial_id`` is not committed are filtered out. Files under
+    ``<table>/.tmp/`` are never read. A damaged trial (a file unreadable, of the wrong schema or
+    with another row count than recorded at commit) raises :class:`AnalysisError` naming the file.
 
     Examples
     --------
@@ -204,32 +142,20 @@ def load(results_dir: str | Path) -> Results:
             f"results directory {root!r} does not exist; give the folder that holds "
             "trials/ and predictions/ (default results/<suite name>/)"
         )
-    files = {table: _list_parquet(root, table)[0] for table in TABLES}
-    notes: list[str] = []
-    trials = _scan(files["trials"], "trials")
-    committed: tuple[str, ...] = ()
-    if files["trials"]:
-        require_columns(trials, ["trial_id"], name=f"{root}/trials", why="to identify trials")
-        ids = trials.select(pl.col("trial_id").unique()).collect().get_column("trial_id")
-        committed = tuple(sorted(ids.drop_nulls().to_list()))
-    frames = {"trials": trials}
-    for table in TABLES:
-        if not files[table]:
-            notes.append(f"{table}: no Parquet file in {root}/{table}/")
-        if table == "trials":
-            continue
-        ids = set(committed)
-        uncommitted = [f for f in files[table] if Path(f).stem not in ids]
-        if uncommitted:
-            notes.append(
-                f"{table}: {len(uncommitted)} file(s) of uncommitted trials skipped "
-                f"(e.g. {Path(uncommitted[0]).name})"
-            )
-        frame = _scan(files[table], table)
-        if files[table]:
-            require_columns(frame, ["trial_id"], name=f"{root}/{table}", why="to match trials")
-            frame = frame.filter(pl.col("trial_id").is_in(list(committed)))
-        frames[table] = frame
+    filesystem, base, prefix = _filesystem(root)
+    inv = inventory(filesystem, base)
+    if inv.damaged:
+        raise _damage_error(inv)
+    committed = inv.committed
+    notes = [f"{t}: no Parquet file in {root}/{t}/" for t in TABLE_NAMES if not inv.files[t]]
+    for table, paths in inv.orphans.items():
+        notes.append(
+            f"{table}: {len(paths)} file(s) of uncommitted trials skipped "
+            f"(e.g. {Path(paths[0]).name})"
+        )
+    frames = {t: _scan([prefix + p for p in inv.files[t]], t) for t in TABLE_NAMES}
+    for table in DATA_TABLES:  # the store writes one trial per file; hand-made files may not
+        frames[table] = frames[table].filter(pl.col("trial_id").is_in(list(committed)))
     return Results(
         root=root,
         trials=frames["trials"],
@@ -238,43 +164,4 @@ def load(results_dir: str | Path) -> Results:
         splits=frames["splits"],
         committed=committed,
         missing=tuple(notes),
-    )
-
-
-def check_leakage(splits: Any) -> pl.DataFrame:
-    """Subjects that hold two roles (train / val / test) within one trial.
-
-    Parameters
-    ----------
-    splits : polars/pandas DataFrame, LazyFrame or Results
-        The ``splits`` table (``trial_id``, ``subject_id``, ``role``; ``sample_id`` counted when
-        present), or the object returned by :func:`load`.
-
-    Returns
-    -------
-    polars.DataFrame
-        One row per leaked (trial, subject): ``trial_id``, ``subject_id``, ``roles`` (sorted,
-        comma-separated), ``n_samples``. Empty when no subject crossed a split.
-
-    Examples
-    --------
-    >>> s = pl.DataFrame({"trial_id": ["t"] * 3, "sample_id": ["a1", "a2", "b1"],
-    ...                   "subject_id": ["a", "a", "b"], "role": ["train", "test", "test"]})
-    >>> check_leakage(s).row(0)
-    ('t', 'a', 'test,train', 2)
-    """
-    frame = splits.splits if isinstance(splits, Results) else splits
-    lazy = frame if isinstance(frame, pl.LazyFrame) else to_polars(frame, name="splits").lazy()
-    require_columns(lazy, ["trial_id", "subject_id", "role"], name="splits", why="for leakage")
-    return (
-        lazy.group_by("trial_id", "subject_id")
-        .agg(
-            pl.col("role").unique().sort().str.join(",").alias("roles"),
-            pl.col("role").n_unique().alias("_n_roles"),
-            pl.len().cast(pl.Int64).alias("n_samples"),
-        )
-        .filter(pl.col("_n_roles") > 1)
-        .drop("_n_roles")
-        .sort("trial_id", "subject_id")
-        .collect()
     )

@@ -43,6 +43,14 @@ NumCpusOption = Annotated[
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Show what would run (nothing is written or started).")
 ]
+AllowSuiteChangeOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-suite-change",
+        help="Run into a results directory written by another suite, pooling its trials "
+        "(without it, only a suite that adds trials is accepted; docs/results.md).",
+    ),
+]
 DataRootOption = Annotated[
     Path | None,
     typer.Option(
@@ -161,6 +169,7 @@ def run(
     dry_run: DryRunOption = False,
     data_root: DataRootOption = None,
     num_cpus: NumCpusOption = None,
+    allow_suite_change: AllowSuiteChangeOption = False,
     json_: JsonFlag = False,
 ) -> None:
     """Run SUITE's trials on Ray; a rerun resumes with only the trials not yet completed.
@@ -173,10 +182,17 @@ def run(
     from raybench.store import ResultStore
 
     prep = prepare(suite, results, data_root, materialize=not dry_run)
+    store = ResultStore(prep.results)
+    check = store.check_suite(
+        Path(suite).read_bytes(),
+        [t.trial_id for t in prep.plan.trials],
+        allow_change=allow_suite_change,
+    )
+    if check.changed:
+        err_console.print(f"note: {check.message}", highlight=False, markup=False)
     if dry_run:
         _dry_run(prep, json_)
         return
-    store = ResultStore(prep.results)
     local = "://" not in prep.results or prep.results.startswith("file://")
     wandb_dir = (
         Path(prep.results.removeprefix("file://")) / "wandb"

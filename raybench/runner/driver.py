@@ -27,7 +27,7 @@ from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raybench.data.cohort import Cohort
-from raybench.errors import RaybenchError
+from raybench.errors import RaybenchError, StorageError
 from raybench.plan.spec import Plan, TrialSpec
 from raybench.runner.cluster import ClusterInfo, init_ray
 from raybench.runner.failures import describe_error
@@ -183,6 +183,8 @@ class _Run:
                     if result.error is not None
                     else ("RuntimeError: the trial ended without a committed result", "")
                 )
+                if error.startswith(f"{StorageError.__name__}: "):  # not the model's failure:
+                    raise StorageError(error.split(": ", 1)[1])  # stop; resume redoes the trial
                 attempts = int(ray.get(counter.get.remote(trial_id)))
                 self.record_failure(by_id[trial_id], error, traceback, attempts)
 

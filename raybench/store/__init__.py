@@ -4,6 +4,7 @@
 docs/results.md for the tables and :mod:`raybench.store.writer` for the commit protocol.
 """
 
+from raybench.store.guard import SuiteCheck
 from raybench.store.rows import (
     collect_provenance,
     config_hash,
@@ -18,6 +19,7 @@ __all__ = [
     "SCHEMAS",
     "TABLES",
     "ResultStore",
+    "SuiteCheck",
     "collect_provenance",
     "config_hash",
     "conform",

@@ -1,7 +1,11 @@
 """Reading a results directory: committed trials, their tables, and the run lock.
 
-A trial is *committed* when ``trials/<trial_id>.parquet`` exists (see :mod:`raybench.store.writer`);
-every reader here considers committed trials only, so a trial cut off mid-commit never appears.
+Which trials are committed is decided by the one scanner of the results contract,
+:func:`raybench_analysis.contract.inventory`: a trial is committed when its
+``trials/<trial_id>.parquet`` exists (see :mod:`raybench.store.writer`) and every file of the trial
+passes the integrity check (readable, the contract's schema, the row counts recorded at commit).
+Every reader here considers committed trials only, so a trial cut off mid-commit or damaged
+afterwards never appears; a damaged one is redone by the next run.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -19,63 +24,44 @@ from typing import Any
 import polars as pl
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
+from raybench_analysis.contract import Inventory, inventory
 
 from raybench.errors import ResultsError
+from raybench.store.faults import storage_errors
 from raybench.store.schemas import SCHEMAS, empty_table
 
-__all__ = ["RunLock", "committed_ids", "read_statuses", "scan_table"]
+__all__ = ["RunLock", "committed_ids", "read_statuses", "scan_inventory", "scan_table"]
 
 LOCK_NAME = ".lock"
 
 
-def _list_parquet(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
-    selector = pafs.FileSelector(folder, allow_not_found=True, recursive=False)
-    return [
-        info
-        for info in fs.get_file_info(selector)
-        if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
-    ]
+def scan_inventory(fs: pafs.FileSystem, root: str) -> Inventory:
+    """What the directory holds: committed (verified) trials, damaged ones, their files."""
+    return inventory(fs, root)
 
 
 def committed_ids(fs: pafs.FileSystem, root: str) -> list[str]:
-    """Ids of the committed trials (completed or failed), sorted."""
-    files = _list_parquet(fs, f"{root}/trials")
-    return sorted(info.base_name[: -len(".parquet")] for info in files)
+    """Ids of the committed, verified trials (completed or failed), sorted."""
+    return list(scan_inventory(fs, root).committed)
 
 
 def read_statuses(fs: pafs.FileSystem, root: str) -> dict[str, str]:
-    """``trial_id -> status`` of every committed trial, read from the ``trials`` files."""
-    out: dict[str, str] = {}
-    for info in _list_parquet(fs, f"{root}/trials"):
-        try:
-            table = pq.read_table(info.path, filesystem=fs, columns=["trial_id", "status"])
-        except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise ResultsError(
-                f"results file {info.path!r} is unreadable ({exc}); delete it to rerun that trial"
-            ) from exc
-        for trial_id, status in zip(
-            table.column("trial_id").to_pylist(), table.column("status").to_pylist(), strict=True
-        ):
-            out[str(trial_id)] = str(status)
-    return out
+    """``trial_id -> status`` of every committed, verified trial."""
+    return scan_inventory(fs, root).statuses
 
 
-def scan_table(fs: pafs.FileSystem, root: str, table: str, *, local: bool) -> pl.LazyFrame:
+def scan_table(
+    fs: pafs.FileSystem, root: str, table: str, *, local: bool, inv: Inventory | None = None
+) -> pl.LazyFrame:
     """A lazy polars frame over the committed trials' files of ``table``.
 
-    Files of trials whose ``trials`` file does not exist (a commit cut off before its end) are
-    left out. Local directories are scanned by polars natively; other filesystems through a
-    pyarrow dataset.
+    Files of trials that are not committed (a commit cut off before its end, or damaged) are left
+    out. Local directories are scanned by polars natively; other filesystems through a pyarrow
+    dataset. ``inv``: an inventory already taken, to avoid scanning twice.
     """
     if table not in SCHEMAS:
         raise ResultsError(f"unknown results table {table!r}; tables are {list(SCHEMAS)}")
-    committed = set(committed_ids(fs, root))
-    paths = sorted(
-        info.path
-        for info in _list_parquet(fs, f"{root}/{table}")
-        if info.base_name[: -len(".parquet")] in committed
-    )
+    paths = list((inv or scan_inventory(fs, root)).files[table])
     if not paths:
         return pl.from_arrow(empty_table(table)).lazy()  # type: ignore[union-attr]
     if local:
@@ -109,8 +95,9 @@ class RunLock:
         return f"{self.root}/{LOCK_NAME}"
 
     def acquire(self) -> None:
-        """Take the lock or raise :class:`ResultsError`."""
-        self.fs.create_dir(self.root, recursive=True)
+        """Take the lock or raise :class:`ResultsError` (:class:`StorageError` when unwritable)."""
+        with storage_errors("the results directory", self.root):
+            self.fs.create_dir(self.root, recursive=True)
         me = {
             "pid": os.getpid(),
             "hostname": socket.gethostname(),
@@ -118,10 +105,13 @@ class RunLock:
             "token": uuid.uuid4().hex,
         }
         for _ in range(3):
-            if self._create(me):
-                self.token = me["token"]
-                return
-            holder = self._read()
+            with storage_errors("the run lock", self.path):
+                if self._create(me):
+                    self.token = me["token"]
+                    return
+            holder = self._settled()
+            if holder == {}:
+                raise ResultsError(self._unreadable_message())
             if holder is not None and not _stale(holder):
                 raise ResultsError(
                     f"results directory {self.root!r} is in use by another run (pid "
@@ -129,8 +119,36 @@ class RunLock:
                     f"{holder.get('started_at')}). Wait for it to finish, or pass another "
                     f"--results directory. If no such run is alive, delete {self.path!r}."
                 )
-            self._remove()  # stale lock of a dead process on this host (or unreadable): take it
+            self._remove()  # stale lock of a dead process on this host: take it over
         raise ResultsError(f"could not take the lock {self.path!r}; delete it and retry")
+
+    def holder(self) -> dict[str, Any] | None:
+        """Who holds the lock (pid, hostname, started_at, token); ``{}`` when the file is
+        unreadable (empty, not JSON, not a raybench lock); None when nobody holds it."""
+        return self._read()
+
+    def _settled(self, wait_s: float = 1.0) -> dict[str, Any] | None:
+        """The holder, re-read for up to ``wait_s`` while the file is unreadable: a run that has
+        just created it may not have written it yet."""
+        deadline = time.monotonic() + wait_s
+        holder = self._read()
+        while holder == {} and time.monotonic() < deadline:
+            time.sleep(0.1)
+            holder = self._read()
+        return holder
+
+    def _unreadable_message(self) -> str:
+        try:
+            with self.fs.open_input_stream(self.path) as stream:
+                raw = stream.read(60)
+        except OSError:
+            raw = b""
+        found = f"its content starts {raw!r}" if raw else "it is empty"
+        return (
+            f"the lock file {self.path!r} is unreadable ({found}; a raybench run writes its pid, "
+            "host and start time there). It may be left by a crash or by another program. If no "
+            f"raybench run is using {self.root!r}, delete {self.path!r} and run again."
+        )
 
     def release(self) -> None:
         """Remove the lock if this object still holds it."""
@@ -158,14 +176,17 @@ class RunLock:
     def _read(self) -> dict[str, Any] | None:
         try:
             with self.fs.open_input_stream(self.path) as stream:
-                return json.loads(stream.read().decode() or "{}")
+                content = json.loads(stream.read().decode() or "{}")
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
             return {}
+        if not isinstance(content, dict) or not {"pid", "hostname"} <= set(content):
+            return {}
+        return content
 
     def _remove(self) -> None:
-        with suppress(FileNotFoundError):
+        with suppress(FileNotFoundError), storage_errors("the run lock", self.path):
             self.fs.delete_file(self.path)
 
     @contextmanager

@@ -1,8 +1,11 @@
-"""The fixed pyarrow schemas of the four result tables (docs/results.md is the contract).
+"""The pyarrow schemas of the result tables, derived from the one results contract.
 
-Every Parquet file a trial commits has exactly one of these schemas, column for column, so that a
-folder of per-trial files reads as one table in polars, pyarrow and DuckDB without schema merging.
-:func:`conform` is the single gate through which tables reach the store.
+The tables, their columns, types and nullability are declared once, in
+:mod:`raybench_analysis.contract` (docs/results.md is generated from it); this module turns the
+declaration into the pyarrow schemas the store writes. Every Parquet file a trial commits has
+exactly one of these schemas, column for column, so that a folder of per-trial files reads as one
+table in polars, pyarrow and DuckDB without schema merging. :func:`conform` is the single gate
+through which tables reach the store.
 """
 
 from __future__ import annotations
@@ -11,119 +14,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+from raybench_analysis.contract import TABLE_NAMES, arrow_schema
 
 from raybench.errors import ResultsError
 
-__all__ = [
-    "EPOCHS",
-    "PREDICTIONS",
-    "SCHEMAS",
-    "SPLITS",
-    "TABLES",
-    "TRIALS",
-    "conform",
-    "empty_table",
-    "table_from_rows",
-]
+__all__ = ["SCHEMAS", "TABLES", "conform", "empty_table", "table_from_rows"]
 
-_ts = pa.timestamp("us", tz="UTC")
-
-TRIALS = pa.schema(
-    [
-        pa.field("trial_id", pa.string(), nullable=False),
-        pa.field("suite", pa.string()),
-        pa.field("dataset", pa.string()),
-        pa.field("model", pa.string()),
-        pa.field("task", pa.string()),
-        pa.field("stage", pa.string()),
-        pa.field("protocol", pa.string()),
-        pa.field("outer_fold", pa.int64()),
-        pa.field("inner_fold", pa.int64()),
-        pa.field("seed", pa.int64()),
-        pa.field("params", pa.string()),
-        pa.field("status", pa.string()),
-        pa.field("error", pa.string()),
-        pa.field("traceback", pa.string()),
-        pa.field("attempts", pa.int64()),
-        pa.field("started_at", _ts),
-        pa.field("finished_at", _ts),
-        pa.field("train_seconds", pa.float64()),
-        pa.field("eval_seconds", pa.float64()),
-        pa.field("node", pa.string()),
-        pa.field("device", pa.string()),
-        pa.field("raybench_version", pa.string()),
-        pa.field("torch_version", pa.string()),
-        pa.field("monai_version", pa.string()),
-        pa.field("ray_version", pa.string()),
-        pa.field("python_version", pa.string()),
-        pa.field("git_commit", pa.string()),
-        pa.field("config_hash", pa.string()),
-        pa.field("data_fingerprint", pa.string()),
-        pa.field("n_train", pa.int64()),
-        pa.field("n_val", pa.int64()),
-        pa.field("n_test", pa.int64()),
-        pa.field("best_epoch", pa.int64()),
-        pa.field("val_score", pa.float64()),
-    ]
-)
-
-PREDICTIONS = pa.schema(
-    [
-        pa.field("trial_id", pa.string(), nullable=False),
-        pa.field("dataset", pa.string()),
-        pa.field("model", pa.string()),
-        pa.field("protocol", pa.string()),
-        pa.field("outer_fold", pa.int64()),
-        pa.field("seed", pa.int64()),
-        pa.field("sample_id", pa.string()),
-        pa.field("subject_id", pa.string()),
-        pa.field("session_id", pa.string()),
-        pa.field("scanner", pa.string()),
-        pa.field("site", pa.string()),
-        pa.field("split", pa.string()),
-        pa.field("perturbation", pa.string()),
-        pa.field("perturbation_type", pa.string()),
-        pa.field("severity", pa.float64()),
-        pa.field("y_true", pa.float64()),
-        pa.field("y_pred", pa.float64()),
-        pa.field("score", pa.float64()),
-        pa.field("probs", pa.list_(pa.float64())),
-        pa.field("dice", pa.float64()),
-        pa.field("loss", pa.float64()),
-    ]
-)
-
-EPOCHS = pa.schema(
-    [
-        pa.field("trial_id", pa.string(), nullable=False),
-        pa.field("epoch", pa.int64()),
-        pa.field("split", pa.string()),
-        pa.field("loss", pa.float64()),
-        pa.field("metric", pa.string()),
-        pa.field("value", pa.float64()),
-        pa.field("lr", pa.float64()),
-        pa.field("seconds", pa.float64()),
-    ]
-)
-
-SPLITS = pa.schema(
-    [
-        pa.field("trial_id", pa.string(), nullable=False),
-        pa.field("sample_id", pa.string()),
-        pa.field("subject_id", pa.string()),
-        pa.field("session_id", pa.string()),
-        pa.field("site", pa.string()),
-        pa.field("role", pa.string()),
-    ]
-)
-
-#: Table name -> schema. ``trials`` is committed last (see :mod:`raybench.store.writer`).
-SCHEMAS: dict[str, pa.Schema] = {
-    "predictions": PREDICTIONS,
-    "epochs": EPOCHS,
-    "splits": SPLITS,
-    "trials": TRIALS,
-}
+#: Table name -> schema, in commit order: ``trials`` last (see :mod:`raybench.store.writer`).
+SCHEMAS: dict[str, pa.Schema] = {name: arrow_schema(name) for name in TABLE_NAMES}
 TABLES: tuple[str, ...] = tuple(SCHEMAS)
 
 

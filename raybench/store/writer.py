@@ -8,6 +8,15 @@ either a committed trial or none (files renamed before the kill are overwritten 
 ignored by readers meanwhile). Renames are atomic on local and POSIX filesystems; on object stores
 (``s3://``, ``gs://``) a rename is a copy of a complete object, so a reader still never sees a
 partial file.
+
+Integrity: the ``trials`` row records how many rows each other table's file holds
+(``rows_<table>``, set here, 0 for a table not committed, whose stale file from an earlier attempt
+is deleted), and every reader verifies the files against it (:func:`raybench_analysis.contract.
+inventory`), so a file truncated or replaced after the commit makes its trial *damaged*: reported
+by :meth:`ResultStore.status`, not committed, redone by the next run.
+
+Storage faults (a read-only directory, a full disk) raise :class:`~raybench.errors.StorageError`
+after the staged files are removed: the trial stays uncommitted and is redone on resume.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -23,10 +32,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from raybench_analysis.contract import DATA_TABLES, Inventory, count_column
 
 from raybench.errors import ResultsError
-from raybench.store.reader import RunLock, committed_ids, read_statuses, scan_table
+from raybench.store.faults import storage_errors
+from raybench.store.guard import SuiteCheck, check_suite
+from raybench.store.reader import RunLock, scan_inventory, scan_table
 from raybench.store.schemas import SCHEMAS, TABLES, conform
+from raybench.store.status import store_status
 
 __all__ = ["ResultStore"]
 
@@ -94,7 +107,9 @@ class ResultStore:
             raise ResultsError(f"commit of {trial_id}: unknown tables {unknown}; allowed {TABLES}")
         if "trials" not in tables:
             raise ResultsError(f"commit of {trial_id}: the 'trials' table is required")
-        checked = {name: conform(name, tables[name]) for name in TABLES if name in tables}
+        given = {name: tables[name] for name in TABLES if name in tables}
+        given["trials"] = _with_counts(given["trials"], given)
+        checked = {name: conform(name, table) for name, table in given.items()}
         for name, table in checked.items():
             ids = set(table.column("trial_id").to_pylist())
             if ids - {trial_id}:
@@ -107,6 +122,11 @@ class ResultStore:
                 f"commit of {trial_id}: 'trials' must have exactly one row, "
                 f"found {checked['trials'].num_rows}"
             )
+        with storage_errors(f"the results of trial {trial_id}", self.root):
+            self._write(trial_id, checked)
+
+    def _write(self, trial_id: str, checked: Mapping[str, pa.Table]) -> None:
+        """Stage every table, rename them into place (``trials`` last), clean up on failure."""
         staged: list[tuple[str, str]] = []
         suffix = uuid.uuid4().hex[:12]
         try:
@@ -114,8 +134,12 @@ class ResultStore:
                 tmp_dir = f"{self.root}/{name}/.tmp"
                 self.fs.create_dir(tmp_dir, recursive=True)
                 tmp = f"{tmp_dir}/{trial_id}.{suffix}.parquet"
-                pq.write_table(table, tmp, filesystem=self.fs)
                 staged.append((tmp, self.path(name, trial_id)))
+                pq.write_table(table, tmp, filesystem=self.fs)
+            for name in DATA_TABLES:  # an earlier attempt's file of a table not committed now
+                if name not in checked:
+                    with suppress(FileNotFoundError):
+                        self.fs.delete_file(self.path(name, trial_id))
             for tmp, final in staged:
                 self.fs.move(tmp, final)
         except BaseException:
@@ -148,13 +172,18 @@ class ResultStore:
 
     # ----------------------------------------------------------------------- reading
 
+    def inventory(self) -> Inventory:
+        """Committed (verified) trials, damaged trials and their files (the contract's scanner)."""
+        return scan_inventory(self.fs, self.root)
+
     def committed_ids(self) -> list[str]:
-        """Ids of committed trials (completed or failed)."""
-        return committed_ids(self.fs, self.root)
+        """Ids of committed, verified trials (completed or failed); damaged ones are left out,
+        so a run redoes them."""
+        return list(self.inventory().committed)
 
     def statuses(self) -> dict[str, str]:
-        """``trial_id -> status`` of committed trials."""
-        return read_statuses(self.fs, self.root)
+        """``trial_id -> status`` of committed, verified trials."""
+        return self.inventory().statuses
 
     def failed_ids(self) -> list[str]:
         """Ids of committed trials whose status is ``failed`` (resume reruns them)."""
@@ -168,6 +197,33 @@ class ResultStore:
         """The committed rows of ``table`` as a lazy polars frame (fixed schema, any number)."""
         return scan_table(self.fs, self.root, table, local=self.local)
 
+    def status(self, planned: Sequence[str] | None = None) -> dict[str, Any]:
+        """What the directory holds: planned, completed, failed, damaged, pending, leakage.
+
+        ``planned``: the trial ids of the plan (default: read from the saved ``plan.json``). See
+        :func:`raybench.store.status.store_status` for the keys.
+        """
+        return store_status(self, planned)
+
+    def check_suite(
+        self, suite_yaml: bytes, planned: Iterable[str], *, allow_change: bool = False
+    ) -> SuiteCheck:
+        """Refuse to run another suite into this directory; return which rule let the run in.
+
+        See :func:`raybench.store.guard.check_suite` (rules in docs/results.md).
+        """
+        return check_suite(self, suite_yaml, planned, allow_change=allow_change)
+
+    def read_file(self, name: str) -> bytes | None:
+        """The bytes of ``<root>/name`` (``suite.yaml``, ``plan.json``), or None when absent."""
+        try:
+            with self.fs.open_input_stream(f"{self.root}/{name}") as stream:
+                return stream.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ResultsError(f"{self.root}/{name}: unreadable ({exc})") from exc
+
     @contextmanager
     def lock(self) -> Iterator[RunLock]:
         """Hold the directory's run lock; a second live holder gets a :class:`ResultsError`.
@@ -178,3 +234,14 @@ class ResultStore:
         with RunLock(self.fs, self.root, self.local).held() as held:
             self.cleanup_tmp()
             yield held
+
+
+def _with_counts(trials: pa.Table, tables: Mapping[str, pa.Table]) -> pa.Table:
+    """``trials`` with its ``rows_<table>`` columns set from the tables being committed."""
+    for name in DATA_TABLES:
+        column = count_column(name)
+        if column in trials.column_names:
+            trials = trials.drop_columns([column])
+        rows = tables[name].num_rows if name in tables else 0
+        trials = trials.append_column(column, pa.array([rows] * trials.num_rows, pa.int64()))
+    return trials

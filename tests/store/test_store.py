@@ -7,120 +7,23 @@ import pickle
 import socket
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import ClassVar
 
 import duckdb
 import polars as pl
-import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
 from raybench.errors import ResultsError
-from raybench.plan.spec import TrialSpec
-from raybench.store import ResultStore, collect_provenance, table_from_rows, trial_row
+from raybench.store import ResultStore, table_from_rows
 from raybench.store.schemas import SCHEMAS, TABLES, conform
 
 
-def _spec(trial_id: str) -> TrialSpec:
-    return TrialSpec(
-        trial_id=trial_id,
-        stage="refit",
-        dataset="synth",
-        model="cnn",
-        protocol="outer",
-        outer_fold=1,
-        inner_fold=None,
-        seed=7,
-        params={"lr": 0.001},
-        candidates=(),
-        config={"task": {"type": "classification"}, "suite": "s1"},
-        train_ids=("a",),
-        val_ids=("b",),
-        test_ids=("c",),
-        config_hash="h" * 64,
-        data_fingerprint="f" * 64,
-    )
-
-
-def _outcome() -> SimpleNamespace:
-    now = datetime.now(UTC)
-    return SimpleNamespace(
-        best_epoch=1,
-        val_score=0.75,
-        train_seconds=1.5,
-        eval_seconds=0.25,
-        device="cpu",
-        n_train=1,
-        n_val=1,
-        n_test=1,
-        started_at=now,
-        finished_at=now,
-    )
-
-
-def _tables(trial_id: str) -> dict[str, pa.Table]:
-    spec = _spec(trial_id)
-    pred = {
-        "trial_id": trial_id,
-        "dataset": "synth",
-        "model": "cnn",
-        "protocol": "outer",
-        "outer_fold": 1,
-        "seed": 7,
-        "sample_id": "c",
-        "subject_id": "sc",
-        "session_id": "1",
-        "scanner": "x",
-        "site": "s",
-        "split": "test",
-        "perturbation": "none",
-        "perturbation_type": "none",
-        "y_true": 1.0,
-        "y_pred": 1.0,
-        "score": 0.8,
-        "probs": [0.2, 0.8],
-        "loss": 0.22,
-    }
-    return {
-        "predictions": table_from_rows("predictions", [pred]),
-        "epochs": table_from_rows(
-            "epochs",
-            [
-                {
-                    "trial_id": trial_id,
-                    "epoch": 0,
-                    "split": "train",
-                    "loss": 0.5,
-                    "lr": 1e-3,
-                    "seconds": 0.1,
-                }
-            ],
-        ),
-        "splits": table_from_rows(
-            "splits",
-            [
-                {
-                    "trial_id": trial_id,
-                    "sample_id": s,
-                    "subject_id": f"s{s}",
-                    "session_id": "1",
-                    "site": "s",
-                    "role": r,
-                }
-                for s, r in (("a", "train"), ("b", "val"), ("c", "test"))
-            ],
-        ),
-        "trials": trial_row(spec, _outcome(), collect_provenance()),
-    }
-
-
-def test_commit_then_polars_and_duckdb_read_every_table(tmp_path: Path) -> None:
+def test_commit_then_polars_and_duckdb_read_every_table(make_tables, tmp_path: Path) -> None:
     store = ResultStore(tmp_path / "res")
     for t in ("t1", "t2"):
-        store.commit(t, _tables(t))
+        store.commit(t, make_tables(t))
     assert store.committed_ids() == ["t1", "t2"] == store.completed_ids()
     assert store.failed_ids() == []
     for name in TABLES:
@@ -152,31 +55,31 @@ class _FailingRename(pafs.LocalFileSystem):
         super().move(src, dest)
 
 
-def test_failure_mid_commit_leaves_no_committed_trial(tmp_path: Path) -> None:
+def test_failure_mid_commit_leaves_no_committed_trial(make_tables, tmp_path: Path) -> None:
     broken = ResultStore(str(tmp_path / "res"), filesystem=_FailingRename())
     with pytest.raises(OSError, match="disk full"):
-        broken.commit("t1", _tables("t1"))
+        broken.commit("t1", make_tables("t1"))
     assert len(_FailingRename.moves) == 3  # predictions, epochs, splits renamed; trials not
     store = ResultStore(tmp_path / "res")
     assert store.committed_ids() == []
     for name in TABLES:
         assert store.scan(name).collect().height == 0  # orphans are invisible
     assert not list((tmp_path / "res").glob("*/.tmp/*"))
-    store.commit("t1", _tables("t1"))  # the retry overwrites the orphans
+    store.commit("t1", make_tables("t1"))  # the retry overwrites the orphans
     assert store.committed_ids() == ["t1"] and store.scan("predictions").collect().height == 1
 
 
-def test_failed_trial_rows_and_bad_tables(tmp_path: Path) -> None:
+def test_failed_trial_rows_and_bad_tables(make_tables, tmp_path: Path) -> None:
     store = ResultStore(str(tmp_path / "res"))
     failed = table_from_rows("trials", [{"trial_id": "bad", "status": "failed", "error": "boom"}])
     store.commit("bad", {"trials": failed})
     assert store.failed_ids() == ["bad"] and store.completed_ids() == []
     with pytest.raises(ResultsError, match="'trials' table is required"):
-        store.commit("x", {"predictions": _tables("x")["predictions"]})
+        store.commit("x", {"predictions": make_tables("x")["predictions"]})
     with pytest.raises(ResultsError, match="rows of other trials"):
-        store.commit("x", _tables("y"))
+        store.commit("x", make_tables("y"))
     with pytest.raises(ResultsError, match=r"missing columns \['severity'"):
-        conform("predictions", _tables("x")["predictions"].drop(["severity"]))
+        conform("predictions", make_tables("x")["predictions"].drop(["severity"]))
     with pytest.raises(ResultsError, match="unknown column"):
         table_from_rows("epochs", [{"trial_id": "x", "epochz": 1}])
     assert store.committed_ids() == ["bad"]
@@ -207,7 +110,7 @@ def test_lock_refuses_a_second_holder_and_takes_over_a_dead_one(tmp_path: Path) 
         pass
 
 
-def test_cleanup_tmp_and_pickling(tmp_path: Path) -> None:
+def test_cleanup_tmp_and_pickling(make_tables, tmp_path: Path) -> None:
     store = ResultStore(tmp_path / "res")
     stale = tmp_path / "res" / "predictions" / ".tmp"
     stale.mkdir(parents=True)
@@ -217,16 +120,16 @@ def test_cleanup_tmp_and_pickling(tmp_path: Path) -> None:
     with store.lock():
         assert not list(stale.iterdir())  # taking the lock clears what a killed run left
     clone = pickle.loads(pickle.dumps(store))
-    clone.commit("t1", _tables("t1"))
+    clone.commit("t1", make_tables("t1"))
     assert store.committed_ids() == ["t1"]
 
 
-def test_any_pyarrow_filesystem(tmp_path: Path) -> None:
+def test_any_pyarrow_filesystem(make_tables, tmp_path: Path) -> None:
     fsspec = pytest.importorskip("fsspec")
     fs = pafs.PyFileSystem(pafs.FSSpecHandler(fsspec.filesystem("memory")))
     store = ResultStore("/rb-test-store", filesystem=fs)
     with store.lock():
-        store.commit("t1", _tables("t1"))
+        store.commit("t1", make_tables("t1"))
         with pytest.raises(ResultsError, match="in use by another run"), store.lock():
             pass
     assert store.committed_ids() == ["t1"]
@@ -236,11 +139,11 @@ def test_any_pyarrow_filesystem(tmp_path: Path) -> None:
 
 
 def test_rows_never_hold_environment_secrets(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_tables, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secret = "wandb-key-0123456789abcdef"
     monkeypatch.setenv("WANDB_API_KEY", secret)
     store = ResultStore(tmp_path / "res")
-    store.commit("t1", _tables("t1"))
+    store.commit("t1", make_tables("t1"))
     for path in (tmp_path / "res").rglob("*.parquet"):
         assert secret.encode() not in path.read_bytes()

@@ -1,0 +1,529 @@
+"""The results contract, declared once: the tables, their columns, what is committed, leakage.
+
+A raybench results directory holds one folder per table (``trials/``, ``predictions/``,
+``epochs/``, ``splits/``) with one Parquet file per trial. Everything about that layout lives
+here, in the analysis package (the lighter of the two), and both sides derive from it:
+
+- :data:`CONTRACT` declares every table column by column (name, type, nullability, meaning).
+  :func:`arrow_schema` is the schema the store writes, :func:`polars_schema` the one the reader
+  checks, :func:`markdown_table` the tables of docs/results.md. Adding a table is one entry here.
+- :func:`inventory` is the one committed-results scanner: which trials are committed, which are
+  damaged (a file unreadable, of the wrong schema, or with another row count than its ``trials``
+  row recorded) and which files are left over from commits cut short. ``raybench.store``,
+  ``raybench status`` and :func:`raybench_analysis.load` all call it.
+- :func:`check_leakage` is the one audit of the ``splits`` table.
+
+Integrity: at commit the store records in the ``trials`` row how many rows each other table's file
+has (``rows_predictions``, ``rows_epochs``, ``rows_splits``). :func:`inventory` compares these with
+the Parquet footers (metadata only: no data page is read), so a truncated or replaced file is
+found without reading whole files.
+
+Run ``python -m raybench_analysis.contract docs/results.md`` to rewrite the generated column tables
+of the docs after changing a declaration.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from raybench_analysis._frames import AnalysisError, require_columns, to_polars
+
+__all__ = [
+    "CONTRACT",
+    "DATA_TABLES",
+    "TABLE_NAMES",
+    "Column",
+    "Damage",
+    "Inventory",
+    "TableSpec",
+    "arrow_schema",
+    "check_leakage",
+    "count_column",
+    "inventory",
+    "markdown_table",
+    "polars_schema",
+    "render_docs",
+    "schema_problem",
+]
+
+#: The column types of the contract and how each is written in docs/results.md.
+TYPES: dict[str, str] = {
+    "string": "string",
+    "int64": "int64",
+    "float64": "float64",
+    "timestamp": "timestamp[us, UTC]",
+    "list<float64>": "list<float64>",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: ``type`` is a key of :data:`TYPES`; ``doc`` is one line for the docs."""
+
+    name: str
+    type: str
+    doc: str
+    nullable: bool = True
+
+    def __post_init__(self) -> None:
+        if self.type not in TYPES:
+            raise ValueError(
+                f"column {self.name!r}: type {self.type!r} is not one of {list(TYPES)}"
+            )
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table of the contract: its name, what one row is, and its columns in file order."""
+
+    name: str
+    grain: str
+    columns: tuple[Column, ...]
+
+    @property
+    def names(self) -> list[str]:
+        """Column names in file order."""
+        return [c.name for c in self.columns]
+
+
+def _cols(*specs: tuple[str, str, str] | tuple[str, str, str, bool]) -> tuple[Column, ...]:
+    return tuple(Column(*spec) for spec in specs)
+
+
+_PREDICTIONS = TableSpec(
+    "predictions",
+    "one row per (trial, test sample, perturbation)",
+    _cols(
+        ("trial_id", "string", "the trial that made the prediction", False),
+        ("dataset", "string", "dataset name in the suite (denormalised from `trials`)"),
+        ("model", "string", "model name in the suite (denormalised from `trials`)"),
+        ("protocol", "string", "validation protocol (see `trials.protocol`)"),
+        ("outer_fold", "int64", "fold index within the protocol"),
+        ("seed", "int64", "the suite seed of the trial"),
+        ("sample_id", "string", "unique image id within the dataset"),
+        ("subject_id", "string", "subject of the image (hierarchy level)"),
+        ("session_id", "string", "session of the image (hierarchy level)"),
+        ("scanner", "string", "scanner of the image (hierarchy level)"),
+        ("site", "string", "site of the image (hierarchy level)"),
+        ("split", "string", "`test` for refit trials, `val` for search trials"),
+        ("perturbation", "string", "`none`, or the perturbation id (`gaussian_noise(std=0.1)`)"),
+        ("perturbation_type", "string", "`none`, `gaussian_noise`, `bias_field`, ..."),
+        ("severity", "float64", "the perturbation's strength parameter; null for `none`"),
+        ("y_true", "float64", "class index / target value; null for segmentation"),
+        ("y_pred", "float64", "predicted class index / predicted value"),
+        ("score", "float64", "probability of the positive class (binary classification)"),
+        ("probs", "list<float64>", "class probabilities (classification)"),
+        ("dice", "float64", "per-sample Dice of the foreground (segmentation)"),
+        ("loss", "float64", "per-sample loss"),
+    ),
+)
+
+_EPOCHS = TableSpec(
+    "epochs",
+    "one row per (trial, epoch, split)",
+    _cols(
+        ("trial_id", "string", "the trial", False),
+        ("epoch", "int64", "0-based epoch"),
+        ("split", "string", "`train` or `val`"),
+        ("loss", "float64", "mean loss over the split"),
+        ("metric", "string", "name of the selection metric (val rows)"),
+        ("value", "float64", "value of the selection metric (val rows)"),
+        ("lr", "float64", "learning rate at the end of the epoch"),
+        ("seconds", "float64", "wall time of the epoch"),
+    ),
+)
+
+_SPLITS = TableSpec(
+    "splits",
+    "one row per (trial, sample): the audit trail of who was trained and tested on what",
+    _cols(
+        ("trial_id", "string", "the trial", False),
+        ("sample_id", "string", "image id"),
+        ("subject_id", "string", "subject of the image"),
+        ("session_id", "string", "session of the image"),
+        ("site", "string", "site of the image"),
+        ("role", "string", "`train`, `val` or `test`"),
+    ),
+)
+
+#: The tables other than ``trials``, each a file per trial whose row count ``trials`` records.
+DATA_TABLES: tuple[str, ...] = ("predictions", "epochs", "splits")
+
+
+def count_column(table: str) -> str:
+    """The ``trials`` column recording how many rows ``table``'s file of the trial holds."""
+    return f"rows_{table}"
+
+
+_TRIALS = TableSpec(
+    "trials",
+    "one row per trial; its file is renamed into place last, so it marks the trial committed",
+    _cols(
+        ("trial_id", "string", "content hash of everything that determines the result", False),
+        ("suite", "string", "suite name"),
+        ("dataset", "string", "dataset name in the suite"),
+        ("model", "string", "model name in the suite"),
+        ("task", "string", "`classification`, `regression` or `segmentation`"),
+        ("stage", "string", "`search` (inner-fold trial of one search point) or `refit`"),
+        ("protocol", "string", "`outer` or the `strategy` of an `extra` protocol"),
+        ("outer_fold", "int64", "fold index within the protocol (repeat x k + fold)"),
+        ("inner_fold", "int64", "inner fold index of `search` trials; null for refits"),
+        ("seed", "int64", "the suite seed of this trial"),
+        ("params", "string", "JSON object of the search point (resolved hyper-parameters)"),
+        ("status", "string", "`completed` or `failed`"),
+        ("error", "string", "first line of the error of a failed trial"),
+        ("traceback", "string", "full traceback of a failed trial"),
+        ("attempts", "int64", "number of attempts (1 + retries used)"),
+        ("started_at", "timestamp", "wall clock at the start of the trial"),
+        ("finished_at", "timestamp", "wall clock at the end of the trial"),
+        ("train_seconds", "float64", "training time"),
+        ("eval_seconds", "float64", "evaluation time"),
+        ("node", "string", "hostname that ran the trial"),
+        ("device", "string", "`cpu`, `cuda:0`, ..."),
+        ("raybench_version", "string", "provenance: raybench version"),
+        ("torch_version", "string", "provenance: torch version"),
+        ("monai_version", "string", "provenance: MONAI version"),
+        ("ray_version", "string", "provenance: Ray version"),
+        ("python_version", "string", "provenance: Python version"),
+        ("git_commit", "string", "commit of the raybench checkout; null outside git"),
+        ("config_hash", "string", "sha256 of the resolved trial config"),
+        ("data_fingerprint", "string", "content hash of the dataset manifest and file stats"),
+        ("n_train", "int64", "samples in the train role"),
+        ("n_val", "int64", "samples in the val role"),
+        ("n_test", "int64", "samples in the test role"),
+        ("best_epoch", "int64", "epoch selected by early stopping on validation data"),
+        ("val_score", "float64", "validation score at `best_epoch` (the selection criterion)"),
+        *(
+            (count_column(t), "int64", f"rows in `{t}/<trial_id>.parquet`, set by the store")
+            for t in DATA_TABLES
+        ),
+    ),
+)
+
+#: Every table of the contract, in commit order (``trials`` last: it marks the trial committed).
+CONTRACT: dict[str, TableSpec] = {t.name: t for t in (_PREDICTIONS, _EPOCHS, _SPLITS, _TRIALS)}
+TABLE_NAMES: tuple[str, ...] = tuple(CONTRACT)
+
+
+def _spec(table: str) -> TableSpec:
+    try:
+        return CONTRACT[table]
+    except KeyError:
+        raise AnalysisError(
+            f"unknown results table {table!r}; the tables are {list(TABLE_NAMES)}"
+        ) from None
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def _polars_type(kind: str) -> pl.DataType:
+    return {
+        "string": pl.String(),
+        "int64": pl.Int64(),
+        "float64": pl.Float64(),
+        "timestamp": pl.Datetime("us", "UTC"),
+        "list<float64>": pl.List(pl.Float64()),
+    }[kind]
+
+
+def _arrow_type(kind: str) -> Any:
+    import pyarrow as pa
+
+    return {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "list<float64>": pa.list_(pa.float64()),
+    }[kind]
+
+
+def polars_schema(table: str) -> dict[str, pl.DataType]:
+    """Column name -> polars dtype of ``table`` (what the reader expects and empty frames get)."""
+    return {c.name: _polars_type(c.type) for c in _spec(table).columns}
+
+
+def arrow_schema(table: str) -> Any:
+    """The ``pyarrow.Schema`` of ``table``, nullability included (what the store writes)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [pa.field(c.name, _arrow_type(c.type), nullable=c.nullable) for c in _spec(table).columns]
+    )
+
+
+def _kind_of(arrow_type: Any) -> str | None:
+    """The contract type an arrow type reads as (``large_string`` is a string, ...), or None."""
+    import pyarrow as pa
+    import pyarrow.types as pt
+
+    if pt.is_string(arrow_type) or pt.is_large_string(arrow_type) or arrow_type == pa.string_view():
+        return "string"
+    if arrow_type == pa.int64():
+        return "int64"
+    if arrow_type == pa.float64():
+        return "float64"
+    if (
+        pt.is_timestamp(arrow_type)
+        and arrow_type.unit == "us"
+        and arrow_type.tz in ("UTC", "+00:00")
+    ):
+        return "timestamp"
+    if (pt.is_list(arrow_type) or pt.is_large_list(arrow_type)) and arrow_type.value_type == (
+        pa.float64()
+    ):
+        return "list<float64>"
+    return None
+
+
+def schema_problem(table: str, schema: Any) -> str | None:
+    """Why a file's arrow ``schema`` breaks ``table``'s contract, or None when it fits.
+
+    A file fits when every non-nullable column is present and every contract column it holds has
+    the contract's type (all-null columns fit any type). Columns the file lacks read as null and
+    unknown columns are ignored, so hand-written or older files stay readable.
+    """
+    import pyarrow as pa
+
+    present = {f.name: f.type for f in schema}
+    for col in _spec(table).columns:
+        if col.name not in present:
+            if not col.nullable:
+                return f"column {col.name!r} is missing"
+            continue
+        found = present[col.name]
+        if found != pa.null() and _kind_of(found) != col.type:
+            return f"column {col.name!r} is {found}, the contract says {TYPES[col.type]}"
+    return None
+
+
+# --------------------------------------------------------------------------- scanner
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A committed trial whose files cannot be trusted: the first bad ``path`` and why."""
+
+    trial_id: str
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What a results directory holds, as found by :func:`inventory`.
+
+    Attributes
+    ----------
+    root : str
+        The directory scanned (a path of ``filesystem``).
+    statuses : dict
+        ``trial_id -> status`` of the committed, verified trials.
+    damaged : dict
+        ``trial_id -> Damage`` of trials whose ``trials`` file exists but whose files are
+        unreadable, of the wrong schema or of another row count than recorded. They count as
+        not committed: a run redoes them.
+    files : dict
+        ``table -> paths`` of the committed trials' files (sorted).
+    orphans : dict
+        ``table -> paths`` of files whose trial has no ``trials`` file (a commit cut short).
+    """
+
+    root: str
+    statuses: dict[str, str]
+    damaged: dict[str, Damage]
+    files: dict[str, tuple[str, ...]]
+    orphans: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def committed(self) -> tuple[str, ...]:
+        """Ids of the committed, verified trials (completed or failed), sorted."""
+        return tuple(sorted(self.statuses))
+
+
+def _list_parquet(fs: Any, folder: str) -> dict[str, str]:
+    """``trial_id -> path`` of the Parquet files directly in ``folder`` (``.tmp/`` excluded)."""
+    import pyarrow.fs as pafs
+
+    selector = pafs.FileSelector(folder, allow_not_found=True, recursive=False)
+    return {
+        info.base_name[: -len(".parquet")]: info.path
+        for info in fs.get_file_info(selector)
+        if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
+    }
+
+
+def _footer(fs: Any, path: str) -> tuple[Any, int]:
+    """(arrow schema, row count) of a Parquet file from its footer alone."""
+    import pyarrow.parquet as pq
+
+    with fs.open_input_file(path) as handle:
+        meta = pq.ParquetFile(handle).metadata
+        return meta.schema.to_arrow_schema(), meta.num_rows
+
+
+def _read_trials_file(fs: Any, path: str, trial_id: str) -> tuple[dict[str, Any] | None, str]:
+    """(the trial's ``trials`` row, "") or (None, why the file cannot be trusted)."""
+    import pyarrow.parquet as pq
+
+    try:
+        with fs.open_input_file(path) as handle:
+            table = pq.read_table(handle)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        return None, f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+    problem = schema_problem("trials", table.schema)
+    if problem:
+        return None, problem
+    ids = set(table.column("trial_id").to_pylist())
+    if ids != {trial_id} or table.num_rows != 1:
+        return None, f"expected one row of trial {trial_id!r}, found {table.num_rows} of {ids}"
+    return table.to_pylist()[0], ""
+
+
+def _verify(
+    fs: Any, root: str, trial_id: str, row: Mapping[str, Any], found: dict
+) -> Damage | None:
+    """The first problem with ``trial_id``'s data files, or None; ``found``: table -> id -> path."""
+    for table in DATA_TABLES:
+        expected = row.get(count_column(table))
+        path = found[table].get(trial_id)
+        if path is None:
+            if expected:
+                where = f"{root}/{table}/{trial_id}.parquet"
+                return Damage(trial_id, where, f"missing; trials recorded {expected} rows")
+            continue
+        try:
+            schema, rows = _footer(fs, path)
+        except Exception as exc:
+            reason = f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+            return Damage(trial_id, path, reason)
+        problem = schema_problem(table, schema)
+        if problem:
+            return Damage(trial_id, path, problem)
+        if expected is not None and rows != expected:
+            return Damage(trial_id, path, f"holds {rows} rows; trials recorded {expected}")
+    return None
+
+
+def inventory(filesystem: Any, root: str) -> Inventory:
+    """Scan the results directory ``root`` on a pyarrow ``filesystem``: the one scanner.
+
+    A trial is committed when ``trials/<trial_id>.parquet`` exists and is verified: that file is
+    readable with one row of this trial, and each other table's file is readable (its footer),
+    fits the contract's schema and holds the row count the ``trials`` row recorded
+    (``rows_<table>``; not checked when null, as in files written before the counts existed).
+    Everything else is reported, never raised.
+    """
+    root = root.rstrip("/")
+    found = {t: _list_parquet(filesystem, f"{root}/{t}") for t in TABLE_NAMES}
+    statuses: dict[str, str] = {}
+    damaged: dict[str, Damage] = {}
+    for trial_id, path in sorted(found["trials"].items()):
+        row, why = _read_trials_file(filesystem, path, trial_id)
+        if row is None:
+            damaged[trial_id] = Damage(trial_id, path, why)
+            continue
+        problem = _verify(filesystem, root, trial_id, row, found)
+        if problem is not None:
+            damaged[trial_id] = problem
+        else:
+            statuses[trial_id] = str(row.get("status") or "unknown")
+    files = {t: tuple(sorted(p for i, p in found[t].items() if i in statuses)) for t in found}
+    orphans = {
+        t: tuple(sorted(p for i, p in found[t].items() if i not in found["trials"]))
+        for t in DATA_TABLES
+    }
+    return Inventory(root, statuses, damaged, files, {t: o for t, o in orphans.items() if o})
+
+
+# --------------------------------------------------------------------------- leakage
+
+
+def check_leakage(splits: Any) -> pl.DataFrame:
+    """Subjects that hold two roles (train / val / test) within one trial: the one audit.
+
+    Parameters
+    ----------
+    splits : polars/pandas DataFrame, LazyFrame, or an object with a ``splits`` attribute
+        The ``splits`` table (``trial_id``, ``subject_id``, ``role``), or the object returned by
+        :func:`raybench_analysis.load`.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per leaked (trial, subject): ``trial_id``, ``subject_id``, ``roles`` (sorted,
+        comma-separated), ``n_samples`` (rows of that subject in the trial). Empty when no
+        subject crossed a split.
+
+    Examples
+    --------
+    >>> s = pl.DataFrame({"trial_id": ["t"] * 3, "sample_id": ["a1", "a2", "b1"],
+    ...                   "subject_id": ["a", "a", "b"], "role": ["train", "test", "test"]})
+    >>> check_leakage(s).row(0)
+    ('t', 'a', 'test,train', 2)
+    """
+    frame = getattr(splits, "splits", splits)
+    lazy = frame if isinstance(frame, pl.LazyFrame) else to_polars(frame, name="splits").lazy()
+    require_columns(lazy, ["trial_id", "subject_id", "role"], name="splits", why="for leakage")
+    return (
+        lazy.group_by("trial_id", "subject_id")
+        .agg(
+            pl.col("role").unique().sort().str.join(",").alias("roles"),
+            pl.col("role").n_unique().alias("_n_roles"),
+            pl.len().cast(pl.Int64).alias("n_samples"),
+        )
+        .filter(pl.col("_n_roles") > 1)
+        .drop("_n_roles")
+        .sort("trial_id", "subject_id")
+        .collect()
+    )
+
+
+# --------------------------------------------------------------------------- docs
+
+
+def markdown_table(table: str) -> str:
+    """The column table of ``table`` as it appears in docs/results.md (generated from here)."""
+    lines = ["| column | type | null | meaning |", "|---|---|---|---|"]
+    for col in _spec(table).columns:
+        null = "yes" if col.nullable else "no"
+        lines.append(f"| {col.name} | {TYPES[col.type]} | {null} | {col.doc} |")
+    return "\n".join(lines)
+
+
+_BLOCK = re.compile(r"(<!-- contract:(\w+) -->\n)(.*?)(<!-- /contract -->)", re.DOTALL)
+
+
+def render_docs(text: str, tables: Iterable[str] = TABLE_NAMES) -> str:
+    """``text`` with every ``<!-- contract:NAME -->`` block replaced by :func:`markdown_table`.
+
+    Raises :class:`AnalysisError` when a table of ``tables`` has no block in ``text``.
+    """
+    missing = [t for t in tables if f"<!-- contract:{t} -->" not in text]
+    if missing:
+        raise AnalysisError(f"no '<!-- contract:NAME -->' block for tables {missing}")
+    return _BLOCK.sub(lambda m: f"{m[1]}{markdown_table(m[2])}\n{m[4]}", text)
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m raybench_analysis.contract docs/results.md", file=sys.stderr)
+        return 2
+    path = Path(argv[0])
+    path.write_text(render_docs(path.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
