@@ -18,14 +18,13 @@ has (``rows_predictions``, ``rows_epochs``, ``rows_splits``). :func:`inventory` 
 the Parquet footers (metadata only: no data page is read), so a truncated or replaced file is
 found without reading whole files.
 
-Run ``python -m raybench_analysis.contract docs/results.md`` to rewrite the generated column tables
-of the docs after changing a declaration.
+After changing a declaration, ``python -c "import raybench_analysis.contract as c;
+c.write_docs('docs/results.md')"`` rewrites the generated column tables of the docs.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +50,7 @@ __all__ = [
     "polars_schema",
     "render_docs",
     "schema_problem",
+    "write_docs",
 ]
 
 #: The column types of the contract and how each is written in docs/results.md.
@@ -516,14 +516,7 @@ def render_docs(text: str, tables: Iterable[str] = TABLE_NAMES) -> str:
     return _BLOCK.sub(lambda m: f"{m[1]}{markdown_table(m[2])}\n{m[4]}", text)
 
 
-def _main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m raybench_analysis.contract docs/results.md", file=sys.stderr)
-        return 2
-    path = Path(argv[0])
-    path.write_text(render_docs(path.read_text()))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main(sys.argv[1:]))
+def write_docs(path: str | Path) -> None:
+    """Rewrite the generated column tables of the Markdown file at ``path`` in place."""
+    target = Path(path)
+    target.write_text(render_docs(target.read_text()))

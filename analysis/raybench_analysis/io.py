@@ -82,7 +82,9 @@ def _filesystem(root: str) -> tuple[Any, str, str]:
 def _scan(files: list[str], table: str) -> pl.LazyFrame:
     if not files:
         return pl.LazyFrame(schema=SCHEMAS[table])
-    return pl.scan_parquet(files, missing_columns="insert", extra_columns="ignore")
+    return pl.scan_parquet(
+        files, schema=SCHEMAS[table], missing_columns="insert", extra_columns="ignore"
+    )
 
 
 def _exists(root: str) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-from raybench_analysis.contract import Inventory, inventory
+from raybench_analysis.contract import Inventory, inventory, polars_schema
 
 from raybench.errors import ResultsError
 from raybench.store.faults import storage_errors
@@ -64,8 +64,10 @@ def scan_table(
     paths = list((inv or scan_inventory(fs, root)).files[table])
     if not paths:
         return pl.from_arrow(empty_table(table)).lazy()  # type: ignore[union-attr]
-    if local:
-        return pl.scan_parquet(paths)
+    if local:  # by the contract's schema: files written before a column existed read it as null
+        return pl.scan_parquet(
+            paths, schema=polars_schema(table), missing_columns="insert", extra_columns="ignore"
+        )
     dataset = ds.dataset(paths, schema=SCHEMAS[table], format="parquet", filesystem=fs)
     return pl.scan_pyarrow_dataset(dataset)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from raybench_analysis import load
@@ -196,17 +197,22 @@ def test_enospc_during_a_commit_leaves_nothing_and_releases_the_lock(
     assert not (tmp_path / "res" / "trials" / "t2.parquet").exists()
 
 
-def test_a_real_enospc_from_pyarrow_is_recognised(make_tables, tmp_path: Path) -> None:
+def test_a_real_enospc_from_pyarrow_is_recognised() -> None:
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full on this system")
     table = pa.table({"a": list(range(100_000))})
-    with pytest.raises(StorageError, match="ENOSPC"), storage_errors("a test file", "/dev/full"):
-        pq.write_table(table, "/dev/full")
+    # through a stream: given a path, pq.write_table deletes it on failure (/dev/full included)
+    with (
+        pytest.raises(StorageError, match="ENOSPC"),
+        storage_errors("a test file", "/dev/full"),
+        pafs.LocalFileSystem().open_output_stream("/dev/full") as stream,
+    ):
+        pq.write_table(table, stream)
 
 
 @pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
 def test_read_only_results_directory_is_a_located_error(
-    make_tables, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
     store = ResultStore(tmp_path / "res")
 
@@ -231,9 +237,7 @@ def test_read_only_directory_with_chmod(make_tables, tmp_path: Path) -> None:
         (tmp_path / "res").chmod(0o755)
 
 
-def test_other_os_errors_pass_unchanged(
-    make_tables,
-) -> None:
+def test_other_os_errors_pass_unchanged() -> None:
     with pytest.raises(OSError, match="something else"), storage_errors("x", "/y"):
         raise OSError("something else")
 
@@ -257,3 +261,14 @@ def test_an_unreadable_lock_says_so_and_how_to_clear_it(
     assert store.status()["running"]["unreadable"] is True
     res = CliRunner().invoke(app, ["status", str(tmp_path / "res")])
     assert res.exit_code == 0 and "unreadable" in res.output
+
+
+def test_trials_files_written_before_the_row_counts_still_read(make_tables, tmp_path: Path) -> None:
+    store = _store(make_tables, tmp_path)
+    old = tmp_path / "res" / "trials" / "t1.parquet"
+    counts = ["rows_predictions", "rows_epochs", "rows_splits"]
+    pq.write_table(pq.read_table(old).drop_columns(counts), old)  # as an older raybench wrote it
+    assert store.committed_ids() == ["t1", "t2"]  # no counts recorded: readable files suffice
+    trials = store.scan("trials").collect().sort("trial_id")
+    assert trials["rows_splits"].to_list() == [None, 3]
+    assert load(tmp_path / "res").trials.collect().sort("trial_id")["rows_splits"][1] == 3
