@@ -192,10 +192,8 @@ class _Run:
 def _write_files(store: Any, files: Mapping[str, bytes]) -> None:
     """Write ``files`` at the store's root through its filesystem (local path or URI)."""
     for name, data in files.items():
-        if hasattr(store, "fs"):
-            store.fs.create_dir(store.root, recursive=True)
-            with store.fs.open_output_stream(f"{store.root}/{name}") as out:
-                out.write(data)
+        if hasattr(store, "write_file"):
+            store.write_file(name, data)  # atomic; a full or read-only store: StorageError
         else:
             (Path(str(store.uri)) / name).write_bytes(data)
 

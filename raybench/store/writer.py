@@ -214,6 +214,22 @@ class ResultStore:
         """
         return check_suite(self, suite_yaml, planned, allow_change=allow_change)
 
+    def write_file(self, name: str, data: bytes) -> None:
+        """Write ``<root>/name`` (``suite.yaml``, ``plan.json``) whole or not at all (write aside,
+        rename); a full or read-only store is a :class:`~raybench.errors.StorageError`."""
+        final = f"{self.root}/{name}"
+        tmp = f"{self.root}/.{name}.{uuid.uuid4().hex[:12]}.tmp"
+        with storage_errors(name, final):
+            self.fs.create_dir(self.root, recursive=True)
+            try:
+                with self.fs.open_output_stream(tmp) as out:
+                    out.write(data)
+                self.fs.move(tmp, final)
+            except BaseException:
+                with suppress(FileNotFoundError, OSError):
+                    self.fs.delete_file(tmp)
+                raise
+
     def read_file(self, name: str) -> bytes | None:
         """The bytes of ``<root>/name`` (``suite.yaml``, ``plan.json``), or None when absent."""
         try:

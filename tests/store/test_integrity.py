@@ -272,3 +272,19 @@ def test_trials_files_written_before_the_row_counts_still_read(make_tables, tmp_
     trials = store.scan("trials").collect().sort("trial_id")
     assert trials["rows_splits"].to_list() == [None, 3]
     assert load(tmp_path / "res").trials.collect().sort("trial_id")["rows_splits"][1] == 3
+
+
+class _FullOnRename(pafs.LocalFileSystem):
+    """A local filesystem whose renames fail with ENOSPC (the disk filled while writing)."""
+
+    def move(self, src: str, dest: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_root_files_are_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    ResultStore(tmp_path / "res").write_file("suite.yaml", b"name: s1\n")
+    store = ResultStore(str(tmp_path / "res"), filesystem=_FullOnRename())
+    assert store.read_file("suite.yaml") == b"name: s1\n"
+    with pytest.raises(StorageError, match=r"cannot write plan\.json"):
+        store.write_file("plan.json", b"{}")
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["suite.yaml"]
