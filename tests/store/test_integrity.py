@@ -288,3 +288,18 @@ def test_root_files_are_written_whole_or_not_at_all(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match=r"cannot write plan\.json"):
         store.write_file("plan.json", b"{}")
     assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["suite.yaml"]
+
+
+def test_run_refuses_another_suites_directory_unless_allowed(tmp_path: Path) -> None:
+    suite = Path(__file__).resolve().parents[2] / "suites" / "quickstart.yaml"
+    store = ResultStore(tmp_path / "res")
+    row = table_from_rows("trials", [{"trial_id": "other", "status": "completed"}])
+    store.commit("other", {"trials": row})
+    store.write_file("suite.yaml", b"name: another suite\n")
+    args = ["run", str(suite), "--results", str(tmp_path / "res"), "--dry-run"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2, refused.output
+    assert "written by another suite" in refused.output and "e.g. other" in refused.output
+    allowed = CliRunner().invoke(app, [*args, "--allow-suite-change"])
+    assert allowed.exit_code == 0, allowed.output
+    assert "allowed by --allow-suite-change" in " ".join(allowed.output.split())
