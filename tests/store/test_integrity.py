@@ -303,3 +303,11 @@ def test_run_refuses_another_suites_directory_unless_allowed(tmp_path: Path) -> 
     allowed = CliRunner().invoke(app, [*args, "--allow-suite-change"])
     assert allowed.exit_code == 0, allowed.output
     assert "allowed by --allow-suite-change" in " ".join(allowed.output.split())
+
+
+def test_analyze_names_the_damaged_file(make_tables, tmp_path: Path) -> None:
+    _store(make_tables, tmp_path)
+    _truncate(tmp_path / "res" / "predictions" / "t2.parquet")
+    res = CliRunner().invoke(app, ["analyze", str(tmp_path / "res")])
+    assert res.exit_code == 2, res.output
+    assert "predictions/t2.parquet of trial t2 is damaged" in " ".join(res.output.split())
