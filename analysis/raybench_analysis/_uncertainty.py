@@ -111,7 +111,9 @@ def quantity_rows(
     """
     out = bootstrap(frame, value=value, metric=metric, by=keys or None, **boot)
     n_cols = [c for c in out.columns if c.startswith("n_") and c not in ("n_obs", "n_boot")]
-    est, lo, hi = (out.get_column(c).to_numpy().astype(float) for c in ("estimate", "ci_low", "ci_high"))
+    est, lo, hi = (
+        out.get_column(c).to_numpy().astype(float) for c in ("estimate", "ci_low", "ci_high")
+    )
     method = out.get_column("method").to_list()
     if transform == "sqrt":
         est, lo, hi = (np.sqrt(np.clip(a, 0.0, None)) for a in (est, lo, hi))
@@ -123,7 +125,10 @@ def quantity_rows(
     low, high = value_range
     clipped = (lo < low) | (hi > high)
     lo, hi = np.maximum(lo, low), np.minimum(hi, high)
-    method = [m + ("; interval clipped to the range" if c else "") for m, c in zip(method, clipped, strict=True)]
+    method = [
+        m + ("; interval clipped to the range" if c else "")
+        for m, c in zip(method, clipped, strict=True)
+    ]
     cols = {k: out.get_column(k) for k in keys}
     rows = pl.DataFrame(
         {

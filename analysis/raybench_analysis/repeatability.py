@@ -70,8 +70,9 @@ def repeatability_samples(predictions: Any, *, split: str | None = "test") -> pl
         ``n_seeds``, ``mean`` (mean over seeds of the positive-class probability, of the
         prediction in regression; NaN for multi-class), ``sd`` (within-sample standard deviation
         over seeds, ddof 1; multi-class: root of the mean over classes of the per-class
-        variances), ``dof`` (n_seeds − 1), ``ss`` (dof · sd²), ``flip`` (1.0 when the predicted
-        class, the argmax of the probabilities (ties: the lower class), differs between seeds, else 0.0; NaN for regression), ``disagreement`` (share of
+        variances), ``dof`` (n_seeds − 1), ``ss`` (dof · sd²), ``flip`` (1.0 when the
+        predicted class, the argmax of the probabilities (ties: the lower class), differs
+        between seeds, else 0.0; NaN for regression), ``disagreement`` (share of
         seed pairs whose predicted classes differ).
 
     Notes
