@@ -10,7 +10,7 @@ variants, perturbations or datasets: those columns, when present, are always gro
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -97,7 +97,7 @@ def quantity_rows(
     keys: list[str],
     boot: Mapping[str, Any],
     *,
-    metric: Metric | None = None,
+    metric: Metric | Callable[[pl.DataFrame], float] | None = None,
     value: str | None = None,
     transform: str | None = None,
     value_range: tuple[float, float] = (-np.inf, np.inf),
