@@ -3,7 +3,15 @@
 # A1: shared errors, io, metrics, bootstrap, DeLong, corrected t-test, compare
 from raybench_analysis._frames import AnalysisError
 from raybench_analysis.bootstrap import bootstrap, bootstrap_replicates
+from raybench_analysis.calibration import (
+    apply_temperature,
+    calibration,
+    calibration_slope,
+    fit_temperature,
+    reliability_diagram,
+)
 from raybench_analysis.compare import compare
+from raybench_analysis.conformal import conformal, conformal_quantile, conformal_sets
 from raybench_analysis.delong import delong, delong_auc
 
 # A3: Friedman/Nemenyi, ranking stability, robustness, simulation, summary
@@ -33,8 +41,19 @@ from raybench_analysis.metrics import (
 )
 from raybench_analysis.mixed import MixedResult, mixed
 from raybench_analysis.ranking import ranking_stability
+from raybench_analysis.repeatability import (
+    repeatability,
+    repeatability_samples,
+    seed_ensemble,
+)
 from raybench_analysis.robustness import robustness
-from raybench_analysis.simulate import SimulatedRun, simulate_predictions, write_results_dir
+from raybench_analysis.selective import risk_coverage, selective, selective_risk
+from raybench_analysis.simulate import (
+    SimulatedRun,
+    simulate_predictions,
+    simulate_uncertainty,
+    write_results_dir,
+)
 from raybench_analysis.summarize import Summary, read_results, summarize
 from raybench_analysis.ttest import corrected_ttest
 from raybench_analysis.variance import sample_size, variance_components
@@ -50,20 +69,27 @@ __all__ = [
     "SimulatedRun",
     "Summary",
     "accuracy",
+    "apply_temperature",
     "auc",
     "balanced_accuracy",
     "bootstrap",
     "bootstrap_replicates",
     "brier",
+    "calibration",
     "calibration_bins",
+    "calibration_slope",
     "check_leakage",
     "compare",
+    "conformal",
+    "conformal_quantile",
+    "conformal_sets",
     "corrected_ttest",
     "delong",
     "delong_auc",
     "dice",
     "ece",
     "f1",
+    "fit_temperature",
     "friedman",
     "get_metric",
     "load",
@@ -76,11 +102,19 @@ __all__ = [
     "r2",
     "ranking_stability",
     "read_results",
+    "reliability_diagram",
+    "repeatability",
+    "repeatability_samples",
+    "risk_coverage",
     "rmse",
     "robustness",
     "sample_size",
+    "seed_ensemble",
+    "selective",
+    "selective_risk",
     "sensitivity",
     "simulate_predictions",
+    "simulate_uncertainty",
     "specificity",
     "summarize",
     "variance_components",

@@ -35,7 +35,7 @@ from scipy import special, stats
 
 from raybench_analysis._frames import AnalysisError
 
-__all__ = ["SimulatedRun", "simulate_predictions", "write_results_dir"]
+__all__ = ["SimulatedRun", "simulate_predictions", "simulate_uncertainty", "write_results_dir"]
 
 Task = Literal["classification", "regression"]
 
@@ -591,3 +591,115 @@ def write_results_dir(run: SimulatedRun, path: str | Path) -> Path:
             root / "trials" / f"{trial_id}.parquet"
         )
     return root
+
+
+def simulate_uncertainty(
+    *,
+    n_sites: int = 4,
+    subjects_per_site: int = 40,
+    images_per_subject: int = 2,
+    n_folds: int = 3,
+    n_seeds: int = 3,
+    n_classes: int = 2,
+    temperature: float = 1.0,
+    seed_sd: float = 0.0,
+    subject_sd: float = 1.5,
+    image_sd: float = 1.0,
+    shifted_sites: int = 0,
+    shift_temperature: float = 3.0,
+    shifted_in_val: bool = True,
+    val_fraction: float = 0.3,
+    model: str = "m",
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Predictions with known calibration: validation and test rows of every (fold, seed) trial.
+
+    Parameters
+    ----------
+    n_sites, subjects_per_site, images_per_subject:
+        The hierarchy (``site``, ``subject_id``, ``sample_id``).
+    n_folds, n_seeds:
+        Outer folds (subjects assigned once) and seeds; each trial predicts its test subjects
+        (``split="test"``) and a ``val_fraction`` of its training subjects (``split="val"``).
+    n_classes:
+        2 gives ``score`` and ``probs``; more gives ``probs`` (``score`` null).
+    temperature:
+        The networks report softmax(temperature · η) where η are the true class logits: 1 is
+        perfectly calibrated (with ``seed_sd=0``), 2 overconfident (temperature scaling should
+        find T = 2).
+    seed_sd:
+        S.d. of seed noise added to every logit of every trial (repeatability; breaks exact
+        calibration).
+    subject_sd, image_sd:
+        S.d. of the subject and image parts of the true logits.
+    shifted_sites, shift_temperature:
+        The last ``shifted_sites`` sites draw labels from softmax(η / shift_temperature): their
+        labels are noisier than the model believes (a site the model is overconfident on).
+    shifted_in_val:
+        ``False`` leaves the shifted sites out of the validation rows (calibration never sees
+        them).
+    model, seed:
+        Model name; seed of the generator (same arguments, same table).
+
+    Returns
+    -------
+    polars.DataFrame
+        docs/results.md prediction columns (``trial_id``, ``dataset``, ``model``, ``protocol``,
+        ``outer_fold``, ``seed``, ``sample_id``, ``subject_id``, ``session_id``, ``scanner``,
+        ``site``, ``split``, ``perturbation``, ``y_true``, ``y_pred``, ``score``, ``probs``,
+        ``loss``) plus ``variant = "raw"``.
+
+    Examples
+    --------
+    >>> df = simulate_uncertainty(n_sites=2, subjects_per_site=6, n_seeds=2)
+    >>> sorted(df["split"].unique().to_list()), df["seed"].n_unique()
+    (['test', 'val'], 2)
+    """
+    _check_positive("temperature", temperature, allow_zero=False)
+    _check_positive("seed_sd", seed_sd)
+    if not 0 < val_fraction < 1 or n_classes < 2 or n_folds < 2:
+        raise AnalysisError(
+            f"simulate_uncertainty: val_fraction={val_fraction!r} must be in (0, 1), "
+            f"n_classes={n_classes!r} >= 2, n_folds={n_folds!r} >= 2"
+        )
+    rng = np.random.default_rng(seed)
+    n_subj = n_sites * subjects_per_site
+    subj_site = np.repeat(np.arange(n_sites), subjects_per_site)
+    n_img = n_subj * images_per_subject
+    img_subj = np.repeat(np.arange(n_subj), images_per_subject)
+    eta = rng.normal(0, subject_sd, (n_subj, n_classes))[img_subj]
+    eta = eta + rng.normal(0, image_sd, (n_img, n_classes))
+    shifted = subj_site[img_subj] >= n_sites - shifted_sites
+    label_logits = np.where(shifted[:, None], eta / shift_temperature, eta)
+    label_p = special.softmax(label_logits, axis=1)
+    y = (rng.random(n_img)[:, None] > np.cumsum(label_p, axis=1)).sum(axis=1).astype(np.float64)
+    fold = rng.permutation(np.arange(n_subj) % n_folds)
+    subj_ids = np.array([f"sub-{j:04d}" for j in range(n_subj)])
+    site_ids = np.array([f"site-{s}" for s in range(n_sites)])
+    parts = []
+    for f in range(n_folds):
+        train = np.flatnonzero(fold != f)
+        val_subj = rng.choice(train, size=max(1, round(val_fraction * len(train))), replace=False)
+        test_img = np.flatnonzero(fold[img_subj] == f)
+        val_img = np.flatnonzero(np.isin(img_subj, val_subj) & (shifted_in_val | ~shifted))
+        for r in range(n_seeds):
+            noise = rng.normal(0, seed_sd, (n_img, n_classes)) if seed_sd > 0 else 0.0
+            probs = special.softmax(temperature * (eta + noise), axis=1)
+            for split, idx in (("val", val_img), ("test", test_img)):
+                p = probs[idx]
+                parts.append(pl.DataFrame({
+                    "trial_id": _trial_id("uncertainty", model, f, r),
+                    "dataset": "synth", "model": model, "protocol": "outer",
+                    "outer_fold": f, "seed": r,
+                    "sample_id": [f"img-{i:05d}" for i in idx],
+                    "subject_id": subj_ids[img_subj[idx]],
+                    "session_id": [f"ses-{i % images_per_subject}" for i in idx],
+                    "scanner": site_ids[subj_site[img_subj[idx]]],
+                    "site": site_ids[subj_site[img_subj[idx]]],
+                    "split": split, "perturbation": "none", "variant": "raw",
+                    "y_true": y[idx], "y_pred": p.argmax(axis=1).astype(np.float64),
+                    "score": p[:, 1] if n_classes == 2 else None,
+                    "probs": p.tolist(),
+                    "loss": -np.log(p[np.arange(len(idx)), y[idx].astype(np.int64)]),
+                }, schema_overrides={"score": pl.Float64}))  # fmt: skip
+    return pl.concat(parts)
