@@ -223,6 +223,7 @@ def calibration(
     scheme: Scheme = "cluster",
     interval: Interval = "t",
     strata: str | Sequence[str] | None = None,
+    quantities: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """Calibration quantities with hierarchical bootstrap intervals, per model (and ``by``).
 
@@ -244,6 +245,9 @@ def calibration(
         ``"trial"`` (default): ``("outer_fold", "seed")`` when present: each quantity per trained
         model, seeds then folds averaged (the estimand of :func:`raybench_analysis.summarize`);
         ``None``: one value over all rows of the group.
+    quantities : sequence of str, optional
+        A subset of the quantities below (default: all that apply; multi-class predictions
+        have ``ece`` (top-label), ``ece_l2`` (top-label) and ``brier`` only).
 
     Returns
     -------
@@ -270,8 +274,8 @@ def calibration(
     - Murphy (1973): reliability = Σ_b (n_b/n)(p̄_b − ȳ_b)², resolution = Σ_b (n_b/n)(ȳ_b −
       ȳ)², uncertainty = ȳ(1 − ȳ); with within_bin = (1/n)Σ_i (p_i − p̄_b)² − (2/n)Σ_i (p_i −
       p̄_b)(y_i − ȳ_b) (Stephenson et al. 2008), brier = reliability − resolution +
-      uncertainty + within_bin exactly on pooled data; within_bin is 0 when the probabilities
-      are constant within bins.
+      uncertainty + within_bin exactly (per cell, hence also for the averages over cells);
+      within_bin is 0 when the probabilities are constant within bins.
     - ``slope`` b of logit P(y=1) = a + b·logit(p), ``intercept`` a of logit P(y=1) = a +
       logit(p) (see :func:`calibration_slope`; Van Calster et al. 2019). Ideal: 1 and 0. Their
       replicates are one Newton step from the fit on the observed data (Moulton & Zeger 1991),
@@ -317,34 +321,55 @@ def calibration(
     boot = dict(levels=levels, n_boot=n_boot, seed=seed, alpha=alpha, scheme=scheme,
                 interval=interval, strata=strata, average_over=avg)  # fmt: skip
     binary = probability_matrix(frame).shape[1] == 2
+    wanted = _check_quantities(quantities, binary)
     conventions: tuple[Convention, ...] = (
         ("top_label", "positive_class") if binary else ("top_label",)
     )
     unit = (0.0, 1.0)
+    ranges = {"reliability": unit, "resolution": unit, "uncertainty": (0.0, 0.25),
+              "within_bin": (-np.inf, np.inf)}  # fmt: skip
     parts = []
-    for conv in conventions:
-        m = get_metric("ece", n_bins=n_bins, convention=conv)
-        parts.append(quantity_rows(frame, "ece", keys, boot, metric=m, value_range=unit,
-                                   extra={"convention": conv}))  # fmt: skip
-    for conv in conventions:
-        m = _ece_l2_metric(n_bins, conv)
-        parts.append(quantity_rows(frame, "ece_l2", keys, boot, metric=m, transform="sqrt",
-                                   value_range=unit, extra={"convention": conv}))  # fmt: skip
-    parts.append(quantity_rows(frame, "brier", keys, boot, metric=get_metric("brier"),
-                               value_range=(0.0, 2.0)))  # fmt: skip
-    if binary:
-        ranges = {"reliability": unit, "resolution": unit, "uncertainty": (0.0, 0.25),
-                  "within_bin": (-np.inf, np.inf)}  # fmt: skip
-        for part, span in ranges.items():
-            m = _murphy_metric(part, n_bins)
-            parts.append(quantity_rows(frame, part, keys, boot, metric=m, value_range=span))
-        for part in ("slope", "intercept"):
-            m = _recalibration_metric(part)  # type: ignore[arg-type]
-            parts.append(quantity_rows(frame, part, keys, boot, metric=m))
+    for name in wanted:
+        if name in ("ece", "ece_l2"):
+            for conv in conventions:
+                extra = {"convention": conv}
+                if name == "ece":
+                    m = get_metric("ece", n_bins=n_bins, convention=conv)
+                    rows = quantity_rows(frame, name, keys, boot, metric=m, value_range=unit,
+                                         extra=extra)  # fmt: skip
+                else:
+                    m = _ece_l2_metric(n_bins, conv)
+                    rows = quantity_rows(frame, name, keys, boot, metric=m, transform="sqrt",
+                                         value_range=unit, extra=extra)  # fmt: skip
+                parts.append(rows)
+        elif name == "brier":
+            parts.append(quantity_rows(frame, name, keys, boot, metric=get_metric("brier"),
+                                       value_range=(0.0, 2.0)))  # fmt: skip
+        elif name in ranges:
+            m = _murphy_metric(name, n_bins)
+            parts.append(quantity_rows(frame, name, keys, boot, metric=m, value_range=ranges[name]))
+        else:
+            m = _recalibration_metric(name)  # type: ignore[arg-type]
+            parts.append(quantity_rows(frame, name, keys, boot, metric=m))
     out = pl.concat(parts, how="diagonal_relaxed")
     lead = [*keys, "quantity", "convention"]
     out = out.select(*lead, *[c for c in out.columns if c not in lead])
     return out.sort(keys, maintain_order=True) if keys else out
+
+
+def _check_quantities(quantities: Sequence[str] | None, binary: bool) -> list[str]:
+    multi = ("ece", "ece_l2", "brier")
+    if quantities is None:
+        return list(_QUANTITIES if binary else multi)
+    wanted = [quantities] if isinstance(quantities, str) else list(quantities)
+    allowed = _QUANTITIES if binary else multi
+    bad = [q for q in wanted if q not in allowed]
+    if bad or not wanted:
+        raise AnalysisError(
+            f"quantities={wanted!r}: unknown or not defined for "
+            f"{'binary' if binary else 'multi-class'} predictions: {bad}; allowed: {list(allowed)}"
+        )
+    return wanted
 
 
 def reliability_diagram(
