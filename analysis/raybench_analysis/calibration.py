@@ -352,6 +352,8 @@ def calibration(
             m = _recalibration_metric(name)  # type: ignore[arg-type]
             parts.append(quantity_rows(frame, name, keys, boot, metric=m))
     out = pl.concat(parts, how="diagonal_relaxed")
+    if "convention" not in out.columns:
+        out = out.with_columns(convention=pl.lit(None, dtype=pl.String))
     lead = [*keys, "quantity", "convention"]
     out = out.select(*lead, *[c for c in out.columns if c not in lead])
     return out.sort(keys, maintain_order=True) if keys else out
