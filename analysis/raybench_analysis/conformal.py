@@ -34,7 +34,8 @@ from raybench_analysis.metrics import _column
 
 __all__ = ["conformal", "conformal_quantile", "conformal_sets"]
 
-Score = Literal["lac", "aps"]
+Score = Literal["lac", "aps", "aps_randomized"]
+_SCORES = ("lac", "aps", "aps_randomized")
 _TRIAL = ("protocol", "outer_fold", "seed")
 
 
@@ -83,13 +84,15 @@ def conformal_quantile(scores: Any, alpha: float) -> float:
     return math.inf if rank > n else float(s[rank - 1])
 
 
-def _class_scores(probs: np.ndarray, score: str) -> np.ndarray:
-    """``(n, K)`` nonconformity score of every candidate class."""
+def _class_scores(probs: np.ndarray, score: str, u: np.ndarray) -> np.ndarray:
+    """``(n, K)`` nonconformity score of every candidate class (``u``: one uniform per row)."""
     if score == "lac":
         return 1.0 - probs
-    # APS without randomisation: mass of the classes at least as likely as the candidate
-    at_least = probs[:, None, :] >= probs[:, :, None]
-    return (probs[:, None, :] * at_least).sum(axis=2)
+    # APS: mass of the classes more likely than the candidate, plus the candidate's own mass
+    # (all of it, or a uniform share u of it when randomised)
+    above = (probs[:, None, :] * (probs[:, None, :] > probs[:, :, None])).sum(axis=2)
+    own = probs * (u[:, None] if score == "aps_randomized" else 1.0)
+    return above + own
 
 
 def conformal_sets(
@@ -98,6 +101,7 @@ def conformal_sets(
     alpha: float = 0.1,
     score: Score = "lac",
     mondrian: str | None = None,
+    seed: int = 0,
 ) -> pl.DataFrame:
     """Per test prediction: the conformal threshold, whether the set covers the truth, its size.
 
@@ -110,13 +114,18 @@ def conformal_sets(
         ``outer_fold``, ``seed`` (those present).
     alpha : float
         Target miscoverage; sets cover with probability ≥ 1 − α.
-    score : {"lac", "aps"}
+    score : {"lac", "aps", "aps_randomized"}
         Classification score: ``"lac"`` s = 1 − p_y (least ambiguous set-valued classifier,
-        Sadinle et al. 2019; smallest sets on average) or ``"aps"`` s = Σ_j p_j 1[p_j ≥ p_y]
-        (adaptive prediction sets, Romano et al. 2020, without the randomisation: conservative).
-        Regression always uses the absolute residual |y − ŷ|.
+        Sadinle et al. 2019; smallest sets on average); ``"aps"`` s = Σ_{j: p_j > p_y} p_j + p_y
+        (adaptive prediction sets, Romano et al. 2020, without randomisation: its scores have
+        atoms, so it over-covers, e.g. every set is full for a binary model whose error rate
+        exceeds α); ``"aps_randomized"`` s = Σ_{j: p_j > p_y} p_j + U·p_y, U ~ U(0, 1) per case
+        (Romano et al.'s version, coverage close to 1 − α). Regression always uses the absolute
+        residual |y − ŷ|.
     mondrian : column name, optional
         Calibrate one threshold per value of this column (e.g. ``"site"``) within each trial.
+    seed : int
+        Seed of the uniforms of ``"aps_randomized"`` (same seed, same sets).
 
     Returns
     -------
@@ -153,8 +162,9 @@ def conformal_sets(
     >>> conformal_sets(df, alpha=0.2).select("qhat", "covered", "set_size").rows()
     [(0.4, 1.0, 1.0), (0.4, 0.0, 0.0)]
     """
-    if score not in ("lac", "aps"):
-        raise AnalysisError(f"score={score!r}; allowed: 'lac' or 'aps'")
+    if score not in _SCORES:
+        raise AnalysisError(f"score={score!r}; allowed: {list(_SCORES)}")
+    rng = np.random.default_rng(seed)
     frame = to_polars(predictions, name="predictions")
     why = "to calibrate on split='val' rows and evaluate split='test' rows"
     require_columns(frame, ["split", "y_true"], name="predictions", why=why)
@@ -178,7 +188,7 @@ def conformal_sets(
                 "(split='val'); conformal calibration must never use the test fold. Record the "
                 "validation predictions of every trial."
             )
-        s_val, s_test, y_test = _scores(val, test, score, classification)
+        s_val, s_test, y_test = _scores(val, test, score, classification, rng)
         qhat = np.empty(test.height)
         n_cal = np.empty(test.height, dtype=np.int64)
         if cat:
@@ -219,7 +229,11 @@ def conformal_sets(
 
 
 def _scores(
-    val: pl.DataFrame, test: pl.DataFrame, score: str, classification: bool
+    val: pl.DataFrame,
+    test: pl.DataFrame,
+    score: str,
+    classification: bool,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(calibration scores ``(n,)``, test scores ``(m, K)`` or ``(m,)``, test labels)."""
     if not classification:
@@ -229,8 +243,9 @@ def _scores(
     p_val, p_test = probability_matrix(val), probability_matrix(test)
     y_val = class_labels(val, p_val.shape[1])
     y_test = class_labels(test, p_test.shape[1])
-    s_val = _class_scores(p_val, score)[np.arange(len(y_val)), y_val]
-    return s_val, _class_scores(p_test, score), y_test
+    u_val, u_test = rng.random(len(y_val)), rng.random(len(y_test))
+    s_val = _class_scores(p_val, score, u_val)[np.arange(len(y_val)), y_val]
+    return s_val, _class_scores(p_test, score, u_test), y_test
 
 
 def conformal(
@@ -259,13 +274,14 @@ def conformal(
         Target miscoverage of the sets (coverage target 1 − α).
     by : column name(s), optional
         Report per value (default ``"site"``; ``None``: overall).
-    score : {"lac", "aps"}
+    score : {"lac", "aps", "aps_randomized"}
         Classification nonconformity score (see :func:`conformal_sets`).
     mondrian : bool
         Calibrate one threshold per ``by`` category (Mondrian) instead of one per trial.
     levels, average_over, n_boot, seed, scheme, interval, strata
         As in :func:`raybench_analysis.bootstrap`; ``average_over="trial"`` (default): per
-        trained model (fold × seed), seeds then folds averaged.
+        trained model (fold × seed), seeds then folds averaged. ``seed`` also seeds the
+        uniforms of ``"aps_randomized"``.
     ci_alpha : float
         1 − confidence of the reported intervals (not the conformal α).
 
@@ -312,7 +328,8 @@ def conformal(
         raise AnalysisError(
             "mondrian=True calibrates per `by` category; give by='site' (or another)"
         )
-    sets = conformal_sets(frame, alpha=alpha, score=score, mondrian=by_cols if mondrian else None)
+    cat = by_cols if mondrian else None
+    sets = conformal_sets(frame, alpha=alpha, score=score, mondrian=cat, seed=seed)
     keys = group_keys(sets, by_cols)
     avg = default_average_over(sets, average_over)
     boot = dict(levels=levels, n_boot=n_boot, seed=seed, alpha=ci_alpha, scheme=scheme,
