@@ -9,6 +9,7 @@ from raybench_analysis.calibration import (
     calibration_slope,
     fit_temperature,
     reliability_diagram,
+    variants_as_models,
 )
 from raybench_analysis.compare import compare
 from raybench_analysis.conformal import conformal, conformal_quantile, conformal_sets
@@ -118,5 +119,6 @@ __all__ = [
     "specificity",
     "summarize",
     "variance_components",
+    "variants_as_models",
     "write_results_dir",
 ]

@@ -49,6 +49,7 @@ __all__ = [
     "calibration_slope",
     "fit_temperature",
     "reliability_diagram",
+    "variants_as_models",
 ]
 
 #: probabilities are clipped to [EPS, 1 − EPS] before taking logits (saturated float32 outputs)
@@ -601,3 +602,35 @@ def apply_temperature(
 
 def _logits_raw(p: np.ndarray) -> np.ndarray:
     return special.logit(np.clip(p, 1e-12, 1 - 1e-12))
+
+
+def variants_as_models(predictions: Any, *, column: str = "variant") -> pl.DataFrame:
+    """Rename each model to ``<model>[<variant>]`` and drop ``variant``, for paired comparisons.
+
+    :func:`raybench_analysis.compare` pairs models evaluated on the same test samples; a
+    temperature-scaled (``calibrated``) variant of a trial predicts exactly the raw variant's
+    samples, so ``compare(variants_as_models(p), metric="log_loss")`` is the paired test of
+    "does temperature scaling help?".
+
+    Parameters
+    ----------
+    predictions : polars/pandas DataFrame
+        Predictions with ``model`` and ``column``.
+    column : str
+        The column whose values become part of the model name (default ``"variant"``).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``predictions`` with ``model`` renamed and ``column`` dropped.
+
+    Examples
+    --------
+    >>> df = pl.DataFrame({"model": ["m", "m"], "variant": ["raw", "calibrated"]})
+    >>> variants_as_models(df)["model"].to_list()
+    ['m[raw]', 'm[calibrated]']
+    """
+    frame = to_polars(predictions, name="predictions")
+    require_columns(frame, ["model", column], name="predictions", why="to rename variants")
+    model = pl.col("model").cast(pl.String) + "[" + pl.col(column).cast(pl.String) + "]"
+    return frame.with_columns(model=model).drop(column)

@@ -193,3 +193,17 @@ def test_fitting_failure_gives_nan_not_an_exception():
         warnings.simplefilter("ignore")
         out = calibration(df, n_boot=20, average_over=None, quantities=["slope"])
     assert np.isnan(out["estimate"][0])
+
+
+def test_raw_and_calibrated_variants_compare_as_paired_models():
+    from raybench_analysis import compare, variants_as_models
+
+    df = simulate_uncertainty(n_sites=3, subjects_per_site=40, n_seeds=1, temperature=2.5, seed=8)
+    test = df.filter(split="test")
+    both = pl.concat([test, apply_temperature(test, fit_temperature(df))])
+    out = compare(variants_as_models(both), metric="log_loss", levels=["subject_id"],
+                  method="bootstrap", n_boot=300)  # fmt: skip
+    row = out.row(0, named=True)
+    # temperature scaling of an overconfident model lowers the test log-loss (Guo et al. 2017)
+    assert (row["model_a"], row["model_b"]) == ("m[calibrated]", "m[raw]")
+    assert row["ci_high"] < 0
