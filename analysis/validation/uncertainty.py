@@ -5,11 +5,11 @@ with two images in sites, outer folds, validation and test rows of every trial) 
 
 - ``calibration_calibrated``: a perfectly calibrated predictor (temperature 1, no seed noise).
   How often the 95% interval of each calibration quantity contains its true value: the plug-in
-  ECE and the ℓ2 ECE (truth 0: does ``ci_low`` reach 0?), the recalibration slope (truth 1) and
-  intercept (truth 0).
+  ECE and the debiased ℓ2 ECE (truth 0: does ``ci_low`` reach 0?), the recalibration slope
+  (truth 1) and intercept (truth 0).
 - ``calibration_temperature_2``: the same predictor reporting twice its logits. How often the
-  slope interval excludes 1 (detection), the fitted temperatures (truth 2) and the slope after
-  temperature scaling.
+  slope interval excludes 1 and the ℓ2 ECE interval excludes 0 (detection), the fitted
+  temperatures (truth 2) and the slope after temperature scaling.
 - ``conformal_exchangeable``: realised coverage of split-conformal sets at α = 0.1 (LAC, APS,
   randomised APS), mean over replicates, against the guarantee [1 − α, 1 − α + 1/(n + 1)].
 - ``conformal_shifted_site``: one site's labels are noisier than the model believes and the
@@ -55,7 +55,7 @@ def _rate(hits: list[bool]) -> dict[str, float]:
 def calibration_studies(reps: int, n_boot: int) -> dict[str, Any]:
     """Coverage of the calibration intervals (calibrated), detection and recovery of T = 2."""
     hits: dict[str, list[bool]] = {}
-    detect, temps, slopes_after = [], [], []
+    detect, detect_l2, temps, slopes_after = [], [], [], []
     quantities = ["ece", "ece_l2", "slope", "intercept"]
     for rep in range(reps):
         for temperature in (1.0, 2.0):
@@ -70,6 +70,8 @@ def calibration_studies(reps: int, n_boot: int) -> dict[str, Any]:
                 continue
             slope = out.filter(quantity="slope").row(0, named=True)
             detect.append(slope["ci_high"] < 1.0)
+            l2 = out.filter(quantity="ece_l2", convention="positive_class").row(0, named=True)
+            detect_l2.append(l2["ci_low"] > 0.0)
             t = fit_temperature(df)
             temps.extend(t["temperature"].to_list())
             fixed = apply_temperature(test, t)
@@ -82,6 +84,7 @@ def calibration_studies(reps: int, n_boot: int) -> dict[str, Any]:
         },
         "calibration_temperature_2": {
             "slope_interval_excludes_1": _rate(detect),
+            "ece_l2_positive_class_interval_excludes_0": _rate(detect_l2),
             "fitted_temperature": {
                 "mean": float(np.mean(temps)),
                 "sd": float(np.std(temps, ddof=1)),
