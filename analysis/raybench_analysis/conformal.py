@@ -125,7 +125,8 @@ def conformal_sets(
     mondrian : column name, optional
         Calibrate one threshold per value of this column (e.g. ``"site"``) within each trial.
     seed : int
-        Seed of the uniforms of ``"aps_randomized"`` (same seed, same sets).
+        Seed of the uniforms of ``"aps_randomized"``, drawn trial by trial in ``sample_id``
+        order (same data and seed, same sets, whatever the row order).
 
     Returns
     -------
@@ -179,6 +180,8 @@ def conformal_sets(
     groups = frame.sort(trial).group_by(trial, maintain_order=True) if trial else [((), frame)]
     for key, part in groups:
         label = dict(zip(trial, key, strict=True)) or "the table"
+        if "sample_id" in part.columns:  # row order must not change the randomised scores
+            part = part.sort("sample_id", maintain_order=True)
         val, test = part.filter(pl.col("split") == "val"), part.filter(pl.col("split") == "test")
         if test.height == 0:
             continue

@@ -213,3 +213,8 @@ def test_raw_and_calibrated_variants_compare_as_paired_models():
     # temperature scaling of an overconfident model lowers the test log-loss (Guo et al. 2017)
     assert (row["model_a"], row["model_b"]) == ("m[calibrated]", "m[raw]")
     assert row["ci_high"] < 0
+
+
+def test_same_input_same_seed_same_table():
+    df = simulate_uncertainty(n_sites=2, subjects_per_site=15, n_seeds=2, seed=9)
+    assert calibration(df, n_boot=50, seed=1).equals(calibration(df, n_boot=50, seed=1))

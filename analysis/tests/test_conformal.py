@@ -142,3 +142,12 @@ def test_output_columns_and_errors():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         conformal_sets(df, alpha=0.2)  # enough calibration cases: no warning
+
+
+def test_deterministic_for_a_seed():
+    df = simulate_uncertainty(n_sites=2, subjects_per_site=15, n_seeds=2, n_classes=3, seed=6)
+    a = conformal(df, score="aps_randomized", n_boot=50, seed=3)
+    b = conformal(df.sample(fraction=1.0, shuffle=True, seed=1), score="aps_randomized",
+                  n_boot=50, seed=3)  # fmt: skip
+    np.testing.assert_allclose(a["estimate"], b["estimate"], atol=1e-12)
+    assert a.equals(conformal(df, score="aps_randomized", n_boot=50, seed=3))
