@@ -122,8 +122,8 @@ def _with_scores(
         _u_entropy=pl.Series(entropy),
     )
     names = {"max_prob": "_u_max_prob", "entropy": "_u_entropy"}
-    for col in RECORDED_SCORES:
-        if col in frame.columns and frame.get_column(col).null_count() == 0:
+    for col in RECORDED_SCORES:  # e.g. only the mc_dropout variant's rows have them
+        if col in frame.columns and frame.get_column(col).null_count() < frame.height:
             names[col] = col
     if "seed" in frame.columns:
         spread = repeatability_samples(frame, split=None)
@@ -164,7 +164,8 @@ def selective(
     uncertainty : mapping name -> column, optional
         Extra uncertainty scores (higher = less certain). Always used: ``max_prob`` (1 − max
         class probability) and ``entropy`` (−Σ p log p); ``mutual_information`` and
-        ``input_noise_sd`` when those columns exist; ``seed_spread`` (the sample's s.d. over
+        ``input_noise_sd`` when those columns exist (for the groups, e.g. variants, whose rows
+        have them); ``seed_spread`` (the sample's s.d. over
         seeds, :func:`raybench_analysis.repeatability_samples`) when every sample has ≥ 2 seeds.
     by : column name(s), optional
         Extra grouping (e.g. ``"site"``).
@@ -221,17 +222,18 @@ def selective(
                 interval=interval, strata=strata, average_over=avg)  # fmt: skip
     parts = []
     for name, col in names.items():
+        rows = frame.filter(pl.col(col).is_not_null())  # the groups that have this score
 
         def aurc(f: pl.DataFrame, col: str = col) -> float:
             return _aurc(f, col)
 
         extra = {"uncertainty": name, "coverage": None}
-        parts.append(quantity_rows(frame, "aurc", keys, boot, metric=aurc, extra=extra,
+        parts.append(quantity_rows(rows, "aurc", keys, boot, metric=aurc, extra=extra,
                                    value_range=(0.0, 1.0)))  # fmt: skip
         for c in coverages:
             extra = {"uncertainty": name, "coverage": float(c)}
             acc = _accuracy_at(c, col)
-            parts.append(quantity_rows(frame, "accuracy_at", keys, boot, metric=acc,
+            parts.append(quantity_rows(rows, "accuracy_at", keys, boot, metric=acc,
                                        extra=extra, value_range=(0.0, 1.0)))  # fmt: skip
     out = pl.concat(parts, how="diagonal_relaxed")
     return out.sort(keys, maintain_order=True) if keys else out
@@ -284,6 +286,8 @@ def risk_coverage(
         base = dict(zip(cells, key, strict=True))
         loss = part["_loss"].to_numpy()
         for name, col in names.items():
+            if part.get_column(col).null_count():  # this score is not recorded for the group
+                continue
             risk = selective_risk(part[col].to_numpy(), loss)
             k = np.maximum(1, np.ceil(cov * part.height - 1e-9).astype(np.int64))
             rows.append(pl.DataFrame({**{c: [v] * grid for c, v in base.items()},

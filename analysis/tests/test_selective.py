@@ -100,3 +100,20 @@ def test_bad_input():
     reg = pl.DataFrame({"y_true": [1.0, 2.0], "y_pred": [1.0, 2.5]})
     with pytest.raises(AnalysisError, match="probabilities"):
         selective(reg)
+
+
+def test_recorded_scores_only_for_the_variants_that_have_them():
+    df = simulate_uncertainty(n_sites=2, subjects_per_site=15, n_seeds=1, seed=4)
+    test = df.filter(split="test")
+    rng = np.random.default_rng(0)
+    mc = test.with_columns(variant=pl.lit("mc_dropout"),
+                           mutual_information=pl.Series(rng.random(test.height)))  # fmt: skip
+    both = pl.concat([test, mc], how="diagonal_relaxed")
+    out = selective(both, n_boot=20)
+    mi = out.filter(uncertainty="mutual_information")
+    assert mi["variant"].unique().to_list() == ["mc_dropout"]
+    assert set(out.filter(variant="raw")["uncertainty"]) == {"max_prob", "entropy"}
+    curves = risk_coverage(both, grid=5)
+    assert curves.filter(uncertainty="mutual_information")["variant"].unique().to_list() == [
+        "mc_dropout"
+    ]
