@@ -578,6 +578,12 @@ def apply_temperature(
     -----
     p'_k = exp(log p_k / T) / Σ_j exp(log p_j / T); for a binary score, expit(logit(p)/T).
 
+    References
+    ----------
+    Guo, C., Pleiss, G., Sun, Y. & Weinberger, K. Q. (2017). On calibration of modern neural
+        networks. Proceedings of the 34th International Conference on Machine Learning, PMLR 70,
+        1321–1330.
+
     Examples
     --------
     >>> df = pl.DataFrame({"y_true": [1.0], "score": [0.9]})

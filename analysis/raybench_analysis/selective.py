@@ -264,7 +264,13 @@ def risk_coverage(
 
     Notes
     -----
-    risk(c) = risk(⌈c·n⌉) of :func:`selective_risk` in each trial (fold × seed).
+    risk(c) = risk(⌈c·n⌉) of :func:`selective_risk` in each trial (fold × seed), then
+    averaged over seeds within folds and over folds.
+
+    References
+    ----------
+    Geifman, Y. & El-Yaniv, R. (2017). Selective classification for deep neural networks.
+        Advances in Neural Information Processing Systems 30.
 
     Examples
     --------

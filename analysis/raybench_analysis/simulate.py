@@ -649,6 +649,16 @@ def simulate_uncertainty(
         ``site``, ``split``, ``perturbation``, ``y_true``, ``y_pred``, ``score``, ``probs``,
         ``loss``) plus ``variant = "raw"``.
 
+    Notes
+    -----
+    Image i of subject j has true class logits η_i = v_j + e_i, v_j ~ N(0, subject_sd² I),
+    e_i ~ N(0, image_sd² I); its label is drawn from softmax(η_i) (softmax(η_i / s) at a
+    shifted site, s = ``shift_temperature``), and the network of seed r reports
+    softmax(temperature · (η_i + a_ir)), a_ir ~ N(0, seed_sd² I). With temperature 1 and
+    seed_sd 0 the reported probabilities are the true ones (perfect calibration), so ECE and
+    the squared calibration error are 0 in the population and the recalibration slope is 1;
+    with temperature τ the slope is 1/τ and temperature scaling recovers T = τ.
+
     Examples
     --------
     >>> df = simulate_uncertainty(n_sites=2, subjects_per_site=6, n_seeds=2)
