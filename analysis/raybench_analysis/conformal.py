@@ -165,6 +165,8 @@ def conformal_sets(
     """
     if score not in _SCORES:
         raise AnalysisError(f"score={score!r}; allowed: {list(_SCORES)}")
+    if not 0 < alpha < 1:
+        raise AnalysisError(f"alpha={alpha!r}; allowed: 0 < alpha < 1 (0.1 gives 90% sets)")
     rng = np.random.default_rng(seed)
     frame = to_polars(predictions, name="predictions")
     why = "to calibrate on split='val' rows and evaluate split='test' rows"

@@ -137,6 +137,8 @@ def test_output_columns_and_errors():
         conformal_sets(df.filter(split="test"))
     with pytest.raises(AnalysisError, match="score="):
         conformal_sets(df, score="raps")  # type: ignore[arg-type]
+    with pytest.raises(AnalysisError, match="alpha="):
+        conformal(df, alpha=0.0)
     with pytest.raises(AnalysisError, match="mondrian"):
         conformal(df, by=None, mondrian=True)
     with warnings.catch_warnings():
