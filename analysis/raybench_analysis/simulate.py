@@ -644,10 +644,8 @@ def simulate_uncertainty(
     Returns
     -------
     polars.DataFrame
-        docs/results.md prediction columns (``trial_id``, ``dataset``, ``model``, ``protocol``,
-        ``outer_fold``, ``seed``, ``sample_id``, ``subject_id``, ``session_id``, ``scanner``,
-        ``site``, ``split``, ``perturbation``, ``y_true``, ``y_pred``, ``score``, ``probs``,
-        ``loss``) plus ``variant = "raw"``.
+        The predictions columns of the results contract (docs/results.md), in its order and
+        types, plus ``variant = "raw"``.
 
     Notes
     -----
@@ -712,4 +710,10 @@ def simulate_uncertainty(
                     "probs": p.tolist(),
                     "loss": -np.log(p[np.arange(len(idx)), y[idx].astype(np.int64)]),
                 }, schema_overrides={"score": pl.Float64}))  # fmt: skip
-    return pl.concat(parts)
+    from raybench_analysis.contract import polars_schema  # the one declaration of the columns
+
+    schema = polars_schema("predictions")
+    out = pl.concat(parts).with_columns(
+        perturbation_type=pl.lit("none"), severity=pl.lit(None), dice=pl.lit(None)
+    )
+    return out.select(*(pl.col(c).cast(t) for c, t in schema.items()), "variant")

@@ -218,3 +218,12 @@ def test_raw_and_calibrated_variants_compare_as_paired_models():
 def test_same_input_same_seed_same_table():
     df = simulate_uncertainty(n_sites=2, subjects_per_site=15, n_seeds=2, seed=9)
     assert calibration(df, n_boot=50, seed=1).equals(calibration(df, n_boot=50, seed=1))
+
+
+def test_simulated_predictions_follow_the_results_contract():
+    from raybench_analysis.contract import schema_problem
+
+    df = simulate_uncertainty(n_sites=2, subjects_per_site=5, n_seeds=1)
+    # reference: the contract's own check of a predictions file (every declared column, its
+    # type); the extra `variant` column of issue 9 is allowed
+    assert schema_problem("predictions", df.to_arrow().schema) is None
