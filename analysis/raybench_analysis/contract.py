@@ -200,6 +200,18 @@ _TRIALS = TableSpec(
         ("n_test", "int64", "samples in the test role"),
         ("best_epoch", "int64", "epoch selected by early stopping on validation data"),
         ("val_score", "float64", "validation score at `best_epoch` (the selection criterion)"),
+        (
+            "source_format",
+            "string",
+            "imported trials: `table`, `clinicadl` or `nnunet` (docs/import.md); null for runs",
+        ),
+        ("source_path", "string", "imported trials: the source file or folder, as given"),
+        (
+            "source_files",
+            "string",
+            "imported trials: JSON object, path in the source -> sha256 of each file read",
+        ),
+        ("source_tool_version", "string", "imported trials: version of the tool, when known"),
         *(
             (count_column(t), "int64", f"rows in `{t}/<trial_id>.parquet`, set by the store")
             for t in DATA_TABLES
