@@ -85,7 +85,9 @@ def read_delimited(path: Path) -> pl.DataFrame:
     try:
         frame = pl.read_csv(path, separator=sep, infer_schema=False, null_values=["", "NA", "nan"])
     except (pl.exceptions.ComputeError, OSError) as exc:
-        raise located(path, None, None, f"unreadable as a {sep!r}-separated table ({exc})")
+        raise located(
+            path, None, None, f"unreadable as a {sep!r}-separated table ({exc})"
+        ) from None
     return with_lines(frame, path)
 
 
@@ -112,7 +114,7 @@ def conform_frame(table: str, frame: pl.DataFrame, keep: Sequence[str] = ()) -> 
 
 
 def cast_number(frame: pl.DataFrame, source: str, target: str) -> pl.DataFrame:
-    """Cast text column ``source`` into float ``target``; a value that is not a number is located."""
+    """Cast column ``source`` into float ``target``; a value that is not a number is located."""
     column = frame.get_column(source)
     if column.dtype.is_numeric() or column.dtype == pl.Null:
         return frame.with_columns(column.cast(pl.Float64).alias(target))
@@ -226,9 +228,9 @@ class Participants:
         """(``frame`` with ``site``/``scanner``/``subject_id`` filled from the table, rows that
         found no participant row). ``on``: ``subject_id``, or ``sample_id`` for case ids."""
         keys = [on]
-        if on == "subject_id" and "session_id" in self.frame.columns:
-            if "session_id" in frame.columns and frame["session_id"].null_count() == 0:
-                keys.append("session_id")
+        sessions = "session_id" in frame.columns and frame["session_id"].null_count() == 0
+        if on == "subject_id" and "session_id" in self.frame.columns and sessions:
+            keys.append("session_id")
         wanted = [c for c in ("subject_id", "session_id", "site", "scanner") if c not in keys]
         info = self.frame.select(*keys, *[c for c in wanted if c in self.frame.columns]).unique(
             subset=keys, keep="first"

@@ -76,9 +76,11 @@ def _resolve_mapping(frame: pl.DataFrame, mapping: Mapping[str, str], path: Path
         for name in names:
             if name not in columns:
                 raise located(
-                    path, 1, name, f"mapping {target}={source}: no such column"
-                    + did_you_mean(name, columns)
-                )  # fmt: skip
+                    path,
+                    1,
+                    name,
+                    f"mapping {target}={source}: no such column" + did_you_mean(name, columns),
+                )
         resolved[target] = names if target == "probs" else source
     for target in TARGETS:
         implicit = target in columns and frame.get_column(target).null_count() < frame.height
@@ -111,9 +113,11 @@ def _labels(
         i = int(unknown.arg_max() or 0)
         hint = "" if labels else " (give --labels NAME=INDEX,... for text labels)"
         raise located(
-            frame[FILE][i], frame[LINE][i], source,
+            frame[FILE][i],
+            frame[LINE][i],
+            source,
             f"unknown label {text[i]!r}; the labels are {allowed}{hint}",
-        )  # fmt: skip
+        )
     return codes
 
 
@@ -146,9 +150,12 @@ def read_table_source(
     notes: list[str] = []
     if "subject_id" not in resolved:
         raise located(
-            file, 1, None, "no subject column: map one with subject_id=COLUMN"
-            + did_you_mean("subject_id", frame.columns[:-2])
-        )  # fmt: skip
+            file,
+            1,
+            None,
+            "no subject column: map one with subject_id=COLUMN"
+            + did_you_mean("subject_id", frame.columns[:-2]),
+        )
     if kind != "segmentation" and "y_true" not in resolved:
         raise located(file, 1, None, "no label column: map one with y_true=COLUMN")
     out = frame.select(FILE, LINE)
@@ -171,8 +178,9 @@ def read_table_source(
         out = out.with_columns(frame.get_column(probs[0]).cast(pl.List(pl.Float64)).alias("probs"))
     elif probs:
         for i, source in enumerate(resolved["probs"]):
-            out = cast_number(out.with_columns(frame.get_column(source).alias(f"_p{i}")),
-                              f"_p{i}", f"_p{i}")  # fmt: skip
+            out = cast_number(
+                out.with_columns(frame.get_column(source).alias(f"_p{i}")), f"_p{i}", f"_p{i}"
+            )
         out = out.with_columns(
             pl.concat_list([f"_p{i}" for i in range(len(resolved["probs"]))]).alias("probs")
         ).drop([f"_p{i}" for i in range(len(resolved["probs"]))])
@@ -202,9 +210,11 @@ def read_table_source(
         if bad.any():
             i = int(bad.arg_max() or 0)
             raise located(
-                out[FILE][i], out[LINE][i], resolved["split"],
+                out[FILE][i],
+                out[LINE][i],
+                resolved["split"],
                 f"split {roles[i]!r} is not one of {sorted(_ROLES)}",
-            )  # fmt: skip
+            )
         out = out.with_columns(split=mapped)
     else:
         out = out.with_columns(split=pl.lit("test"))
@@ -215,10 +225,19 @@ def read_table_source(
         dataset, model, protocol, fold, seed = key
         splits = None
         if has_roles:
-            splits = part.filter(pl.col("perturbation") == "none").select(
-                "sample_id", "subject_id", "session_id", "site", pl.col("split").alias("role"),
-                FILE, LINE,
-            ).unique(subset=["sample_id", "role"], keep="first", maintain_order=True)  # fmt: skip
+            splits = (
+                part.filter(pl.col("perturbation") == "none")
+                .select(
+                    "sample_id",
+                    "subject_id",
+                    "session_id",
+                    "site",
+                    pl.col("split").alias("role"),
+                    FILE,
+                    LINE,
+                )
+                .unique(subset=["sample_id", "role"], keep="first", maintain_order=True)
+            )
         trials.append(
             ImportedTrial(
                 model=str(model),

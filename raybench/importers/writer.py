@@ -11,8 +11,10 @@ identity inside the source (model, dataset, fold, seed, data group or label), so
   ``replace=True``, which removes the trials of the earlier import and commits the new ones.
 
 The directory also gets ``import.json`` (format, source, mapping, files and their hashes, tool
-version, trial ids): the provenance of the whole import, written before the trials so that an
-interrupted import is recognised. A directory written by ``raybench run`` (or holding trials of
+version, trial ids, hierarchy): the provenance of the whole import, written before the trials so
+that an interrupted import is recognised; and a ``suite.yaml`` that holds only
+``analysis.hierarchy`` (where ``raybench analyze`` reads it): ``site, subject_id`` when every
+prediction has a site, else ``subject_id``, since a null site cannot be resampled. A directory written by ``raybench run`` (or holding trials of
 unknown origin) is never imported into.
 """
 
@@ -26,6 +28,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+from raybench_analysis.vocabulary import DEFAULT_HIERARCHY
 
 from raybench.errors import ResultsError
 from raybench.importers.base import ImportedTrial, ImportSource
@@ -37,6 +40,9 @@ __all__ = ["IMPORT_FILE", "ImportReport", "trial_id", "write_import"]
 
 #: The provenance file of an imported results directory.
 IMPORT_FILE = "import.json"
+
+#: The analysis settings of an import (``analysis.hierarchy``), where ``raybench analyze`` looks.
+SETTINGS_FILE = "suite.yaml"
 
 #: Bumped when what goes into an imported trial's id changes meaning.
 IMPORT_ID_VERSION = 1
@@ -80,7 +86,9 @@ def trial_id(source: ImportSource, trial: ImportedTrial) -> str:
     return content_hash(payload, 16)
 
 
-def _tables(source: ImportSource, trial: ImportedTrial, tid: str, prov: dict) -> dict[str, pa.Table]:
+def _tables(
+    source: ImportSource, trial: ImportedTrial, tid: str, prov: dict[str, Any]
+) -> dict[str, pa.Table]:
     """The contract tables of one imported trial, ready for :meth:`ResultStore.commit`."""
     trial_cols = {
         "trial_id": tid,
@@ -90,9 +98,7 @@ def _tables(source: ImportSource, trial: ImportedTrial, tid: str, prov: dict) ->
         "outer_fold": trial.outer_fold,
         "seed": trial.seed,
     }
-    pred = trial.predictions.with_columns(
-        pl.lit(v).alias(k) for k, v in trial_cols.items()
-    )
+    pred = trial.predictions.with_columns(pl.lit(v).alias(k) for k, v in trial_cols.items())
     tables: dict[str, pa.Table] = {"predictions": _arrow("predictions", pred)}
     if trial.splits is not None:
         splits = trial.splits.with_columns(trial_id=pl.lit(tid))
@@ -145,7 +151,31 @@ def _manifest(source: ImportSource, ids: Sequence[str]) -> dict[str, Any]:
         "files": source.files,
         "source_hash": content_hash(source.files),
         "trial_ids": sorted(ids),
+        "hierarchy": hierarchy(source),
     }
+
+
+def hierarchy(source: ImportSource) -> list[str]:
+    """The resampling levels of the imported data: ``site, subject_id`` when every prediction
+    has a site, else ``subject_id`` alone (a null site cannot be resampled)."""
+    sites = all(
+        t.predictions.get_column("site").null_count() == 0
+        for t in source.trials
+        if "site" in t.predictions.columns
+    )
+    known = sites and all("site" in t.predictions.columns for t in source.trials)
+    return [lvl for lvl in DEFAULT_HIERARCHY if known or lvl != "site"]
+
+
+def _analysis_settings(source: ImportSource, manifest: dict[str, Any]) -> bytes:
+    """The ``suite.yaml`` of an import: only the analysis hierarchy ``raybench analyze`` reads."""
+    levels = ", ".join(manifest["hierarchy"])
+    return (
+        "# Written by `raybench import` (docs/import.md); not a runnable suite. It holds only the\n"
+        "# analysis hierarchy `raybench analyze` reads; the provenance is in import.json.\n"
+        f"name: {json.dumps(f'import-{source.format}')}\n"
+        f"analysis:\n  hierarchy: [{levels}]\n"
+    ).encode()
 
 
 def _remove_trial(store: ResultStore, tid: str) -> None:
@@ -183,7 +213,7 @@ def write_import(
         raw = store.read_file(IMPORT_FILE)
         inv = store.inventory()
         present = set(inv.committed) | set(inv.damaged)
-        if raw is None and (present or store.read_file("suite.yaml") is not None):
+        if raw is None and (present or store.read_file(SETTINGS_FILE) is not None):
             raise ResultsError(
                 f"results directory {store.root!r} holds a raybench run (or trials of unknown "
                 "origin) and no import.json: import into a new directory; comparing imported "
@@ -191,19 +221,22 @@ def write_import(
             )
         previous = json.loads(raw.decode()) if raw is not None else None
         stale = present - set(ids)
-        if previous is not None and (stale or previous.get("trial_ids") != manifest["trial_ids"]):
-            if not replace:
-                why = _changed_files(previous.get("files", {}), manifest["files"])
-                if previous.get("format") != source.format:
-                    why = f"it holds a {previous.get('format')!r} import"
-                raise ResultsError(
-                    f"results directory {store.root!r} holds an earlier import of "
-                    f"{previous.get('source')!r} that differs from this one ({why}). Pass "
-                    "--replace to remove the earlier trials and import this source, or give "
-                    "another --results directory."
-                )
+        changed = previous is not None and previous.get("trial_ids") != manifest["trial_ids"]
+        if previous is not None and (changed or stale) and not replace:
+            why = _changed_files(previous.get("files", {}), manifest["files"])
+            if previous.get("format") != source.format:
+                why = f"it holds a {previous.get('format')!r} import"
+            raise ResultsError(
+                f"results directory {store.root!r} holds an earlier import of "
+                f"{previous.get('source')!r} that differs from this one ({why}). Pass "
+                "--replace to remove the earlier trials and import this source, or give "
+                "another --results directory."
+            )
         if raw is None or json.loads(raw.decode()) != manifest:
             store.write_file(IMPORT_FILE, json.dumps(manifest, indent=2, sort_keys=True).encode())
+        settings = _analysis_settings(source, manifest)
+        if store.read_file(SETTINGS_FILE) != settings:
+            store.write_file(SETTINGS_FILE, settings)
         for tid in sorted(stale):
             _remove_trial(store, tid)
         prov = collect_provenance()
