@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from raybench.cli import analyze, data, plan, run, status, validate
+from raybench.cli import analyze, data, import_, plan, run, status, validate
 
 app = typer.Typer(
     name="raybench",
@@ -18,5 +18,5 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for _module in (validate, data, plan, run, status, analyze):
+for _module in (validate, data, plan, run, status, analyze, import_):
     _module.register(app)

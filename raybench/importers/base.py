@@ -29,6 +29,7 @@ __all__ = [
     "LINE",
     "ImportSource",
     "ImportedTrial",
+    "JoinNotes",
     "Participants",
     "SourceError",
     "check_source",
@@ -345,23 +346,41 @@ def hash_files(paths: Iterable[Path], root: Path) -> dict[str, str]:
     return {relative(p, root): sha256_file(p) for p in sorted(set(paths))}
 
 
-def with_participants(
-    frame: pl.DataFrame, participants: Participants | None, on: str, notes: list[str], what: str
-) -> pl.DataFrame:
-    """Join ``frame`` to ``participants`` (when given) and note the rows that found no row."""
-    if participants is None:
-        return frame
-    joined, unjoined = participants.join(frame, on=on)
-    if unjoined.height:
-        examples = ", ".join(
-            f"{f} line {n} ({k})"
-            for f, n, k in unjoined.select(FILE, LINE, on).unique().sort(FILE, LINE).rows()[:5]
-        )
-        notes.append(
-            f"{unjoined.height} {what} row(s) found no row in {participants.path} by {on} "
-            f"(site/scanner left empty), e.g. {examples}"
-        )
-    return joined
+class JoinNotes:
+    """Rows that found no participant row, gathered over a whole import into one note per kind.
+
+    An importer joins many files (one per fold, selection and data group) that list the same
+    subjects; one note per kind of row, naming the subjects and a first location, reads better
+    than one per file.
+    """
+
+    def __init__(self, participants: Participants | None) -> None:
+        self.participants = participants
+        self._missing: dict[str, tuple[set[str], str]] = {}
+
+    def join(self, frame: pl.DataFrame, on: str, what: str) -> pl.DataFrame:
+        """``frame`` joined to the participants (when given); unjoined rows are remembered."""
+        if self.participants is None:
+            return frame
+        joined, unjoined = self.participants.join(frame, on=on)
+        if unjoined.height:
+            ids, where = self._missing.get(what, (set(), ""))
+            first = unjoined.select(FILE, LINE).row(0)
+            where = where or (f"{first[0]} line {first[1]}" if first[1] else str(first[0]))
+            self._missing[what] = (ids | set(unjoined.get_column(on).cast(pl.String)), where)
+        return joined
+
+    def notes(self) -> list[str]:
+        """One sentence per kind of row that found no participant row."""
+        out = []
+        for what, (ids, where) in self._missing.items():
+            shown = ", ".join(sorted(ids)[:5]) + (" ..." if len(ids) > 5 else "")
+            path = self.participants.path if self.participants is not None else "--participants"
+            out.append(
+                f"{len(ids)} {what}(s) found no row in {path} (site/scanner left empty): {shown}; "
+                f"first at {where}"
+            )
+        return out
 
 
 def constant_params(mapping: Mapping[str, Any]) -> dict[str, Any]:

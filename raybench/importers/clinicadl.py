@@ -36,6 +36,7 @@ from raybench.importers.base import (
     LINE,
     ImportedTrial,
     ImportSource,
+    JoinNotes,
     Participants,
     SourceError,
     cast_number,
@@ -44,7 +45,6 @@ from raybench.importers.base import (
     hash_files,
     located,
     read_delimited,
-    with_participants,
 )
 
 __all__ = ["read_maps"]
@@ -203,14 +203,12 @@ def _predictions(
     return out
 
 
-def _split_rows(
-    roles: list[pl.DataFrame], participants: Participants | None
-) -> pl.DataFrame | None:
+def _split_rows(roles: list[pl.DataFrame], joins: JoinNotes) -> pl.DataFrame | None:
     """The split rows of one trial (train, validation, test lists), sites joined when known."""
     if not roles:
         return None
     rows = pl.concat(roles, how="vertical_relaxed")
-    rows = with_participants(rows, participants, "subject_id", [], "split")
+    rows = joins.join(rows, "subject_id", "subject")
     return rows.select("sample_id", "subject_id", "session_id", "site", "role", FILE, LINE)
 
 
@@ -261,6 +259,7 @@ def read_maps(
         params["label_code"] = json.dumps(label_code, sort_keys=True)
         params["positive"] = positive or next(k for k, v in label_code.items() if v == 1)
     notes: list[str] = []
+    joins = JoinNotes(participants)
     splits = sorted(
         (int(m.group(2)), child)
         for child in maps.iterdir()
@@ -306,7 +305,7 @@ def read_maps(
                     perturbation=pl.lit("none"),
                     perturbation_type=pl.lit("none"),
                 )
-                preds = with_participants(preds, participants, "subject_id", notes, pred_path.name)
+                preds = joins.join(preds, "subject_id", "subject")
                 files = [params_path, pred_path, *(group_files.get((g, fold)) for g in GROUPS)]
                 trial_roles = list(roles)
                 if is_val and validation_as_test:
@@ -319,7 +318,7 @@ def read_maps(
                         files.append(data)
                     else:
                         notes.append(f"{data}: missing; the test group's own list is not checked")
-                split_rows = _split_rows(trial_roles, participants)
+                split_rows = _split_rows(trial_roles, joins)
                 if split_rows is not None:
                     listed = split_rows.filter(pl.col("role") != "train")
                     missing = preds.join(listed, on="sample_id", how="anti")
@@ -354,6 +353,7 @@ def read_maps(
                         val_score=val_score,
                     )
                 )
+    notes.extend(joins.notes())
     mapping = {
         "_name": name,
         "_dataset": dataset,

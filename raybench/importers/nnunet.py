@@ -35,12 +35,12 @@ from raybench.importers.base import (
     LINE,
     ImportedTrial,
     ImportSource,
+    JoinNotes,
     Participants,
     SourceError,
     constant_params,
     hash_files,
     located,
-    with_participants,
 )
 
 __all__ = ["read_nnunet"]
@@ -156,6 +156,7 @@ def read_nnunet(
     root = Path(path)
     folders = _trainer_folders(root)
     notes: list[str] = []
+    joins = JoinNotes(participants)
     trials: list[ImportedTrial] = []
     for folder in folders:
         dataset_json_path = folder / "dataset.json"
@@ -205,8 +206,7 @@ def read_nnunet(
                 },
             )
             frame = frame.with_columns(subject_id=pl.col("sample_id"))
-            what = f"{folder.name} fold {fold} case"
-            frame = with_participants(frame, participants, _join_key(participants), notes, what)
+            frame = joins.join(frame, _join_key(participants), "case")
             undefined = frame.filter(pl.col("dice").is_null())
             if undefined.height:
                 notes.append(
@@ -218,7 +218,7 @@ def read_nnunet(
             if split_file is not None:
                 role_rows = _split_rows(split_file, fold)
                 files.append(split_file)
-                role_rows = _roles_with_subjects(role_rows, participants, notes)
+                role_rows = _roles_with_subjects(role_rows, joins)
                 tested = role_rows.filter(pl.col("role") == "test")
                 extra = frame.join(tested, on="sample_id", how="anti")
                 if extra.height:
@@ -254,6 +254,7 @@ def read_nnunet(
                         columns={"dice": "Dice", "subject_id": "case (prediction_file)"},
                     )
                 )
+    notes.extend(joins.notes())
     mapping = {"_dataset": dataset, "_name": name, "_splits": str(splits) if splits else None}
     return ImportSource("nnunet", root.resolve(), trials, mapping, None, notes)
 
@@ -265,14 +266,10 @@ def _join_key(participants: Participants | None) -> str:
     return "subject_id"
 
 
-def _roles_with_subjects(
-    roles: pl.DataFrame, participants: Participants | None, notes: list[str]
-) -> pl.DataFrame:
+def _roles_with_subjects(roles: pl.DataFrame, joins: JoinNotes) -> pl.DataFrame:
     """The split file's rows with each case's subject (and site), from participants when given."""
     frame = roles.with_columns(subject_id=pl.col("sample_id"))
-    if participants is not None:
-        on = _join_key(participants)
-        frame = with_participants(frame, participants, on, notes, "splits_final.json case")
+    frame = joins.join(frame, _join_key(joins.participants), "case")
     for column in ("session_id", "site"):
         if column not in frame.columns:
             frame = frame.with_columns(pl.lit(None, pl.String).alias(column))

@@ -28,6 +28,7 @@ from raybench.importers.base import (
     LINE,
     ImportedTrial,
     ImportSource,
+    JoinNotes,
     Participants,
     SourceError,
     cast_number,
@@ -36,7 +37,6 @@ from raybench.importers.base import (
     located,
     read_delimited,
     with_lines,
-    with_participants,
 )
 
 __all__ = ["TARGETS", "read_table_source"]
@@ -218,7 +218,9 @@ def read_table_source(
         out = out.with_columns(split=mapped)
     else:
         out = out.with_columns(split=pl.lit("test"))
-    out = with_participants(out, participants, "subject_id", notes, "prediction")
+    joins = JoinNotes(participants)
+    out = joins.join(out, "subject_id", "subject")
+    notes.extend(joins.notes())
     files = hash_files([file], file.parent)
     trials = []
     for key, part in out.group_by(list(_TRIAL_KEYS), maintain_order=True):

@@ -14,8 +14,8 @@ The directory also gets ``import.json`` (format, source, mapping, files and thei
 version, trial ids, hierarchy): the provenance of the whole import, written before the trials so
 that an interrupted import is recognised; and a ``suite.yaml`` that holds only
 ``analysis.hierarchy`` (where ``raybench analyze`` reads it): ``site, subject_id`` when every
-prediction has a site, else ``subject_id``, since a null site cannot be resampled. A directory written by ``raybench run`` (or holding trials of
-unknown origin) is never imported into.
+prediction has a site, else ``subject_id``, since a null site cannot be resampled. A directory
+written by ``raybench run`` (or holding trials of unknown origin) is never imported into.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class ImportReport:
     leakage: str
     notes: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
+    hierarchy: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict of the report."""
@@ -255,4 +256,5 @@ def write_import(
         leakage=leakage,
         notes=list(source.notes),
         models=sorted({t.model for t in source.trials}),
+        hierarchy=manifest["hierarchy"],
     )
