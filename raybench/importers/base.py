@@ -114,8 +114,11 @@ def conform_frame(table: str, frame: pl.DataFrame, keep: Sequence[str] = ()) -> 
     return frame.select(*columns, *[c for c in keep if c in frame.columns])
 
 
-def cast_number(frame: pl.DataFrame, source: str, target: str) -> pl.DataFrame:
-    """Cast column ``source`` into float ``target``; a value that is not a number is located."""
+def cast_number(
+    frame: pl.DataFrame, source: str, target: str, label: str | None = None
+) -> pl.DataFrame:
+    """Cast column ``source`` into float ``target``; a value that is not a number is located
+    (named ``label``, the column's name in the source file, default ``source``)."""
     column = frame.get_column(source)
     if column.dtype.is_numeric() or column.dtype == pl.Null:
         return frame.with_columns(column.cast(pl.Float64).alias(target))
@@ -125,7 +128,7 @@ def cast_number(frame: pl.DataFrame, source: str, target: str) -> pl.DataFrame:
     if bad.any():
         i = int(bad.arg_max() or 0)
         raise located(
-            frame[FILE][i], frame[LINE][i], source, f"{as_text[i]!r} is not a number ({target})"
+            frame[FILE][i], frame[LINE][i], label or source, f"{as_text[i]!r} is not a number"
         )
     return frame.with_columns(values.alias(target))
 

@@ -172,14 +172,17 @@ def read_table_source(
                 _labels(out, target, resolved[target], labels, n_classes).alias(target)
             )
         else:
-            out = cast_number(out.rename({target: "_text"}), "_text", target).drop("_text")
+            out = cast_number(out, target, target, resolved[target])
     probs = resolved.get("probs")
     if probs and len(probs) == 1 and isinstance(frame.schema[probs[0]], pl.List):
         out = out.with_columns(frame.get_column(probs[0]).cast(pl.List(pl.Float64)).alias("probs"))
     elif probs:
         for i, source in enumerate(resolved["probs"]):
             out = cast_number(
-                out.with_columns(frame.get_column(source).alias(f"_p{i}")), f"_p{i}", f"_p{i}"
+                out.with_columns(frame.get_column(source).alias(f"_p{i}")),
+                f"_p{i}",
+                f"_p{i}",
+                source,
             )
         out = out.with_columns(
             pl.concat_list([f"_p{i}" for i in range(len(resolved["probs"]))]).alias("probs")
@@ -195,6 +198,8 @@ def read_table_source(
     for column in ("sample_id", "session_id", "scanner", "site", "subject_id", "perturbation"):
         if column in out.columns:
             out = out.with_columns(pl.col(column).cast(pl.String))
+        elif column in ("session_id", "scanner", "site"):
+            out = out.with_columns(pl.lit(None, pl.String).alias(column))
     if "sample_id" not in out.columns:
         session = pl.col("session_id") if "session_id" in out.columns else pl.lit("")
         out = out.with_columns(
@@ -274,7 +279,7 @@ def _fill_keys(
     for key in _TRIAL_KEYS:
         if key in resolved:
             if key in ("outer_fold", "seed"):
-                out = cast_number(out.rename({key: "_text"}), "_text", key).drop("_text")
+                out = cast_number(out, key, key, resolved[key])
                 out = out.with_columns(pl.col(key).cast(pl.Int64))
             else:
                 out = out.with_columns(pl.col(key).cast(pl.String))
