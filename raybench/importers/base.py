@@ -328,7 +328,8 @@ def check_source(source: ImportSource) -> str:
         )
         raise LeakageError(
             f"subject {first['subject_id']!r} is in both {first['roles'].replace(',', ' and ')} "
-            f"of one split ({trial.label()}): {where}. {leaks.height} (trial, subject) pair(s) leak in all. "
+            f"of one split ({trial.label()}): {where}. {leaks.height} (trial, subject) pair(s) "
+            "leak in all. "
             "The source's own split files say these models were tested on subjects they were "
             "trained on; fix the splits (split by subject, not by image or case) and retrain."
         )
