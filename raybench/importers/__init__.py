@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from raybench.importers.base import ImportSource, Participants, SourceError, check_source
+from raybench.importers.base import (
+    ImportSource,
+    Participants,
+    SourceError,
+    check_source,
+    sha256_file,
+)
 from raybench.importers.writer import IMPORT_FILE, ImportReport, write_import
 
 __all__ = ["FORMATS", "IMPORT_FILE", "ImportReport", "SourceError", "import_results", "read_source"]
@@ -38,18 +44,17 @@ def read_source(
     opts = dict(options or {})
     table = Participants.read(participants) if participants is not None else None
     if fmt == "table":
-        from raybench.importers.table import read_table_source
-
-        return read_table_source(source, participants=table, name=name, **opts)
-    if fmt == "clinicadl":
-        from raybench.importers.clinicadl import read_maps
-
-        return read_maps(source, participants=table, name=name, **opts)
-    if fmt == "nnunet":
-        from raybench.importers.nnunet import read_nnunet
-
-        return read_nnunet(source, participants=table, name=name, **opts)
-    raise SourceError(f"import format {fmt!r} is not one of {list(FORMATS)}")
+        from raybench.importers.table import read_table_source as reader
+    elif fmt == "clinicadl":
+        from raybench.importers.clinicadl import read_maps as reader
+    elif fmt == "nnunet":
+        from raybench.importers.nnunet import read_nnunet as reader
+    else:
+        raise SourceError(f"import format {fmt!r} is not one of {list(FORMATS)}")
+    read = reader(source, participants=table, name=name, **opts)
+    if table is not None:  # sites come from it: a changed participants table is a changed import
+        read.mapping["_participants"] = {table.path.name: sha256_file(table.path)}
+    return read
 
 
 def import_results(

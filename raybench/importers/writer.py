@@ -31,7 +31,7 @@ import pyarrow as pa
 from raybench_analysis.vocabulary import DEFAULT_HIERARCHY
 
 from raybench.errors import ResultsError
-from raybench.importers.base import ImportedTrial, ImportSource
+from raybench.importers.base import ImportedTrial, ImportSource, conform_frame
 from raybench.plan.ids import content_hash
 from raybench.store import ResultStore, collect_provenance, table_from_rows
 from raybench.store.schemas import TABLES, conform
@@ -138,8 +138,6 @@ def _tables(
 
 def _arrow(table: str, frame: pl.DataFrame) -> pa.Table:
     """``frame``'s contract columns as the store's arrow table (extra columns dropped)."""
-    from raybench.importers.base import conform_frame
-
     return conform(table, conform_frame(table, frame).to_arrow())
 
 

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from raybench_analysis import load
 
-from raybench.errors import LeakageError
+from raybench.errors import LeakageError, ResultsError
 from raybench.importers import SourceError, import_results
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nnunet"
@@ -100,3 +100,15 @@ def test_without_split_file_leakage_is_not_checkable(dataset: Path, tmp_path: Pa
         "nn:nnUNetTrainer__nnUNetPlans__3d_fullres",
     ]
     assert report.hierarchy == ["subject_id"]
+
+
+def test_a_changed_participants_table_is_a_changed_import(tmp_path: Path) -> None:
+    table = tmp_path / "participants.tsv"
+    shutil.copy(PARTICIPANTS, table)
+    import_results("nnunet", FULLRES, tmp_path / "out", participants=table)
+    table.write_text(table.read_text().replace("site-B", "site-C"))
+    with pytest.raises(ResultsError, match="the mapping or options changed"):
+        import_results("nnunet", FULLRES, tmp_path / "out", participants=table)
+    report = import_results("nnunet", FULLRES, tmp_path / "out", participants=table, replace=True)
+    assert report.removed == report.committed == 4
+    assert "site-C" in set(load(tmp_path / "out").predictions.collect()["site"])
