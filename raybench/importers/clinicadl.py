@@ -130,7 +130,7 @@ def _epochs(path: Path, metric: str) -> tuple[pl.DataFrame | None, int | None, f
         seconds.alias("seconds"),
     )
     values = last.get_column(f"{metric}_valid")
-    best = values.arg_min() if metric in LOWER_IS_BETTER or metric == "MAE" else values.arg_max()
+    best = values.arg_min() if metric.lower() in LOWER_IS_BETTER else values.arg_max()
     if best is None:
         return None, None, None
     epochs = pl.concat([train, val], how="diagonal_relaxed").sort("epoch", "split")
@@ -257,6 +257,7 @@ def read_maps(
     params = constant_params({k: parameters[k] for k in _PARAMS if k in parameters})
     if task == "classification":
         params["label_code"] = json.dumps(label_code, sort_keys=True)
+    if task == "classification" and len(label_code) == 2:
         params["positive"] = positive or next(k for k, v in label_code.items() if v == 1)
     notes: list[str] = []
     joins = JoinNotes(participants)
@@ -298,6 +299,9 @@ def read_maps(
                     notes.append(f"{group_dir}: no {pred_path.name}; group skipped")
                     continue
                 preds = _predictions(pred_path, task, label_code, positive)
+                if preds.height == 0:
+                    notes.append(f"{pred_path}: no rows; group skipped")
+                    continue
                 is_val = group == "validation"
                 split_value = "test" if (not is_val or validation_as_test) else "val"
                 preds = preds.with_columns(

@@ -156,8 +156,14 @@ def read_table_source(
             "no subject column: map one with subject_id=COLUMN"
             + did_you_mean("subject_id", frame.columns[:-2]),
         )
-    if kind != "segmentation" and "y_true" not in resolved:
-        raise located(file, 1, None, "no label column: map one with y_true=COLUMN")
+    needed = {"classification": ("y_true",), "regression": ("y_true", "y_pred"),
+              "segmentation": ("dice",)}[kind]  # fmt: skip
+    for target in needed:
+        if target not in resolved:
+            raise located(
+                file, 1, None, f"{kind}: no {target} column: map one with {target}=COLUMN"
+                + did_you_mean(target, frame.columns[:-2])
+            )  # fmt: skip
     out = frame.select(FILE, LINE)
     for target, source in resolved.items():
         if target == "probs":
