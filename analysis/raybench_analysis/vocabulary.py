@@ -28,6 +28,7 @@ __all__ = [
     "PERTURBATION_PARAMS",
     "SAMPLE_UNIT",
     "SCHEDULERS",
+    "SEARCHABLE_TRAINING_KEYS",
     "SELECTION_METRICS",
     "SPLIT_STRATEGIES",
     "STRATIFY_COLUMNS",
@@ -122,6 +123,16 @@ STRATIFY_COLUMNS: Final[tuple[str, ...]] = ("label", "site", "scanner")
 #: Optimizers and learning-rate schedules of the training loop.
 OPTIMIZERS: Final[tuple[str, ...]] = ("adam", "adamw", "sgd")
 SCHEDULERS: Final[tuple[str, ...]] = ("none", "cosine", "step")
+
+#: Keys of a suite's ``training`` that may hold a search space (a list of candidates), in the order
+#: a search grid is expanded (this order fixes the order of search points and of their trials).
+SEARCHABLE_TRAINING_KEYS: Final[tuple[str, ...]] = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "weight_decay",
+)
 
 #: W&B modes (``offline`` is the default: nothing leaves the machine unless asked).
 WANDB_MODES: Final[tuple[str, ...]] = ("offline", "online", "disabled")

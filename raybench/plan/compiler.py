@@ -22,12 +22,15 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
+from raybench_analysis.vocabulary import PERTURBATION_PARAMS, SEARCHABLE_TRAINING_KEYS
 
 from raybench.data.cohort import Cohort
 from raybench.errors import DataError, RaybenchError, SuiteError
+from raybench.plan.config import PerturbationLevel, TrialConfig
 from raybench.plan.ids import config_digest, ids_digest, trial_id
 from raybench.plan.spec import Plan, Stage, TrialSpec
 from raybench.splits import (
@@ -38,10 +41,8 @@ from raybench.splits import (
     splitter_from_protocol,
     unit_map,
 )
-from raybench.suite.schema import PERTURBATION_PARAMS
 
 __all__ = [
-    "SEARCHABLE_TRAINING_KEYS",
     "apply_point",
     "base_config",
     "compile_suite",
@@ -49,23 +50,6 @@ __all__ = [
     "expand_search_space",
     "split_seed",
 ]
-
-#: Training keys that may hold a search space, in the order points are expanded.
-SEARCHABLE_TRAINING_KEYS: tuple[str, ...] = (
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "lr",
-    "weight_decay",
-)
-
-
-DEFAULT_METRICS: dict[str, list[str]] = {
-    "classification": ["auc"],
-    "regression": ["mae"],
-    "segmentation": ["dice"],
-}
-
 
 # --------------------------------------------------------------------------- search spaces
 
@@ -157,15 +141,15 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def expand_perturbations(perturbations: Sequence[Any]) -> list[dict[str, Any]]:
-    """One entry per perturbation level, with a readable id such as ``gaussian_noise(std=0.1)``.
+def expand_perturbations(perturbations: Sequence[Any]) -> list[PerturbationLevel]:
+    """One level per perturbation value, with a readable id such as ``gaussian_noise(std=0.1)``.
 
     >>> from raybench.suite.schema import Perturbation
-    >>> [p["id"] for p in expand_perturbations([Perturbation(type="gaussian_noise",
-    ...                                                      std=[0.05, 0.1])])]
+    >>> [p.id for p in expand_perturbations([Perturbation(type="gaussian_noise",
+    ...                                                  std=[0.05, 0.1])])]
     ['gaussian_noise(std=0.05)', 'gaussian_noise(std=0.1)']
     """
-    out: list[dict[str, Any]] = []
+    out: list[PerturbationLevel] = []
     for i, pert in enumerate(perturbations):
         fields = pert.model_dump(exclude={"type"}, exclude_none=True)
         names = list(fields)
@@ -176,14 +160,14 @@ def expand_perturbations(perturbations: Sequence[Any]) -> list[dict[str, Any]]:
             main = PERTURBATION_PARAMS.get(pert.type)
             severity = params.get(main) if main in params else next(iter(params.values()), None)
             out.append(
-                {
-                    "id": f"{pert.type}({inner})",
-                    "type": pert.type,
-                    "severity": None if severity is None else float(severity),
-                    "params": params,
-                }
+                PerturbationLevel(
+                    id=f"{pert.type}({inner})",
+                    type=pert.type,
+                    severity=None if severity is None else float(severity),
+                    params=params,
+                )
             )
-    ids = [p["id"] for p in out]
+    ids = [p.id for p in out]
     dupes = sorted({x for x in ids if ids.count(x) > 1})
     if dupes:
         raise SuiteError(f"evaluation.perturbations: {dupes} listed twice; list each level once.")
@@ -207,52 +191,23 @@ def _classes(task: Any, table: pl.DataFrame, dataset: str) -> list[str] | None:
 
 
 def base_config(suite: Any, model: Any, classes: list[str] | None) -> dict[str, Any]:
-    """The trial config of ``model`` (docs/architecture.md), searched keys left ``None``.
+    """The trial config of ``model`` (:class:`~raybench.plan.config.TrialConfig` as a dict).
 
     Keys that are searched for this model are ``None`` until :func:`apply_point` sets them; keys
     with a single value hold it.
     """
-    t = suite.training
-    searched = set(_searched_keys(model, t))
-    training: dict[str, Any] = {
-        "epochs": None,
-        "batch_size": None,
-        "optimizer": None,
-        "lr": None,
-        "weight_decay": None,
-        "scheduler": t.scheduler,
-        "early_stopping": t.early_stopping.model_dump() if t.early_stopping else None,
-        "amp": t.amp,
-        "num_workers": t.num_workers,
-    }
-    params: dict[str, Any] = {}
-    for key, values in _dimensions(model, t):
-        value = None if key in searched else values[0]
-        if key.startswith("model."):
-            params[key[len("model.") :]] = value
-        else:
-            training[key] = value
-    ev = suite.evaluation
-    wandb = suite.tracking.wandb
-    return {
-        "task": {
-            "type": suite.task.type,
-            "label": suite.task.label,
-            "positive": suite.task.positive,
-            "classes": classes,
-        },
-        "model": {"arch": model.arch, "params": params},
-        "training": training,
-        "evaluation": {
-            "metrics": list(ev.metrics) or DEFAULT_METRICS[suite.task.type],
-            "selection_metric": ev.selection_metric,
-            "perturbations": expand_perturbations(ev.perturbations),
-        },
-        "resources": suite.resources.model_dump(),
-        "plugins": {model.arch: suite.plugins[model.arch]} if model.arch in suite.plugins else {},
-        "suite": suite.name,
-        "wandb": wandb.model_dump() if wandb is not None else None,
-    }
+    searched = set(_searched_keys(model, suite.training))
+    single = {k: None if k in searched else v[0] for k, v in _dimensions(model, suite.training)}
+    prefix = "model."
+    config = TrialConfig.from_suite(
+        suite,
+        model,
+        classes,
+        params={k[len(prefix) :]: v for k, v in single.items() if k.startswith(prefix)},
+        searchable={k: v for k, v in single.items() if not k.startswith(prefix)},
+        perturbations=expand_perturbations(suite.evaluation.perturbations),
+    )
+    return config.to_dict()
 
 
 # --------------------------------------------------------------------------- splits
@@ -359,9 +314,39 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
     exist: only the table and fingerprint are read). Raises :class:`SuiteError` for inconsistent
     settings, :class:`DataError` when a cohort cannot be split as asked, :class:`LeakageError` if a
     split ever puts a subject on both sides.
+
+    The steps: the search space of each model (:func:`_search_spaces`); per dataset, its cohort
+    table, classes and folds (:func:`_dataset_splits`); per model, its configs (:class:`_Configs`);
+    then one refit per protocol × outer fold × seed, preceded by its search trials
+    (:func:`_fold_trials`), collected without duplicates (:class:`_Trials`).
     """
     seed0 = split_seed(suite)
     protocols = _protocols(suite)
+    spaces = _search_spaces(suite)
+    trials = _Trials()
+    meta_folds: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for ds in suite.datasets:
+        table, fp = _cohort_table(suite, ds.name, cohorts)
+        classes = _classes(suite.task, table, ds.name)
+        split_sets = _dataset_splits(suite, ds.name, protocols, table, seed0)
+        meta_folds[ds.name] = _fold_meta(split_sets)
+        for model, points in spaces:
+            configs = _Configs.of(suite, model, points, classes)
+            for pname, splits in split_sets:
+                for sp in splits:
+                    for seed in suite.seeds:
+                        slot = _Slot(ds.name, model.name, pname, sp.outer.index, seed, fp)
+                        for spec in _fold_trials(slot, sp, configs):
+                            trials.add(spec)
+    trials.warn_coincident()
+    return _plan(suite, cohorts, trials, seed0, meta_folds)
+
+
+# --------------------------------------------------------------------------- compile steps
+
+
+def _search_spaces(suite: Any) -> list[tuple[Any, list[dict[str, Any]]]]:
+    """Each model with its search points; a search without an inner protocol is an error."""
     spaces = []
     for model in suite.models:
         points = expand_search_space(model, suite.training)
@@ -373,183 +358,248 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
                 "for selection. Add validation.inner (e.g. {strategy: group_holdout})."
             )
         spaces.append((model, points))
+    return spaces
 
-    search: list[TrialSpec] = []
-    refit: list[TrialSpec] = []
-    seen: dict[str, TrialSpec] = {}
-    coincident: list[tuple[TrialSpec, TrialSpec]] = []
-    meta_folds: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for ds in suite.datasets:
-        if ds.name not in cohorts:
-            raise DataError(
-                f"dataset {ds.name!r} has no cohort (got {sorted(cohorts)}); load every dataset "
-                "of the suite before compiling."
-            )
-        cohort = cohorts[ds.name]
-        table, fp = cohort.table, cohort.fingerprint
-        if suite.task.label not in table.columns:
-            raise DataError(
-                f"dataset {ds.name!r}: task.label={suite.task.label!r} is not a column of the "
-                f"cohort (columns: {table.columns}). Set task.label to the target column."
-            )
-        classes = _classes(suite.task, table, ds.name)
-        split_sets: list[tuple[str, list[_Split]]] = []
-        for pname, protocol in protocols:
-            where = _where(ds.name, pname)
-            try:
-                split_sets.append((pname, _splits(suite, ds.name, pname, protocol, table, seed0)))
-            except RaybenchError as exc:
-                if str(exc).startswith(where):
-                    raise
-                raise _located(exc, where) from None
-        meta_folds[ds.name] = {
-            pname: [
-                {
-                    "name": s.outer.name,
-                    "index": s.outer.index,
-                    "n_train": len(s.refit_roles[0]),
-                    "n_val": len(s.refit_roles[1]),
-                    "n_test": len(s.refit_roles[2]),
-                    "inner": len(s.inner),
-                }
-                for s in splits
-            ]
-            for pname, splits in split_sets
-        }
-        for model, points in spaces:
-            base = base_config(suite, model, classes)
-            searched = len(points) > 1
-            configs = [apply_point(base, p) for p in points]
-            hashes = [config_digest(c) for c in configs]
-            base_hash = config_digest(base)
-            for pname, splits in split_sets:
-                for sp in splits:
-                    for seed in suite.seeds:
-                        deps: list[str] = []
-                        if searched:
-                            for point, cfg, ch in zip(points, configs, hashes, strict=True):
-                                for inner, (tr, va) in zip(sp.inner, sp.inner_digests, strict=True):
-                                    tid = trial_id(
-                                        stage="search",
-                                        config_hash=ch,
-                                        data_fingerprint=fp,
-                                        train=tr,
-                                        val=va,
-                                        test=_EMPTY,
-                                        seed=seed,
-                                    )
-                                    deps.append(tid)
-                                    _add(
-                                        search,
-                                        seen,
-                                        coincident,
-                                        TrialSpec(
-                                            trial_id=tid,
-                                            stage="search",
-                                            dataset=ds.name,
-                                            model=model.name,
-                                            protocol=pname,
-                                            outer_fold=sp.outer.index,
-                                            inner_fold=inner.index,
-                                            seed=seed,
-                                            params=point,
-                                            candidates=(),
-                                            config=cfg,
-                                            train_ids=inner.train_ids,
-                                            val_ids=inner.test_ids,
-                                            test_ids=(),
-                                            config_hash=ch,
-                                            data_fingerprint=fp,
-                                        ),
-                                    )
-                        cfg, ch = (base, base_hash) if searched else (configs[0], hashes[0])
-                        tr, va, te = sp.refit_digests
-                        tid = trial_id(
-                            stage="refit",
-                            config_hash=ch,
-                            data_fingerprint=fp,
-                            train=tr,
-                            val=va,
-                            test=te,
-                            seed=seed,
-                            depends_on=deps,
-                        )
-                        _add(
-                            refit,
-                            seen,
-                            coincident,
-                            TrialSpec(
-                                trial_id=tid,
-                                stage="refit",
-                                dataset=ds.name,
-                                model=model.name,
-                                protocol=pname,
-                                outer_fold=sp.outer.index,
-                                inner_fold=None,
-                                seed=seed,
-                                params=None if searched else points[0],
-                                candidates=tuple(points) if searched else (),
-                                config=cfg,
-                                train_ids=sp.refit_roles[0],
-                                val_ids=sp.refit_roles[1],
-                                test_ids=sp.refit_roles[2],
-                                depends_on=tuple(deps),
-                                config_hash=ch,
-                                data_fingerprint=fp,
-                            ),
-                        )
-    if coincident:
-        warnings.warn(
-            f"{len(coincident)} trial(s) coincide with earlier trials of the same dataset and "
-            f"model: the same folds were drawn twice (e.g. by two repeats on a small cohort), so "
-            f"each is planned once; first: {_describe(coincident[0][1])} is "
-            f"{_describe(coincident[0][0])}. Use fewer repeats or more subjects.",
-            UserWarning,
-            stacklevel=2,
+
+def _cohort_table(
+    suite: Any, dataset: str, cohorts: Mapping[str, Cohort]
+) -> tuple[pl.DataFrame, str]:
+    """The table and fingerprint of ``dataset``'s cohort, which must hold the task's label."""
+    if dataset not in cohorts:
+        raise DataError(
+            f"dataset {dataset!r} has no cohort (got {sorted(cohorts)}); load every dataset "
+            "of the suite before compiling."
         )
-    stages: list[tuple[Stage, tuple[TrialSpec, ...]]] = []
-    if search:
-        stages.append(("search", tuple(search)))
-    stages.append(("refit", tuple(refit)))
-    meta = {
-        "split_seed": seed0,
-        "seeds": list(suite.seeds),
-        "data_fingerprints": {ds.name: cohorts[ds.name].fingerprint for ds in suite.datasets},
-        "folds": meta_folds,
-        "counts": {"search": len(search), "refit": len(refit)},
-        "coincident": [
-            {"trial_id": b.trial_id, "kept": _describe(a), "dropped": _describe(b)}
-            for a, b in coincident
-        ],
+    cohort = cohorts[dataset]
+    if suite.task.label not in cohort.table.columns:
+        raise DataError(
+            f"dataset {dataset!r}: task.label={suite.task.label!r} is not a column of the "
+            f"cohort (columns: {cohort.table.columns}). Set task.label to the target column."
+        )
+    return cohort.table, cohort.fingerprint
+
+
+def _dataset_splits(
+    suite: Any, dataset: str, protocols: list[tuple[str, Any]], table: pl.DataFrame, seed: int
+) -> list[tuple[str, list[_Split]]]:
+    """The folds of every protocol of ``dataset``, errors located at the protocol."""
+    split_sets = []
+    for pname, protocol in protocols:
+        where = _where(dataset, pname)
+        try:
+            split_sets.append((pname, _splits(suite, dataset, pname, protocol, table, seed)))
+        except RaybenchError as exc:
+            if str(exc).startswith(where):
+                raise
+            raise _located(exc, where) from None
+    return split_sets
+
+
+def _fold_meta(split_sets: list[tuple[str, list[_Split]]]) -> dict[str, list[dict[str, Any]]]:
+    """Fold names and sizes per protocol, for ``Plan.meta``."""
+    return {
+        pname: [
+            {
+                "name": s.outer.name,
+                "index": s.outer.index,
+                "n_train": len(s.refit_roles[0]),
+                "n_val": len(s.refit_roles[1]),
+                "n_test": len(s.refit_roles[2]),
+                "inner": len(s.inner),
+            }
+            for s in splits
+        ]
+        for pname, splits in split_sets
     }
-    return Plan(suite_name=suite.name, stages=tuple(stages), meta=meta)
+
+
+@dataclass(frozen=True)
+class _Configs:
+    """The configs of one model on one dataset: the base and one per search point, hashed."""
+
+    points: list[dict[str, Any]]
+    base: dict[str, Any]
+    base_hash: str
+    configs: list[dict[str, Any]]
+    hashes: list[str]
+
+    @property
+    def searched(self) -> bool:
+        return len(self.points) > 1
+
+    @classmethod
+    def of(
+        cls, suite: Any, model: Any, points: list[dict[str, Any]], classes: list[str] | None
+    ) -> _Configs:
+        base = base_config(suite, model, classes)
+        configs = [apply_point(base, p) for p in points]
+        return cls(points, base, config_digest(base), configs, [config_digest(c) for c in configs])
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where a trial sits in the plan: dataset, model, protocol, outer fold, seed (and data)."""
+
+    dataset: str
+    model: str
+    protocol: str
+    outer_fold: int
+    seed: int
+    fingerprint: str
+
+
+def _make_trial(
+    slot: _Slot,
+    stage: Stage,
+    *,
+    inner_fold: int | None,
+    params: dict[str, Any] | None,
+    candidates: tuple[dict[str, Any], ...],
+    config: tuple[dict[str, Any], str],
+    roles: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]],
+    digests: tuple[str, str, str],
+    depends_on: tuple[str, ...] = (),
+) -> TrialSpec:
+    """The one TrialSpec factory: the trial id is computed from the same inputs it stores.
+
+    ``config`` is (config dict, its digest); ``roles`` the (train, val, test) sample ids and
+    ``digests`` their :func:`ids_digest`.
+    """
+    cfg, config_hash = config
+    train, val, test = digests
+    tid = trial_id(
+        stage=stage,
+        config_hash=config_hash,
+        data_fingerprint=slot.fingerprint,
+        train=train,
+        val=val,
+        test=test,
+        seed=slot.seed,
+        depends_on=depends_on,
+    )
+    return TrialSpec(
+        trial_id=tid,
+        stage=stage,
+        dataset=slot.dataset,
+        model=slot.model,
+        protocol=slot.protocol,
+        outer_fold=slot.outer_fold,
+        inner_fold=inner_fold,
+        seed=slot.seed,
+        params=params,
+        candidates=candidates,
+        config=cfg,
+        train_ids=roles[0],
+        val_ids=roles[1],
+        test_ids=roles[2],
+        depends_on=depends_on,
+        config_hash=config_hash,
+        data_fingerprint=slot.fingerprint,
+    )
+
+
+def _fold_trials(slot: _Slot, sp: _Split, c: _Configs) -> list[TrialSpec]:
+    """The search trials (points × inner folds, when searched) and then the refit of one slot."""
+    search = []
+    if c.searched:
+        for point, cfg, ch in zip(c.points, c.configs, c.hashes, strict=True):
+            for inner, (tr, va) in zip(sp.inner, sp.inner_digests, strict=True):
+                search.append(
+                    _make_trial(
+                        slot,
+                        "search",
+                        inner_fold=inner.index,
+                        params=point,
+                        candidates=(),
+                        config=(cfg, ch),
+                        roles=(inner.train_ids, inner.test_ids, ()),
+                        digests=(tr, va, _EMPTY),
+                    )
+                )
+    refit = _make_trial(
+        slot,
+        "refit",
+        inner_fold=None,
+        params=None if c.searched else c.points[0],
+        candidates=tuple(c.points) if c.searched else (),
+        config=(c.base, c.base_hash) if c.searched else (c.configs[0], c.hashes[0]),
+        roles=sp.refit_roles,
+        digests=sp.refit_digests,
+        depends_on=tuple(t.trial_id for t in search),
+    )
+    return [*search, refit]
 
 
 _EMPTY = ids_digest(())
 
 
-def _add(
-    trials: list[TrialSpec],
-    seen: dict[str, TrialSpec],
-    coincident: list[tuple[TrialSpec, TrialSpec]],
-    spec: TrialSpec,
-) -> None:
-    """Append ``spec`` unless an earlier trial has its id.
+@dataclass
+class _Trials:
+    """The trials of the plan by stage, each id once (see :meth:`add`)."""
 
-    Same dataset and model: the folds coincide (two repeats drew the same fold): the trial runs
-    once and is recorded in ``coincident``. Otherwise two entries of the suite are duplicates.
-    """
-    other = seen.setdefault(spec.trial_id, spec)
-    if other is spec:
-        trials.append(spec)
-    elif (other.dataset, other.model) == (spec.dataset, spec.model):
-        coincident.append((other, spec))
-    else:
-        raise SuiteError(
-            f"trials {_describe(other)} and {_describe(spec)} would compute the same result "
-            f"(trial id {spec.trial_id}): they have the same config, data, split and seed. "
-            "Remove the duplicate model or dataset from the suite."
+    search: list[TrialSpec] = field(default_factory=list)
+    refit: list[TrialSpec] = field(default_factory=list)
+    seen: dict[str, TrialSpec] = field(default_factory=dict)
+    coincident: list[tuple[TrialSpec, TrialSpec]] = field(default_factory=list)
+
+    def add(self, spec: TrialSpec) -> None:
+        """Append ``spec`` unless an earlier trial has its id.
+
+        Same dataset and model: the folds coincide (two repeats drew the same fold): the trial
+        runs once and is recorded in ``coincident``. Otherwise two entries of the suite are
+        duplicates, an error.
+        """
+        other = self.seen.setdefault(spec.trial_id, spec)
+        if other is spec:
+            (self.search if spec.stage == "search" else self.refit).append(spec)
+        elif (other.dataset, other.model) == (spec.dataset, spec.model):
+            self.coincident.append((other, spec))
+        else:
+            raise SuiteError(
+                f"trials {_describe(other)} and {_describe(spec)} would compute the same result "
+                f"(trial id {spec.trial_id}): they have the same config, data, split and seed. "
+                "Remove the duplicate model or dataset from the suite."
+            )
+
+    def warn_coincident(self) -> None:
+        """Say, once, that some folds were drawn twice and their trials planned once."""
+        if not self.coincident:
+            return
+        first_kept, first_dropped = self.coincident[0]
+        warnings.warn(
+            f"{len(self.coincident)} trial(s) coincide with earlier trials of the same dataset "
+            f"and model: the same folds were drawn twice (e.g. by two repeats on a small cohort), "
+            f"so each is planned once; first: {_describe(first_dropped)} is "
+            f"{_describe(first_kept)}. Use fewer repeats or more subjects.",
+            UserWarning,
+            stacklevel=3,
         )
+
+
+def _plan(
+    suite: Any,
+    cohorts: Mapping[str, Cohort],
+    trials: _Trials,
+    seed0: int,
+    meta_folds: dict[str, dict[str, list[dict[str, Any]]]],
+) -> Plan:
+    """The plan: the search stage (if any) then the refit stage, with its metadata."""
+    stages: list[tuple[Stage, tuple[TrialSpec, ...]]] = []
+    if trials.search:
+        stages.append(("search", tuple(trials.search)))
+    stages.append(("refit", tuple(trials.refit)))
+    meta = {
+        "split_seed": seed0,
+        "seeds": list(suite.seeds),
+        "data_fingerprints": {ds.name: cohorts[ds.name].fingerprint for ds in suite.datasets},
+        "folds": meta_folds,
+        "counts": {"search": len(trials.search), "refit": len(trials.refit)},
+        "coincident": [
+            {"trial_id": b.trial_id, "kept": _describe(a), "dropped": _describe(b)}
+            for a, b in trials.coincident
+        ],
+    }
+    return Plan(suite_name=suite.name, stages=tuple(stages), meta=meta)
 
 
 def _describe(t: TrialSpec) -> str:

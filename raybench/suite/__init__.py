@@ -19,10 +19,9 @@ from raybench.suite.loader import (
     suite_json_schema,
 )
 from raybench.suite.problems import Problem, SuiteValidationError
-from raybench.suite.schema import KNOWN_ARCHITECTURES, SEARCHABLE_KEYS, Suite
+from raybench.suite.schema import SEARCHABLE_KEYS, Suite
 
 __all__ = [
-    "KNOWN_ARCHITECTURES",
     "SEARCHABLE_KEYS",
     "Problem",
     "Suite",

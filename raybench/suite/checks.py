@@ -13,25 +13,22 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from raybench.suite.problems import PathT, Problem, choices, format_path, show, suggest
-from raybench.suite.schema import (
+from raybench_analysis.vocabulary import (
+    ARCHITECTURES,
     HIERARCHY_LEVELS,
-    KNOWN_ARCHITECTURES,
     METRICS_BY_TASK,
     PERTURBATION_PARAMS,
+    SAMPLE_UNIT,
     SEARCHABLE_TRAINING_KEYS,
+    SELECTION_METRICS,
+    SYNTHETIC_CLASSES,
+    SYNTHETIC_LABELS,
 )
+
+from raybench.suite.problems import PathT, Problem, choices, format_path, show, suggest
 
 #: ``module.sub:callable`` (the callable may be dotted: ``module:Class.factory``).
 PLUGIN_PATTERN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-
-#: Columns the synthetic generator writes that can be a task's label, by task type.
-SYNTHETIC_LABELS: dict[str, tuple[str, ...]] = {
-    "classification": ("diagnosis",),
-    "regression": ("age", "lesion_volume"),
-    "segmentation": ("mask",),
-}
-SYNTHETIC_CLASSES: tuple[str, ...] = ("CN", "AD")
 
 #: Keys of a protocol that only some strategies use.
 PROTOCOL_KEYS_BY_STRATEGY: dict[str, tuple[str, ...]] = {
@@ -136,14 +133,14 @@ def plugins_and_architectures(data: dict[str, Any]) -> Iterator[Problem]:
                 found=show(spec),
                 allowed="'module.path:callable' (imported only when a trial runs)",
             )
-        if name in KNOWN_ARCHITECTURES:
+        if name in ARCHITECTURES:
             yield Problem(
                 ("plugins", name),
                 "plugin name shadows a built-in architecture; rename the plugin",
                 found=show(name),
                 anchor="key",
             )
-    allowed = [*KNOWN_ARCHITECTURES, *(n for n in plugins if n not in KNOWN_ARCHITECTURES)]
+    allowed = [*ARCHITECTURES, *(n for n in plugins if n not in ARCHITECTURES)]
     for i, model in _items(data, "models"):
         arch = _get(model, "arch")
         if isinstance(arch, str) and arch not in allowed:
@@ -213,13 +210,14 @@ def metrics_fit_task(data: dict[str, Any]) -> Iterator[Problem]:
         [(("evaluation", "metrics", i), m) for i, m in metrics], "metric", format_path
     )
     selection = _get(data, "evaluation", "selection_metric")
-    if isinstance(selection, str) and selection not in ["loss", *allowed]:
+    selectable = list(SELECTION_METRICS[ttype])
+    if isinstance(selection, str) and selection not in selectable:
         yield Problem(
             ("evaluation", "selection_metric"),
             f"not a validation metric of a {ttype} task",
             found=show(selection),
-            allowed=choices(["loss", *allowed]),
-            suggestion=suggest(selection, ["loss", *allowed]),
+            allowed=choices(selectable),
+            suggestion=suggest(selection, selectable),
         )
     listed = [m for _, m in metrics if isinstance(m, str)] or allowed[:1]
     primary = _get(data, "analysis", "metric")
@@ -383,10 +381,10 @@ def analysis_hierarchy(data: dict[str, Any]) -> Iterator[Problem]:
             found=show(hierarchy),
             allowed=show(sorted(levels, key=HIERARCHY_LEVELS.index)),
         )
-    if len(levels) == len(hierarchy) and "subject_id" not in levels:
+    if len(levels) == len(hierarchy) and SAMPLE_UNIT not in levels:
         yield Problem(
             path,
-            "the hierarchy must include subject_id: images of one subject are not independent",
+            f"the hierarchy must include {SAMPLE_UNIT}: images of one subject are not independent",
             found=show(hierarchy),
         )
 

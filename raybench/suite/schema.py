@@ -30,6 +30,21 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from raybench_analysis.vocabulary import (
+    DEFAULT_HIERARCHY,
+    HIERARCHY_LEVELS,
+    METRICS_BY_TASK,
+    OPTIMIZERS,
+    PERTURBATION_PARAMS,
+    SAMPLE_UNIT,
+    SCHEDULERS,
+    SPLIT_STRATEGIES,
+    STRATIFY_COLUMNS,
+    TASK_TYPES,
+    WANDB_MODES,
+)
+
+from raybench.suite.checks import check_suite_data
 
 T = TypeVar("T")
 
@@ -39,61 +54,13 @@ Searchable = Union[T, list[T]]
 #: Names of suites, datasets and models: they end up in paths, tables and W&B run names.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
-#: Network architectures that ``models[].arch`` may name without a plugin (see docs/models.md).
-KNOWN_ARCHITECTURES: tuple[str, ...] = (
-    "densenet121",
-    "densenet169",
-    "densenet201",
-    "resnet10",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "seresnet50",
-    "classifier",
-    "regressor",
-    "unet",
-    "basicunet",
-    "segresnet",
+#: Every metric of any task (which ones fit a suite's task is a cross-key check).
+ALL_METRICS: tuple[str, ...] = tuple(
+    dict.fromkeys(m for ms in METRICS_BY_TASK.values() for m in ms)
 )
 
-TaskType = Literal["classification", "regression", "segmentation"]
-
-ClassificationMetric = Literal[
-    "auc",
-    "accuracy",
-    "balanced_accuracy",
-    "sensitivity",
-    "specificity",
-    "f1",
-    "mcc",
-    "brier",
-    "log_loss",
-    "ece",
-]
-RegressionMetric = Literal["mae", "rmse", "r2"]
-SegmentationMetric = Literal["dice"]
-
-#: Evaluation metrics allowed for each task type (the first is the default).
-METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
-    "classification": ClassificationMetric.__args__,
-    "regression": RegressionMetric.__args__,
-    "segmentation": SegmentationMetric.__args__,
-}
-
-#: The one parameter (its strength) that each perturbation type carries.
-PERTURBATION_PARAMS: dict[str, str] = {
-    "gaussian_noise": "std",
-    "bias_field": "coeff",
-    "intensity_scale": "factor",
-    "gamma": "gamma",
-    "motion": "degrees",
-}
-
-#: Levels of the data hierarchy, outermost first (``analysis.hierarchy`` keeps this order).
-HIERARCHY_LEVELS: tuple[str, ...] = ("site", "scanner", "subject_id", "session_id")
-
-#: Columns a split protocol may stratify on (``label`` is the task's label column).
-STRATIFY_COLUMNS: tuple[str, ...] = ("label", "site", "scanner")
+TaskType = Literal.__getitem__(TASK_TYPES)
+Metric = Literal.__getitem__(ALL_METRICS)
 
 #: Dotted paths of the keys whose value may be a list of candidates (a search space).
 SEARCHABLE_KEYS: tuple[str, ...] = (
@@ -105,20 +72,49 @@ SEARCHABLE_KEYS: tuple[str, ...] = (
     "training.epochs",
 )
 
-#: Searchable keys of ``training`` (flat search-point keys, see docs/architecture.md).
-SEARCHABLE_TRAINING_KEYS: tuple[str, ...] = (
-    "lr",
-    "optimizer",
-    "weight_decay",
-    "batch_size",
-    "epochs",
-)
+# Documented maxima of numeric keys: far above any real benchmark, low enough that a typo (an extra
+# zero or three) is an error at validation instead of a run that fills the memory or never ends.
+#: Seeds are 32-bit (NumPy, torch and Python generators all accept them).
+MAX_SEED = 2**32 - 1
+#: Subjects of a synthetic cohort (each is at least one NIfTI file written to disk).
+MAX_SUBJECTS = 100_000
+#: Sites, scanners per site and sessions per subject of a synthetic cohort.
+MAX_SITES = 1_000
+MAX_SCANNERS_PER_SITE = 100
+MAX_SESSIONS = 100
+#: Voxels along each axis of a synthetic volume.
+MAX_SHAPE = 512
+#: Training epochs, samples per batch, DataLoader workers, early-stopping patience.
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 4_096
+MAX_WORKERS = 256
+#: Learning rate and weight decay (larger values only diverge).
+MAX_LR = 10.0
+MAX_WEIGHT_DECAY = 10.0
+#: Folds and repetitions of a k-fold protocol.
+MAX_FOLDS = 1_000
+MAX_REPEATS = 1_000
+#: Bootstrap draws of the analysis.
+MAX_BOOT = 1_000_000
+#: Perturbation strength (relative scales, factors and exponents), and rotation degrees.
+MAX_SEVERITY = 100.0
+MAX_DEGREES = 180.0
+#: Ray resources per trial and retries of a failed trial.
+MAX_CPU = 1_024.0
+MAX_GPU = 64.0
+MAX_RETRIES = 100
+#: Any other real number of a suite (effect sizes, shifts, noise, min_delta, custom resources).
+MAX_REAL = 1.0e6
 
 
 class Strict(BaseModel):
-    """Base of every suite model: unknown keys are errors, values are not coerced silently."""
+    """Base of every suite model: unknown keys are errors, values are not coerced silently.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    Numbers are finite (``.inf``, ``.nan`` and overflowing literals such as ``1.0e400`` are errors)
+    and every numeric key has a documented range (the ``MAX_*`` constants of this module).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- datasets
@@ -127,18 +123,33 @@ class Strict(BaseModel):
 class SyntheticParams(Strict):
     """Parameters of the built-in synthetic cohort generator (see docs/synthetic.md)."""
 
-    sites: int = Field(4, ge=1, description="number of acquisition sites")
-    scanners_per_site: int = Field(1, ge=1, description="scanners per site")
-    subjects: int = Field(40, ge=2, description="total number of subjects")
-    sessions: int = Field(1, ge=1, description="sessions (images) per subject")
+    sites: int = Field(4, ge=1, le=MAX_SITES, description="number of acquisition sites")
+    scanners_per_site: int = Field(
+        1, ge=1, le=MAX_SCANNERS_PER_SITE, description="scanners per site"
+    )
+    subjects: int = Field(40, ge=2, le=MAX_SUBJECTS, description="total number of subjects")
+    sessions: int = Field(1, ge=1, le=MAX_SESSIONS, description="sessions (images) per subject")
     shape: tuple[
-        Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)]
+        Annotated[int, Field(ge=8, le=MAX_SHAPE)],
+        Annotated[int, Field(ge=8, le=MAX_SHAPE)],
+        Annotated[int, Field(ge=8, le=MAX_SHAPE)],
     ] = Field((32, 32, 32), strict=False, description="volume shape in voxels, [x, y, z]")
-    effect: float = Field(0.8, ge=0.0, description="disease effect size (0 = no signal at all)")
-    site_shift: float = Field(0.3, ge=0.0, description="site/scanner intensity shift (SD)")
-    noise: float = Field(0.05, ge=0.0, description="Rician-like noise SD relative to white matter")
+    effect: float = Field(
+        0.8, ge=0.0, le=MAX_REAL, description="disease effect size (0 = no signal at all)"
+    )
+    site_shift: float = Field(
+        0.3, ge=0.0, le=MAX_REAL, description="site/scanner intensity shift (SD)"
+    )
+    noise: float = Field(
+        0.05, ge=0.0, le=MAX_REAL, description="Rician-like noise SD relative to white matter"
+    )
     prevalence: float = Field(0.5, gt=0.0, lt=1.0, description="fraction of diseased subjects")
-    seed: int = Field(0, description="generator seed (the same seed gives byte-identical files)")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=MAX_SEED,
+        description="generator seed (the same seed gives byte-identical files)",
+    )
 
 
 class ColumnMap(Strict):
@@ -218,7 +229,7 @@ class Model(Strict):
 
     name: str = Field(pattern=NAME_PATTERN, description="unique model name")
     arch: str = Field(
-        description="architecture (one of KNOWN_ARCHITECTURES, see docs/models.md) or a plugin name"
+        description="architecture (one of ARCHITECTURES, see docs/models.md) or a plugin name"
     )
     params: dict[str, Searchable[Any]] = Field(
         default_factory=dict,
@@ -232,28 +243,40 @@ class Model(Strict):
 class EarlyStopping(Strict):
     """Stop training when the validation score has not improved for ``patience`` epochs."""
 
-    patience: int = Field(5, ge=1, description="epochs without improvement before stopping")
-    min_delta: float = Field(0.0, ge=0.0, description="smallest change that counts as improvement")
+    patience: int = Field(
+        5, ge=1, le=MAX_EPOCHS, description="epochs without improvement before stopping"
+    )
+    min_delta: float = Field(
+        0.0, ge=0.0, le=MAX_REAL, description="smallest change that counts as improvement"
+    )
 
 
 class Training(Strict):
     """Optimisation settings shared by every model (searchable keys accept lists)."""
 
-    epochs: Searchable[Annotated[int, Field(ge=1)]] = Field(10, description="training epochs")
-    batch_size: Searchable[Annotated[int, Field(ge=1)]] = Field(8, description="samples per batch")
-    optimizer: Searchable[Literal["adam", "adamw", "sgd"]] = Field("adam", description="optimizer")
-    lr: Searchable[Annotated[float, Field(gt=0)]] = Field(1.0e-3, description="learning rate")
-    weight_decay: Searchable[Annotated[float, Field(ge=0)]] = Field(
+    epochs: Searchable[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]] = Field(
+        10, description="training epochs"
+    )
+    batch_size: Searchable[Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)]] = Field(
+        8, description="samples per batch"
+    )
+    optimizer: Searchable[Literal.__getitem__(OPTIMIZERS)] = Field(  # type: ignore[valid-type]
+        "adam", description="optimizer"
+    )
+    lr: Searchable[Annotated[float, Field(gt=0, le=MAX_LR)]] = Field(
+        1.0e-3, description="learning rate"
+    )
+    weight_decay: Searchable[Annotated[float, Field(ge=0, le=MAX_WEIGHT_DECAY)]] = Field(
         0.0, description="weight decay (L2 penalty)"
     )
-    scheduler: Literal["none", "cosine", "step"] = Field(
+    scheduler: Literal.__getitem__(SCHEDULERS) = Field(  # type: ignore[valid-type]
         "none", description="learning-rate schedule"
     )
     early_stopping: EarlyStopping | None = Field(
         None, description="early stopping on the inner validation split (needs validation.inner)"
     )
     amp: bool = Field(True, description="mixed precision on GPU (ignored on CPU)")
-    num_workers: int = Field(0, ge=0, description="DataLoader workers per trial")
+    num_workers: int = Field(0, ge=0, le=MAX_WORKERS, description="DataLoader workers per trial")
 
 
 # --------------------------------------------------------------------------- validation
@@ -262,17 +285,19 @@ class Training(Strict):
 class Protocol(Strict):
     """One split protocol. ``group`` is always the subject: images of one subject stay together."""
 
-    strategy: Literal["group_kfold", "group_holdout", "leave_one_site_out"] = Field(
+    strategy: Literal.__getitem__(SPLIT_STRATEGIES) = Field(  # type: ignore[valid-type]
         description="how samples are split (always grouped by subject)"
     )
-    k: int = Field(5, ge=2, description="folds (group_kfold only)")
-    repeats: int = Field(1, ge=1, description="repetitions of group_kfold with new shuffles")
+    k: int = Field(5, ge=2, le=MAX_FOLDS, description="folds (group_kfold only)")
+    repeats: int = Field(
+        1, ge=1, le=MAX_REPEATS, description="repetitions of group_kfold with new shuffles"
+    )
     fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="held-out fraction (group_holdout only)"
     )
-    group: Literal["subject_id"] = Field("subject_id", description="grouping column")
+    group: Literal[SAMPLE_UNIT] = Field(SAMPLE_UNIT, description="grouping column")
     stratify: Annotated[
-        list[Literal["label", "site", "scanner"]],
+        list[Literal.__getitem__(STRATIFY_COLUMNS)],  # type: ignore[valid-type]
         WithJsonSchema(
             {
                 "anyOf": [
@@ -311,6 +336,7 @@ class Validation(Strict):
     seed: int = Field(
         0,
         ge=0,
+        le=MAX_SEED,
         description="split seed, independent of `seeds`: every model seed sees the same folds",
     )
 
@@ -321,22 +347,22 @@ class Validation(Strict):
 class Perturbation(Strict):
     """A corruption applied to the test images; it carries exactly the parameter of its type."""
 
-    type: Literal["gaussian_noise", "bias_field", "intensity_scale", "gamma", "motion"] = Field(
+    type: Literal.__getitem__(tuple(PERTURBATION_PARAMS)) = Field(  # type: ignore[valid-type]
         description="perturbation type"
     )
-    std: Searchable[Annotated[float, Field(ge=0)]] | None = Field(
+    std: Searchable[Annotated[float, Field(ge=0, le=MAX_SEVERITY)]] | None = Field(
         None, description="gaussian_noise: noise SD relative to the image SD"
     )
-    coeff: Searchable[Annotated[float, Field(ge=0)]] | None = Field(
+    coeff: Searchable[Annotated[float, Field(ge=0, le=MAX_SEVERITY)]] | None = Field(
         None, description="bias_field: polynomial coefficient magnitude"
     )
-    factor: Searchable[Annotated[float, Field(gt=0)]] | None = Field(
+    factor: Searchable[Annotated[float, Field(gt=0, le=MAX_SEVERITY)]] | None = Field(
         None, description="intensity_scale: multiplicative factor"
     )
-    gamma: Searchable[Annotated[float, Field(gt=0)]] | None = Field(
+    gamma: Searchable[Annotated[float, Field(gt=0, le=MAX_SEVERITY)]] | None = Field(
         None, description="gamma: contrast exponent"
     )
-    degrees: Searchable[Annotated[float, Field(ge=0)]] | None = Field(
+    degrees: Searchable[Annotated[float, Field(ge=0, le=MAX_DEGREES)]] | None = Field(
         None, description="motion: rotation magnitude in degrees"
     )
 
@@ -344,7 +370,7 @@ class Perturbation(Strict):
 class Evaluation(Strict):
     """How trained models are scored on the test folds."""
 
-    metrics: list[Union[ClassificationMetric, RegressionMetric, SegmentationMetric]] = Field(
+    metrics: list[Metric] = Field(  # type: ignore[valid-type]
         default_factory=list, description="metrics fitting the task (default: auc/mae/dice by task)"
     )
     perturbations: list[Perturbation] = Field(
@@ -362,34 +388,42 @@ class Evaluation(Strict):
 class Resources(Strict):
     """Ray resources requested by each trial (fractions of a GPU allowed)."""
 
-    cpu: float = Field(1.0, gt=0, description="CPUs per trial")
-    gpu: float = Field(0.0, ge=0, description="GPUs per trial (0.25 packs four trials per GPU)")
+    cpu: float = Field(1.0, gt=0, le=MAX_CPU, description="CPUs per trial")
+    gpu: float = Field(
+        0.0, ge=0, le=MAX_GPU, description="GPUs per trial (0.25 packs four trials per GPU)"
+    )
     memory: str | None = Field(
         None,
         pattern=r"^[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
         description="e.g. '4GB' (a Ray scheduling hint)",
     )
-    custom: dict[str, float] = Field(default_factory=dict, description="Ray custom resources")
-    max_retries: int = Field(1, ge=0, description="retries of a failed trial before it is failed")
+    custom: dict[str, Annotated[float, Field(ge=0, le=MAX_REAL)]] = Field(
+        default_factory=dict, description="Ray custom resources"
+    )
+    max_retries: int = Field(
+        1, ge=0, le=MAX_RETRIES, description="retries of a failed trial before it is failed"
+    )
 
 
 class Analysis(Strict):
     """Settings of the statistical analysis of the results."""
 
-    hierarchy: list[Literal["site", "scanner", "subject_id", "session_id"]] = Field(
-        default_factory=lambda: ["site", "subject_id"],
+    hierarchy: list[Literal.__getitem__(HIERARCHY_LEVELS)] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(DEFAULT_HIERARCHY),
         description="nesting levels for resampling and mixed models, outermost first",
     )
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level (1 - CI coverage)")
     metric: str | None = Field(None, description="primary metric (default: first of evaluation)")
-    n_boot: int = Field(2000, ge=100, description="bootstrap resamples")
+    n_boot: int = Field(2000, ge=100, le=MAX_BOOT, description="bootstrap resamples")
 
 
 class WandB(Strict):
     """Weights & Biases logging (offline unless asked otherwise)."""
 
     project: str = Field("raybench", description="W&B project")
-    mode: Literal["offline", "online", "disabled"] = Field("offline", description="W&B mode")
+    mode: Literal.__getitem__(WANDB_MODES) = Field(  # type: ignore[valid-type]
+        WANDB_MODES[0], description="W&B mode"
+    )
     entity: str | None = Field(None, description="W&B entity (team or user)")
 
 
@@ -421,7 +455,7 @@ class Suite(Strict):
     models: list[Model] = Field(min_length=1, description="models (unique names)")
     training: Training = Field(Training(), description="optimisation settings")
     validation: Validation = Field(Validation(), description="split protocols")
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(
         [0], min_length=1, description="training seeds (each outer fold is trained once per seed)"
     )
     evaluation: Evaluation = Field(Evaluation(), description="metrics and perturbations")
@@ -435,8 +469,6 @@ class Suite(Strict):
         """Run :func:`raybench.suite.checks.check_suite_data` (the loader runs it itself)."""
         if info.context and info.context.get("skip_semantic_checks"):
             return self
-        from raybench.suite.checks import check_suite_data
-
         problems = check_suite_data(self.model_dump(exclude_unset=True))
         if problems:
             raise ValueError("; ".join(p.describe() for p in problems))

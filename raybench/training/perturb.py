@@ -39,17 +39,20 @@ from monai.transforms import (
     ScaleIntensity,
 )
 
+from raybench_analysis.vocabulary import PERTURBATION_PARAMS
+
 from raybench.errors import SuiteError
 
-__all__ = ["PERTURBATION_TYPES", "Perturbation", "build_perturbation"]
+__all__ = ["DEFAULT_SEVERITY", "Perturbation", "build_perturbation"]
 
-#: Perturbation type -> (name of its strength parameter, default strength).
-PERTURBATION_TYPES: dict[str, tuple[str, float]] = {
-    "gaussian_noise": ("std", 0.1),
-    "bias_field": ("coeff", 0.3),
-    "intensity_scale": ("factor", 0.2),
-    "gamma": ("gamma", 1.5),
-    "motion": ("degrees", 5.0),
+#: Strength of each perturbation type when an entry gives none (a suite always gives one; the
+#: parameter's name is :data:`raybench_analysis.vocabulary.PERTURBATION_PARAMS`).
+DEFAULT_SEVERITY: dict[str, float] = {
+    "gaussian_noise": 0.1,
+    "bias_field": 0.3,
+    "intensity_scale": 0.2,
+    "gamma": 1.5,
+    "motion": 5.0,
 }
 
 
@@ -86,12 +89,12 @@ class Perturbation:
 def build_perturbation(entry: Mapping[str, Any]) -> Perturbation:
     """A :class:`Perturbation` from one entry of ``config["evaluation"]["perturbations"]``."""
     kind = entry.get("type")
-    if kind not in PERTURBATION_TYPES:
+    if kind not in PERTURBATION_PARAMS:
         raise SuiteError(
             f"evaluation.perturbations: type={kind!r} is unknown; "
-            f"allowed: {sorted(PERTURBATION_TYPES)}"
+            f"allowed: {sorted(PERTURBATION_PARAMS)}"
         )
-    name, default = PERTURBATION_TYPES[kind]
+    name, default = PERTURBATION_PARAMS[kind], DEFAULT_SEVERITY[kind]
     params = dict(entry.get("params") or {})
     severity = entry.get("severity")
     if severity is None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from raybench_analysis.vocabulary import PERTURBATION_PARAMS
 
 from raybench.errors import SuiteError
 from raybench.training.determinism import derive_seed
-from raybench.training.perturb import PERTURBATION_TYPES, build_perturbation
+from raybench.training.perturb import build_perturbation
 
 
-@pytest.mark.parametrize("kind", sorted(PERTURBATION_TYPES))
+@pytest.mark.parametrize("kind", sorted(PERTURBATION_PARAMS))
 def test_seeded_and_effective(kind: str) -> None:
     image = torch.randn(1, 16, 16, 16, generator=torch.Generator().manual_seed(0))
     p = build_perturbation({"type": kind})
