@@ -12,12 +12,15 @@ from raybench.plan.compiler import (
     expand_search_space,
     split_seed,
 )
+from raybench.plan.config import Selection, TrialConfig, selection_of
 from raybench.plan.ids import config_digest, content_hash, trial_id
 from raybench.plan.spec import Plan, Stage, TrialSpec
 
 __all__ = [
     "Plan",
+    "Selection",
     "Stage",
+    "TrialConfig",
     "TrialSpec",
     "apply_point",
     "base_config",
@@ -26,6 +29,7 @@ __all__ = [
     "content_hash",
     "expand_perturbations",
     "expand_search_space",
+    "selection_of",
     "split_seed",
     "trial_id",
 ]

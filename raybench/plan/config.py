@@ -198,6 +198,11 @@ class ResourcesConfig:
     custom: dict[str, float] = field(default_factory=_factory(schema.Resources, "custom"))
     max_retries: int = field(default=_default(schema.Resources, "max_retries"))
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResourcesConfig:
+        """The typed ``resources`` section (missing keys: the suite schema's defaults)."""
+        return _build(cls, data, "resources")
+
 
 @dataclass(frozen=True)
 class WandbConfig:
@@ -206,6 +211,11 @@ class WandbConfig:
     project: str = field(default=_default(schema.WandB, "project"))
     mode: str = field(default=_default(schema.WandB, "mode"))
     entity: str | None = field(default=_default(schema.WandB, "entity"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> WandbConfig | None:
+        """The typed ``wandb`` section, or None when the trial logs nothing to W&B."""
+        return None if data is None else _build(cls, data, "wandb")
 
 
 @dataclass(frozen=True)
@@ -251,7 +261,6 @@ class TrialConfig:
         stopping = training.get("early_stopping")
         evaluation = dict(data.get("evaluation") or {})
         levels = evaluation.get("perturbations") or ()
-        wandb = data.get("wandb")
         return cls(
             **{
                 **sections,
@@ -274,9 +283,9 @@ class TrialConfig:
                         _build(PerturbationLevel, p, "evaluation.perturbations[]") for p in levels
                     ),
                 ),
-                "resources": _build(ResourcesConfig, data.get("resources") or {}, "resources"),
+                "resources": ResourcesConfig.from_dict(data.get("resources") or {}),
                 "plugins": dict(data.get("plugins") or {}),
-                "wandb": None if wandb is None else _build(WandbConfig, wandb, "wandb"),
+                "wandb": WandbConfig.from_dict(data.get("wandb")),
             },
             extra=extra,
         )

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from raybench.plan.config import ResourcesConfig, TrialConfig, WandbConfig
+
 Stage = Literal["search", "refit"]
 
 
@@ -22,7 +24,9 @@ class TrialSpec:
     ``depends_on`` search trials (or the single point when nothing is searched) trained on the outer
     training fold and evaluated on the outer test fold, clean and under each perturbation.
     ``params`` is the search point (flat keys such as ``"lr"`` or ``"model.dropout"``); it is
-    ``None`` for a refit whose point is chosen at run time from ``candidates``.
+    ``None`` for a refit whose point is chosen at run time from ``candidates``. ``config`` is the
+    plain dict of :meth:`TrialConfig.to_dict <raybench.plan.config.TrialConfig.to_dict>` (what the
+    id hashes and ``plan.json`` holds); :attr:`settings` is its typed view.
     """
 
     trial_id: str
@@ -42,6 +46,27 @@ class TrialSpec:
     depends_on: tuple[str, ...] = ()
     config_hash: str = ""
     data_fingerprint: str = ""
+
+    @property
+    def settings(self) -> TrialConfig:
+        """The typed trial config (:class:`~raybench.plan.config.TrialConfig`) of ``config``.
+
+        Parsed on each access (``config`` is the source of truth); read it once per use.
+        """
+        return TrialConfig.from_dict(self.config)
+
+    @property
+    def resources(self) -> ResourcesConfig:
+        """The trial's Ray resources, read from ``config["resources"]`` alone.
+
+        The runner schedules with it, so the config of a custom trial function needs no other key.
+        """
+        return ResourcesConfig.from_dict(self.config.get("resources") or {})
+
+    @property
+    def wandb(self) -> WandbConfig | None:
+        """The trial's W&B settings, read from ``config["wandb"]`` alone (None: no W&B)."""
+        return WandbConfig.from_dict(self.config.get("wandb"))
 
     def summary(self) -> dict[str, Any]:
         """The trial's place in the plan, as ``raybench plan --json`` prints it (JSON-able)."""

@@ -62,11 +62,11 @@ def parse_memory(text: str) -> float:
 
 def trial_resources(spec: TrialSpec) -> dict[str, float]:
     """Tune resources of a trial from its config: cpu, gpu (fractions allowed), memory, custom."""
-    res = spec.config.get("resources") or {}
-    out: dict[str, float] = {"cpu": float(res.get("cpu", 1.0)), "gpu": float(res.get("gpu", 0.0))}
-    if res.get("memory"):
-        out["memory"] = parse_memory(str(res["memory"]))
-    for name, amount in (res.get("custom") or {}).items():
+    res = spec.resources
+    out: dict[str, float] = {"cpu": float(res.cpu), "gpu": float(res.gpu)}
+    if res.memory:
+        out["memory"] = parse_memory(res.memory)
+    for name, amount in res.custom.items():
         out[str(name)] = float(amount)
     return out
 
@@ -74,7 +74,7 @@ def trial_resources(spec: TrialSpec) -> dict[str, float]:
 def _retries(specs: Sequence[TrialSpec], options: RunOptions) -> int:
     if options.max_retries is not None:
         return options.max_retries
-    return max(int((s.config.get("resources") or {}).get("max_retries", 1)) for s in specs)
+    return max(s.resources.max_retries for s in specs)
 
 
 def _completed_ids(store: Any) -> set[str]:

@@ -4,9 +4,11 @@ A refit compiled with ``params=None`` names its search trials in ``depends_on`` 
 they tried in ``candidates``. Once the search stage is committed, the runner reads the search
 trials' ``val_score`` from the store's ``trials`` table (the inner validation score at the best
 epoch: model selection never sees the outer test fold), averages it per candidate over the inner
-folds and picks the best mean — the nested cross-validation of Varma & Simon (2006), "Bias in
-error estimation when using cross-validation for model selection", BMC Bioinformatics 7:91.
-Ties keep the candidate listed first, so the choice is deterministic.
+folds and picks the best mean, in the direction of the selection metric
+(:attr:`raybench.plan.config.TrialConfig.selection`, the one each trial chose its best epoch
+with) — the nested cross-validation of Varma & Simon (2006), "Bias in error estimation when using
+cross-validation for model selection", BMC Bioinformatics 7:91. Ties keep the candidate listed
+first, so the choice is deterministic.
 """
 
 from __future__ import annotations
@@ -20,9 +22,6 @@ from typing import Any
 from raybench.errors import TrialError
 from raybench.plan.spec import TrialSpec
 
-#: Selection metrics where lower is better (``None``, the validation loss, is one of them).
-MINIMIZED: frozenset[str] = frozenset({"loss", "brier", "log_loss", "ece", "mae", "rmse"})
-
 
 class SelectionError(TrialError):
     """No search trial of a refit finished, so no point can be chosen."""
@@ -30,12 +29,6 @@ class SelectionError(TrialError):
 
 def _key(point: Mapping[str, Any] | None) -> str:
     return json.dumps(point or {}, sort_keys=True, default=str)
-
-
-def higher_is_better(spec: TrialSpec) -> bool:
-    """Direction of the refit's selection metric (``evaluation.selection_metric``; None = loss)."""
-    metric = (spec.config.get("evaluation") or {}).get("selection_metric") or "loss"
-    return metric not in MINIMIZED
 
 
 def choose_point(
@@ -55,7 +48,7 @@ def choose_point(
         if spec is None or score is None or not math.isfinite(score):
             continue
         sums.setdefault(_key(spec.params), []).append(float(score))
-    sign = 1.0 if higher_is_better(refit) else -1.0
+    sign = 1.0 if refit.settings.selection.higher_is_better else -1.0
     best: tuple[float, dict[str, Any]] | None = None
     for cand in refit.candidates:
         vals = sums.get(_key(cand))

@@ -9,6 +9,7 @@ identity — built from the plan, never from the environment, so no API key can 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,10 +24,10 @@ _SECRET_MARKERS = ("key", "token", "secret", "password", "credential")
 
 def wandb_settings(spec: TrialSpec) -> dict[str, Any] | None:
     """The trial's W&B settings (``project``, ``mode``, ``entity``) or None when W&B is off."""
-    settings = spec.config.get("wandb")
-    if not settings or settings.get("mode", "offline") == "disabled":
+    settings = spec.wandb
+    if settings is None or settings.mode == "disabled":
         return None
-    return dict(settings)
+    return dataclasses.asdict(settings)
 
 
 def safe_config(spec: TrialSpec) -> dict[str, Any]:
@@ -75,13 +76,13 @@ def trial_run(
 
     wandb_dir = Path(wandb_dir)
     wandb_dir.mkdir(parents=True, exist_ok=True)
-    mode = settings.get("mode", "offline")
+    mode = settings["mode"]
     os.environ["WANDB_MODE"] = mode
     os.environ.setdefault("WANDB_SILENT", "true")
     run = wandb.init(
-        project=settings.get("project", "raybench"),
-        entity=settings.get("entity"),
-        group=f"{spec.config.get('suite', 'suite')}/{spec.stage}",
+        project=settings["project"],
+        entity=settings["entity"],
+        group=f"{spec.settings.suite}/{spec.stage}",
         job_type=spec.stage,
         name=spec.trial_id,
         id=None,

@@ -82,8 +82,7 @@ class Payload:
 
 
 def _device(spec: TrialSpec) -> str:
-    gpu = float(spec.config.get("resources", {}).get("gpu", 0) or 0)
-    if gpu <= 0:
+    if spec.resources.gpu <= 0:
         return "cpu"
     try:
         import torch
@@ -116,7 +115,7 @@ def run_one(config: dict[str, Any], payload: Payload) -> None:
     except Exception:  # the count is provenance; never fail a trial because of it
         attempt = 0
     try:
-        cpus = float(spec.config.get("resources", {}).get("cpu", 1) or 1)
+        cpus = spec.resources.cpu
         with trial_run(spec, payload.wandb_dir) as on_epoch:
             ctx = WorkerContext(
                 cache_dir=payload.cache_dir,

@@ -5,15 +5,7 @@ selects the best epoch on its validation ids, and evaluates the best weights on 
 or on the validation ids (search), clean and under each perturbation. See docs/training.md.
 """
 
-from raybench.training.metrics import higher_is_better
-from raybench.training.models import KNOWN_ARCHITECTURES, build_network
+from raybench.training.models import build_network
 from raybench.training.trial import TrialContext, TrialOutcome, run_trial
 
-__all__ = [
-    "KNOWN_ARCHITECTURES",
-    "TrialContext",
-    "TrialOutcome",
-    "build_network",
-    "higher_is_better",
-    "run_trial",
-]
+__all__ = ["TrialContext", "TrialOutcome", "build_network", "run_trial"]

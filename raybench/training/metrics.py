@@ -1,46 +1,20 @@
 """Validation metrics used for early stopping and model selection inside a trial.
 
 These are the few point estimates a trial needs to pick its best epoch; the analysis package
-computes the reported metrics, with confidence intervals, from the ``predictions`` table.
+computes the reported metrics, with confidence intervals, from the ``predictions`` table. Which
+metric selects, and in which direction, is :func:`raybench.plan.config.selection_of`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
 
 from raybench.errors import SuiteError
 
-__all__ = ["SELECTION_METRICS", "higher_is_better", "score", "selection_metric"]
-
-#: Task type -> metrics that can select the best epoch (``loss`` is the mean validation loss).
-SELECTION_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("loss", "auc", "accuracy", "balanced_accuracy", "log_loss", "brier"),
-    "regression": ("loss", "mae", "rmse", "r2"),
-    "segmentation": ("loss", "dice"),
-}
-_LOWER_IS_BETTER = {"loss", "log_loss", "brier", "mae", "rmse", "ece"}
-
-
-def higher_is_better(name: str) -> bool:
-    """Direction of a selection metric (the runner uses it to choose a search point too)."""
-    return name not in _LOWER_IS_BETTER
-
-
-def selection_metric(config: Mapping[str, Any], task_type: str) -> str:
-    """The trial's selection metric: ``evaluation.selection_metric`` or ``"loss"``."""
-    name = (config.get("evaluation") or {}).get("selection_metric") or "loss"
-    allowed = SELECTION_METRICS.get(task_type, ("loss",))
-    if name not in allowed:
-        raise SuiteError(
-            f"evaluation.selection_metric={name!r} is not available for task.type={task_type!r}; "
-            f"allowed: {list(allowed)}"
-        )
-    return str(name)
+__all__ = ["score"]
 
 
 def score(

@@ -21,19 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from monai.networks import nets
+from raybench_analysis.vocabulary import ARCHITECTURE_KINDS, ARCHITECTURES, TASK_TYPES
 from torch import nn
 
 from raybench.errors import SuiteError
+from raybench.suite.networks import REFUSED_PARAMS
 
-__all__ = [
-    "CLASSIFICATION_ARCHITECTURES",
-    "KNOWN_ARCHITECTURES",
-    "SEGMENTATION_ARCHITECTURES",
-    "build_network",
-    "load_plugin",
-]
-
-TASK_TYPES = ("classification", "regression", "segmentation")
+__all__ = ["accepted_params", "build_network", "load_plugin", "set_by_raybench"]
 
 
 @dataclass(frozen=True)
@@ -41,13 +35,13 @@ class _Arch:
     """How to call one MONAI constructor.
 
     ``fixed`` maps the constructor's own argument names to values raybench derives from the task
-    and the data; ``defaults`` are raybench's defaults for arguments MONAI requires but does not
+    and the data (the kind of output, global or dense, is ``ARCHITECTURE_KINDS`` of the
+    vocabulary); ``defaults`` are raybench's defaults for arguments MONAI requires but does not
     default (overridable by ``params``); ``dropout`` is the constructor's name for dropout, so that
     the portable ``params: {dropout: p}`` works for every architecture.
     """
 
     factory: Callable[..., nn.Module]
-    kind: str  # "global" (one output vector per image) or "dense" (voxel-wise output)
     fixed: Callable[[int, int, int, tuple[int, ...] | None], dict[str, Any]]
     defaults: Mapping[str, Any] = ()  # type: ignore[assignment]
     dropout: str | None = None
@@ -90,50 +84,39 @@ _SMALL_CNN = {"channels": (8, 16, 32), "strides": (2, 2, 2)}
 _RESNET_INTERNAL = frozenset({"progress", "block", "layers", "block_inplanes", "feed_forward"})
 
 _ARCHS: dict[str, _Arch] = {
-    "densenet121": _Arch(nets.DenseNet121, "global", _dense, dropout="dropout_prob"),
-    "densenet169": _Arch(nets.DenseNet169, "global", _dense, dropout="dropout_prob"),
-    "densenet201": _Arch(nets.DenseNet201, "global", _dense, dropout="dropout_prob"),
+    "densenet121": _Arch(nets.DenseNet121, _dense, dropout="dropout_prob"),
+    "densenet169": _Arch(nets.DenseNet169, _dense, dropout="dropout_prob"),
+    "densenet201": _Arch(nets.DenseNet201, _dense, dropout="dropout_prob"),
     "resnet10": _Arch(
-        nets.resnet10, "global", _resnet, signature_of=(nets.ResNet,), internal=_RESNET_INTERNAL
+        nets.resnet10, _resnet, signature_of=(nets.ResNet,), internal=_RESNET_INTERNAL
     ),
     "resnet18": _Arch(
-        nets.resnet18, "global", _resnet, signature_of=(nets.ResNet,), internal=_RESNET_INTERNAL
+        nets.resnet18, _resnet, signature_of=(nets.ResNet,), internal=_RESNET_INTERNAL
     ),
     "resnet34": _Arch(
-        nets.resnet34, "global", _resnet, signature_of=(nets.ResNet,), internal=_RESNET_INTERNAL
+        nets.resnet34, _resnet, signature_of=(nets.ResNet,), internal=_RESNET_INTERNAL
     ),
     "resnet50": _Arch(
-        nets.resnet50, "global", _resnet, signature_of=(nets.ResNet,), internal=_RESNET_INTERNAL
+        nets.resnet50, _resnet, signature_of=(nets.ResNet,), internal=_RESNET_INTERNAL
     ),
     "seresnet50": _Arch(
         nets.SEResNet50,
-        "global",
         _senet,
         dropout="dropout_prob",
         signature_of=(nets.SEResNet50, nets.SENet),
         internal=frozenset({"progress", "block"}),
     ),
-    "classifier": _Arch(nets.Classifier, "global", _classifier, _SMALL_CNN, dropout="dropout"),
-    "regressor": _Arch(nets.Regressor, "global", _regressor, _SMALL_CNN, dropout="dropout"),
+    "classifier": _Arch(nets.Classifier, _classifier, _SMALL_CNN, dropout="dropout"),
+    "regressor": _Arch(nets.Regressor, _regressor, _SMALL_CNN, dropout="dropout"),
     "unet": _Arch(
         nets.UNet,
-        "dense",
         _dense,
         {"channels": (16, 32, 64, 128), "strides": (2, 2, 2), "num_res_units": 1},
         dropout="dropout",
     ),
-    "basicunet": _Arch(nets.BasicUNet, "dense", _dense, dropout="dropout"),
-    "segresnet": _Arch(nets.SegResNet, "dense", _dense, dropout="dropout_prob"),
+    "basicunet": _Arch(nets.BasicUNet, _dense, dropout="dropout"),
+    "segresnet": _Arch(nets.SegResNet, _dense, dropout="dropout_prob"),
 }
-
-#: Every architecture name :func:`build_network` knows (besides plugins).
-KNOWN_ARCHITECTURES: tuple[str, ...] = tuple(_ARCHS)
-CLASSIFICATION_ARCHITECTURES = tuple(n for n, a in _ARCHS.items() if a.kind == "global")
-SEGMENTATION_ARCHITECTURES = tuple(n for n, a in _ARCHS.items() if a.kind == "dense")
-
-#: Arguments raybench refuses: pretrained weights are downloaded at run time (not reproducible,
-#: and cluster nodes are often offline).
-_REFUSED = {"pretrained": "pretrained weights are downloaded at run time and break reproducibility"}
 
 
 def _out_size(task_type: str, n_classes: int) -> int:
@@ -197,7 +180,7 @@ def build_network(
     Parameters
     ----------
     arch:
-        A name of :data:`KNOWN_ARCHITECTURES` or a key of ``plugins``.
+        A name of the vocabulary's ``ARCHITECTURES`` or a key of ``plugins``.
     params:
         The model's ``params`` from the suite (scalars; the search point already applied). They are
         passed to the MONAI constructor as keyword arguments; ``dropout`` is portable across all
@@ -227,45 +210,11 @@ def build_network(
         return _build_plugin(
             arch, plugins[arch], params, task_type, out, in_channels, spatial_dims, shape
         )
-    if arch not in _ARCHS:
-        known = ", ".join(KNOWN_ARCHITECTURES)
-        hint = f"; plugins of this trial: {sorted(plugins)}" if plugins else ""
-        raise SuiteError(
-            f"model arch={arch!r} is unknown. Allowed: {known}, or a name declared under "
-            f"'plugins:' in the suite{hint}"
-        )
+    _check_arch(arch, task_type, plugins)
     spec = _ARCHS[arch]
-    if (task_type == "segmentation") != (spec.kind == "dense"):
-        allowed = (
-            SEGMENTATION_ARCHITECTURES
-            if task_type == "segmentation"
-            else CLASSIFICATION_ARCHITECTURES
-        )
-        raise SuiteError(
-            f"model arch={arch!r} does not fit task.type={task_type!r}: use one of {list(allowed)} "
-            "or a plugin"
-        )
-    for key, why in _REFUSED.items():
-        if params.get(key):
-            raise SuiteError(f"model arch={arch!r}: params.{key} is not supported ({why})")
     fixed = spec.fixed(spatial_dims, in_channels, out, shape)
-    accepted: set[str] = set()
-    for func in spec.signature_of or (spec.factory,):
-        accepted |= _accepted(func)[0]
-    accepted -= spec.internal
+    _check_params(arch, params, fixed)
     portable_dropout = params.pop("dropout", None) if spec.dropout != "dropout" else None
-    for key in params:
-        if key in fixed:
-            raise SuiteError(
-                f"model arch={arch!r}: params.{key} is set by raybench from the task and data "
-                f"(value {fixed[key]!r}); remove it from models[].params"
-            )
-        if key not in accepted:
-            allowed = sorted(accepted - set(fixed) - set(_REFUSED))
-            raise SuiteError(
-                f"model arch={arch!r} has no argument params.{key}. Allowed: {allowed} "
-                "(and 'dropout'). See docs/models.md."
-            )
     kwargs = {**dict(spec.defaults), **params, **fixed}
     if portable_dropout is not None and spec.dropout is not None:
         kwargs[spec.dropout] = portable_dropout
@@ -273,6 +222,63 @@ def build_network(
     if portable_dropout is not None and spec.dropout is None:
         model = _add_dropout_before_fc(model, float(portable_dropout), arch)
     return model
+
+
+def _check_arch(arch: str, task_type: str, plugins: Mapping[str, str]) -> None:
+    """``arch`` is a built-in architecture whose kind of output fits the task."""
+    if arch not in _ARCHS:
+        hint = f"; plugins of this trial: {sorted(plugins)}" if plugins else ""
+        raise SuiteError(
+            f"model arch={arch!r} is unknown. Allowed: {', '.join(ARCHITECTURES)}, or a name "
+            f"declared under 'plugins:' in the suite{hint}"
+        )
+    kind = "dense" if task_type == "segmentation" else "global"
+    if ARCHITECTURE_KINDS[arch] != kind:
+        allowed = [a for a, k in ARCHITECTURE_KINDS.items() if k == kind]
+        raise SuiteError(
+            f"model arch={arch!r} does not fit task.type={task_type!r}: use one of {allowed} "
+            "or a plugin"
+        )
+
+
+def _check_params(arch: str, params: Mapping[str, Any], fixed: Mapping[str, Any]) -> None:
+    """Every key of ``params`` is an argument the user may set (see :func:`accepted_params`)."""
+    for key, why in REFUSED_PARAMS.items():
+        if params.get(key):
+            raise SuiteError(f"model arch={arch!r}: params.{key} is not supported ({why})")
+    accepted = accepted_params(arch)
+    for key in params:
+        if key in fixed:
+            raise SuiteError(
+                f"model arch={arch!r}: params.{key} is set by raybench from the task and data "
+                f"(value {fixed[key]!r}); remove it from models[].params"
+            )
+        if key not in accepted:
+            raise SuiteError(
+                f"model arch={arch!r} has no argument params.{key}. Allowed: "
+                f"{sorted(accepted)}. See docs/models.md."
+            )
+
+
+def set_by_raybench(arch: str) -> frozenset[str]:
+    """Constructor arguments of ``arch`` that raybench derives from the task and the data."""
+    return frozenset(_ARCHS[arch].fixed(3, 1, 2, (8, 8, 8)))  # the names do not depend on sizes
+
+
+def accepted_params(arch: str) -> frozenset[str]:
+    """The ``params`` keys a suite may give built-in ``arch``, read from the MONAI signature.
+
+    The constructor's arguments, less those raybench sets (:func:`set_by_raybench`), fixes by the
+    architecture's name (a ResNet's depth) or refuses (``pretrained``), plus the portable
+    ``dropout``. :data:`raybench.suite.networks.NETWORK_PARAMS` holds the same names for
+    validation without importing MONAI (a test compares them).
+    """
+    spec = _ARCHS[arch]
+    accepted: set[str] = set()
+    for func in spec.signature_of or (spec.factory,):
+        accepted |= _accepted(func)[0]
+    accepted -= spec.internal | set_by_raybench(arch) | set(REFUSED_PARAMS)
+    return frozenset(accepted | {"dropout"})
 
 
 def load_plugin(name: str, target: str) -> Callable[..., nn.Module]:

@@ -38,7 +38,6 @@ from monai.transforms import (
     Rotate,
     ScaleIntensity,
 )
-
 from raybench_analysis.vocabulary import PERTURBATION_PARAMS
 
 from raybench.errors import SuiteError

@@ -14,6 +14,7 @@ result store. The order of events is what makes a result trustworthy:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from raybench.data.cohort import Cohort
 from raybench.errors import DataError, SuiteError, TrialError
+from raybench.plan.config import TaskConfig, TrainingConfig, TrialConfig
 from raybench.plan.spec import TrialSpec
 from raybench.store.schemas import table_from_rows
 from raybench.training.cache import CachedVolumes, VolumeCache, preprocess_for, rows_of
@@ -40,7 +42,7 @@ from raybench.training.determinism import (
     seed_worker,
 )
 from raybench.training.loop import Predictions, TaskHead, make_head, predict, train_epoch
-from raybench.training.metrics import higher_is_better, score, selection_metric
+from raybench.training.metrics import score
 from raybench.training.models import build_network, check_forward
 from raybench.training.perturb import Perturbation, build_perturbation
 
@@ -126,39 +128,17 @@ class _Targets:
         return out
 
 
-def _targets(config: Mapping[str, Any], cohort: Cohort, train_rows: list[dict]) -> _Targets:
-    task = config.get("task") or {}
-    task_type = task.get("type")
-    if task_type not in ("classification", "regression", "segmentation"):
-        raise SuiteError(
-            f"task.type={task_type!r}; allowed: classification, regression, segmentation"
-        )
-    label = task.get("label") or "label"
+def _targets(task: TaskConfig, cohort: Cohort, train_rows: list[dict]) -> _Targets:
+    """How labels become training targets: classes in index order, or the training mean and SD."""
+    label = task.label
     if label not in cohort.table.columns:
         raise DataError(
             f"dataset {cohort.name!r} has no column {label!r} (task.label); columns: "
             f"{cohort.table.columns}"
         )
-    if task_type == "classification":
-        classes = [str(c) for c in (task.get("classes") or [])]
-        if not classes:
-            values = cohort.table.get_column(label).drop_nulls().cast(str).unique().to_list()
-            classes = sorted(values)
-        positive = task.get("positive")
-        if positive is not None and len(classes) == 2:
-            if str(positive) not in classes:
-                raise DataError(
-                    f"task.positive={positive!r} is not a class of dataset {cohort.name!r} "
-                    f"(classes: {classes})"
-                )
-            classes = [c for c in classes if c != str(positive)] + [str(positive)]
-        if len(classes) < 2:
-            raise DataError(
-                f"dataset {cohort.name!r}: column {label!r} has {len(classes)} class(es) "
-                f"{classes}; classification needs at least 2"
-            )
-        return _Targets(task_type, label, classes=tuple(classes))
-    if task_type == "regression":
+    if task.type == "classification":
+        return _Targets(task.type, label, classes=_class_order(task, cohort))
+    if task.type == "regression":
         try:
             values = np.array([float(r[label]) for r in train_rows], dtype=float)
         except (TypeError, ValueError) as exc:
@@ -167,17 +147,38 @@ def _targets(config: Mapping[str, Any], cohort: Cohort, train_rows: list[dict]) 
                 f"regression ({exc})"
             ) from exc
         sd = float(values.std()) if len(values) > 1 else 1.0
-        return _Targets(task_type, label, mean=float(values.mean()), sd=sd if sd > 0 else 1.0)
-    return _Targets(task_type, label)
+        return _Targets(task.type, label, mean=float(values.mean()), sd=sd if sd > 0 else 1.0)
+    return _Targets(task.type, label)
+
+
+def _class_order(task: TaskConfig, cohort: Cohort) -> tuple[str, ...]:
+    """``task.classes``, else the cohort's sorted labels; a binary task's positive class last."""
+    classes = list(task.classes or ())
+    if not classes:
+        values = cohort.table.get_column(task.label).drop_nulls().cast(str).unique().to_list()
+        classes = sorted(values)
+    if task.positive is not None and len(classes) == 2:
+        if task.positive not in classes:
+            raise DataError(
+                f"task.positive={task.positive!r} is not a class of dataset {cohort.name!r} "
+                f"(classes: {classes})"
+            )
+        classes = [c for c in classes if c != task.positive] + [task.positive]
+    if len(classes) < 2:
+        raise DataError(
+            f"dataset {cohort.name!r}: column {task.label!r} has {len(classes)} class(es) "
+            f"{classes}; classification needs at least 2"
+        )
+    return tuple(classes)
 
 
 # --------------------------------------------------------------------------- optimisation
 
 
-def _optimizer(model: torch.nn.Module, training: Mapping[str, Any]) -> torch.optim.Optimizer:
-    name = training.get("optimizer", "adam")
-    lr = float(training.get("lr", 1e-3))
-    wd = float(training.get("weight_decay", 0.0))
+def _optimizer(model: torch.nn.Module, training: TrainingConfig) -> torch.optim.Optimizer:
+    name = training.optimizer
+    lr = float(training.lr)  # type: ignore[arg-type]  # resolved: see _config
+    wd = float(training.weight_decay)  # type: ignore[arg-type]
     if name == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
     if name == "adamw":
@@ -190,7 +191,7 @@ def _optimizer(model: torch.nn.Module, training: Mapping[str, Any]) -> torch.opt
 def _scheduler(
     optimizer: torch.optim.Optimizer, name: str, epochs: int
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
-    if name in ("none", None):
+    if name == "none":
         return None
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
@@ -231,159 +232,226 @@ def _device(requested: str) -> torch.device:
 def run_trial(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> TrialOutcome:
     """Train, select on validation, evaluate; return the trial's tables (see module docstring).
 
+    The phases: set up (:func:`_prepare`: config, device, seeds, samples, targets, cache), build the
+    network (:func:`_network`), train and keep the best epoch (:func:`_train_and_select`),
+    evaluate (:func:`_evaluate`), and gather the outcome.
+
     Raises :class:`TrialError` for a non-finite loss (``"non-finite loss at epoch E, batch B"``),
     :class:`SuiteError` / :class:`DataError` for a bad config or dataset.
     """
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
-    config = spec.config
+    run = _prepare(spec, cohort, ctx)
+    model = _network(run)
+    epoch_rows, best = _train_and_select(run, model)
+    model.load_state_dict(best.state)
+    train_seconds = time.perf_counter() - t0
+    t_eval = time.perf_counter()
+    prediction_rows = _evaluate(run, model)
+    eval_seconds = time.perf_counter() - t_eval
+    return TrialOutcome(
+        predictions=table_from_rows("predictions", prediction_rows),
+        epochs=table_from_rows("epochs", epoch_rows),
+        splits=table_from_rows("splits", _split_rows(spec, run.train_rows, run.val_rows, cohort)),
+        best_epoch=best.epoch,
+        val_score=None if math.isnan(best.value) else best.value,
+        selection_metric=run.config.selection.metric,
+        train_seconds=train_seconds,
+        eval_seconds=eval_seconds,
+        device=str(run.device),
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        n_train=len(run.train_rows),
+        n_val=len(run.val_rows),
+        n_test=len(rows_of(cohort, spec.test_ids)) if spec.test_ids else 0,
+        cache={"hits": run.cache.stats.hits, "misses": run.cache.stats.misses},
+    )
+
+
+@dataclass
+class _Run:
+    """What the phases of one trial share: its spec and config, device, samples and data."""
+
+    spec: TrialSpec
+    config: TrialConfig
+    ctx: TrialContext
+    cohort: Cohort
+    device: torch.device
+    train_rows: list[dict[str, Any]]
+    val_rows: list[dict[str, Any]]
+    eval_rows: list[dict[str, Any]]
+    eval_split: str
+    targets: _Targets
+    cache: VolumeCache
+
+    @property
+    def amp(self) -> bool:
+        """Mixed precision: asked for by the config, and on a GPU."""
+        return self.config.training.amp and self.device.type == "cuda"
+
+    def loader(
+        self,
+        rows: list[dict[str, Any]],
+        *,
+        shuffle: bool,
+        perturbation: Perturbation | None = None,
+    ) -> DataLoader:
+        """A DataLoader over ``rows`` (optionally perturbed), seeded by the trial seed."""
+        data = CachedVolumes(
+            self.cache,
+            rows,
+            self.targets.encode(rows, self.cohort.name),
+            _perturber(perturbation, self.spec, rows),
+        )
+        return _loader(
+            data,
+            int(self.config.training.batch_size),  # type: ignore[arg-type]  # resolved
+            shuffle=shuffle,
+            seed=self.spec.seed,
+            workers=self.config.training.num_workers,
+        )
+
+
+def _config(spec: TrialSpec) -> TrialConfig:
+    """The trial's typed config; every searchable key must have its value by now."""
+    config = spec.settings
+    unresolved = config.training.unresolved()
+    if unresolved:
+        raise SuiteError(
+            f"trial {spec.trial_id}: training keys {unresolved} are searched and no search point "
+            "was applied to this refit (raybench.plan.apply_point)"
+        )
+    return config
+
+
+def _prepare(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> _Run:
+    """Config, device and seeds; the samples of each role, their targets and the volume cache."""
+    config = _config(spec)
     device = _device(ctx.device)
     configure_torch(device.type, ctx.cpu_threads)
     seed_everything(spec.seed)
-
     train_rows = rows_of(cohort, spec.train_ids)
     val_rows = rows_of(cohort, spec.val_ids)
-    eval_ids = spec.test_ids if spec.stage == "refit" else spec.val_ids
     eval_split = "test" if spec.stage == "refit" else "val"
-    eval_rows = rows_of(cohort, eval_ids)
+    eval_rows = rows_of(cohort, spec.test_ids if spec.stage == "refit" else spec.val_ids)
     if not train_rows:
         raise DataError(f"trial {spec.trial_id}: no training samples (train_ids is empty)")
     if not eval_rows:
         raise DataError(f"trial {spec.trial_id}: no {eval_split} samples to evaluate on")
-
-    targets = _targets(config, cohort, train_rows)
+    targets = _targets(config.task, cohort, train_rows)
     seg = targets.task_type == "segmentation"
     if seg:
         for rows in (train_rows, val_rows, eval_rows):
             for row in rows:
                 row["mask"] = row[targets.label]
     cache = VolumeCache(Path(ctx.cache_dir), cohort, preprocess_for(cohort, with_mask=seg))
-    shape = cache.preprocess.spatial_size
+    return _Run(
+        spec=spec,
+        config=config,
+        ctx=ctx,
+        cohort=cohort,
+        device=device,
+        train_rows=train_rows,
+        val_rows=val_rows,
+        eval_rows=eval_rows,
+        eval_split=eval_split,
+        targets=targets,
+        cache=cache,
+    )
 
-    model_cfg = config.get("model") or {}
-    arch = model_cfg.get("arch")
-    if not arch:
-        raise SuiteError(f"trial {spec.trial_id}: config.model.arch is missing")
+
+def _network(run: _Run) -> torch.nn.Module:
+    """The trial's network on its device, checked with one forward pass."""
+    shape = run.cache.preprocess.spatial_size
+    model_config = run.config.model
     model = build_network(
-        arch,
-        model_cfg.get("params") or {},
-        targets.task_type,
-        targets.n_out,
+        model_config.arch,
+        model_config.params,
+        run.targets.task_type,
+        run.targets.n_out,
         spatial_size=shape,
-        plugins=config.get("plugins") or {},
+        plugins=run.config.plugins,
     )
-    model.to(device)
-    check_forward(model, arch, (1, *shape), targets.n_out)
+    model.to(run.device)
+    check_forward(model, model_config.arch, (1, *shape), run.targets.n_out)
+    return model
 
-    training = config.get("training") or {}
-    epochs = int(training.get("epochs", 10))
-    batch_size = int(training.get("batch_size", 8))
-    workers = int(training.get("num_workers", 0))
-    amp = bool(training.get("amp", True)) and device.type == "cuda"
-    optimizer = _optimizer(model, training)
-    scheduler = _scheduler(optimizer, training.get("scheduler", "none"), epochs)
-    scaler = torch.amp.GradScaler("cuda") if amp else None
-    head = make_head(targets.task_type, mean=targets.mean, sd=targets.sd)
-    metric = selection_metric(config, targets.task_type)
-    stopping = training.get("early_stopping") or None
 
-    train_data = CachedVolumes(cache, train_rows, targets.encode(train_rows, cohort.name))
-    val_data = CachedVolumes(cache, val_rows, targets.encode(val_rows, cohort.name))
-    train_loader = _loader(train_data, batch_size, shuffle=True, seed=spec.seed, workers=workers)
-    val_loader = _loader(val_data, batch_size, shuffle=False, seed=spec.seed, workers=workers)
-
-    epoch_rows, best = _train_and_select(
-        spec, ctx, model, (train_loader, val_loader), head, optimizer, scheduler, scaler,
-        epochs=epochs, metric=metric, stopping=stopping, targets=targets, device=device, amp=amp,
-    )  # fmt: skip
-    model.load_state_dict(best.state)
-    train_seconds = time.perf_counter() - t0
-
-    t_eval = time.perf_counter()
+def _evaluate(run: _Run, model: torch.nn.Module) -> list[dict[str, Any]]:
+    """Predictions on the evaluation samples, clean and (refit) under each perturbation."""
     perturbations: list[Perturbation] = []
-    if spec.stage == "refit":
-        entries = (config.get("evaluation") or {}).get("perturbations") or []
-        perturbations = [build_perturbation(p) for p in entries]
-    eval_targets = targets.encode(eval_rows, cohort.name)
-    prediction_rows: list[dict[str, Any]] = []
+    if run.spec.stage == "refit":
+        levels = run.config.evaluation.perturbations
+        perturbations = [build_perturbation(dataclasses.asdict(p)) for p in levels]
+    head = make_head(run.targets.task_type, mean=run.targets.mean, sd=run.targets.sd)
+    rows: list[dict[str, Any]] = []
     for perturbation in [None, *perturbations]:
-        data = CachedVolumes(
-            cache, eval_rows, eval_targets, _perturber(perturbation, spec, eval_rows)
+        loader = run.loader(run.eval_rows, shuffle=False, perturbation=perturbation)
+        out = predict(model, loader, head, run.device, amp=run.amp)
+        rows += _prediction_rows(
+            run.spec, run.eval_rows, run.eval_split, perturbation, out, run.targets
         )
-        loader = _loader(data, batch_size, shuffle=False, seed=spec.seed, workers=workers)
-        out = predict(model, loader, head, device, amp=amp)
-        prediction_rows += _prediction_rows(spec, eval_rows, eval_split, perturbation, out, targets)
-    eval_seconds = time.perf_counter() - t_eval
-
-    return TrialOutcome(
-        predictions=table_from_rows("predictions", prediction_rows),
-        epochs=table_from_rows("epochs", epoch_rows),
-        splits=table_from_rows("splits", _split_rows(spec, train_rows, val_rows, cohort)),
-        best_epoch=best.epoch,
-        val_score=None if math.isnan(best.value) else best.value,
-        selection_metric=metric,
-        train_seconds=train_seconds,
-        eval_seconds=eval_seconds,
-        device=str(device),
-        started_at=started_at,
-        finished_at=datetime.now(UTC),
-        n_train=len(train_rows),
-        n_val=len(val_rows),
-        n_test=len(rows_of(cohort, spec.test_ids)) if spec.test_ids else 0,
-        cache={"hits": cache.stats.hits, "misses": cache.stats.misses},
-    )
+    return rows
 
 
-def _train_and_select(
-    spec: TrialSpec,
-    ctx: TrialContext,
-    model: torch.nn.Module,
-    loaders: tuple[DataLoader, DataLoader],
-    head: TaskHead,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    scaler: torch.amp.GradScaler | None,
-    *,
-    epochs: int,
-    metric: str,
-    stopping: Mapping[str, Any] | None,
-    targets: _Targets,
-    device: torch.device,
-    amp: bool,
-) -> tuple[list[dict[str, Any]], _Best]:
+def _train_and_select(run: _Run, model: torch.nn.Module) -> tuple[list[dict[str, Any]], _Best]:
     """The epoch loop: train, score on validation ids, keep the best weights, stop early."""
-    train_loader, val_loader = loaders
-    has_val = len(val_loader.dataset) > 0  # type: ignore[arg-type]
+    training = run.config.training
+    epochs = int(training.epochs)  # type: ignore[arg-type]  # resolved: see _config
+    optimizer = _optimizer(model, training)
+    scheduler = _scheduler(optimizer, training.scheduler, epochs)
+    scaler = torch.amp.GradScaler("cuda") if run.amp else None
+    head = make_head(run.targets.task_type, mean=run.targets.mean, sd=run.targets.sd)
+    train_loader = run.loader(run.train_rows, shuffle=True)
+    val_loader = run.loader(run.val_rows, shuffle=False)
+    selection = run.config.selection
+    stopping = training.early_stopping
+    has_val = len(run.val_rows) > 0
     epoch_rows: list[dict[str, Any]] = []
-    best = _Best(higher_is_better(metric), float((stopping or {}).get("min_delta", 0.0)))
+    best = _Best(selection.higher_is_better, stopping.min_delta if stopping else 0.0)
     for epoch in range(epochs):
         t_epoch = time.perf_counter()
         train_loss = train_epoch(
-            model, train_loader, head, optimizer, device, epoch, amp=amp, scaler=scaler
+            model, train_loader, head, optimizer, run.device, epoch, amp=run.amp, scaler=scaler
         )
         if scheduler is not None:
             scheduler.step()
         lr = float(optimizer.param_groups[0]["lr"])
         t_train = time.perf_counter() - t_epoch
         row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "lr": lr}
-        epoch_rows.append(_epoch_row(spec, epoch, "train", train_loss, None, None, lr, t_train))
+        epoch_rows.append(_epoch_row(run.spec, epoch, "train", train_loss, None, None, lr, t_train))
         if has_val:
-            t_val = time.perf_counter()
-            val = predict(model, val_loader, head, device, amp=amp)
-            value = _score(metric, val, targets)
-            val_loss = float(np.mean(val.loss)) if len(val.loss) else math.nan
-            seconds = time.perf_counter() - t_val
-            epoch_rows.append(_epoch_row(spec, epoch, "val", val_loss, metric, value, lr, seconds))
-            row.update({"val_loss": val_loss, f"val_{metric}": value})
-            best.update(epoch, value, model)
+            epoch_rows.append(_validate(run, model, val_loader, head, epoch, lr, row, best))
         else:
             best.update(epoch, math.nan, model, always=True)
         row["seconds"] = time.perf_counter() - t_epoch
-        if ctx.on_epoch is not None:
-            ctx.on_epoch(row)
-        if stopping and has_val and epoch - best.epoch >= int(stopping.get("patience", 5)):
+        if run.ctx.on_epoch is not None:
+            run.ctx.on_epoch(row)
+        if stopping and has_val and epoch - best.epoch >= stopping.patience:
             break
     return epoch_rows, best
+
+
+def _validate(
+    run: _Run,
+    model: torch.nn.Module,
+    loader: DataLoader,
+    head: TaskHead,
+    epoch: int,
+    lr: float,
+    row: dict[str, Any],
+    best: _Best,
+) -> dict[str, Any]:
+    """Score one epoch on the validation samples; update ``best`` and the epoch's ``row``."""
+    metric = run.config.selection.metric
+    t_val = time.perf_counter()
+    val = predict(model, loader, head, run.device, amp=run.amp)
+    value = _score(metric, val, run.targets)
+    val_loss = float(np.mean(val.loss)) if len(val.loss) else math.nan
+    seconds = time.perf_counter() - t_val
+    row.update({"val_loss": val_loss, f"val_{metric}": value})
+    best.update(epoch, value, model)
+    return _epoch_row(run.spec, epoch, "val", val_loss, metric, value, lr, seconds)
 
 
 class _Best:

@@ -8,15 +8,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from raybench_analysis.vocabulary import ARCHITECTURE_KINDS, ARCHITECTURES
 
 from raybench.errors import SuiteError
-from raybench.suite import schema
+from raybench.suite.networks import NETWORK_PARAMS, SET_BY_RAYBENCH
 from raybench.training.models import (
-    KNOWN_ARCHITECTURES,
-    SEGMENTATION_ARCHITECTURES,
+    _ARCHS,
+    accepted_params,
     build_network,
     check_forward,
+    set_by_raybench,
 )
+
+KNOWN_ARCHITECTURES = ARCHITECTURES
+SEGMENTATION_ARCHITECTURES = tuple(a for a, k in ARCHITECTURE_KINDS.items() if k == "dense")
 
 SMALL = {
     "resnet10": {"widen_factor": 0.125},
@@ -36,8 +41,15 @@ SMALL = {
 }
 
 
-def test_registry_matches_suite_schema() -> None:
-    assert set(KNOWN_ARCHITECTURES) == set(schema.KNOWN_ARCHITECTURES)
+def test_registry_matches_the_vocabulary() -> None:
+    assert tuple(_ARCHS) == ARCHITECTURES
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_validation_table_of_network_arguments_matches_the_monai_signatures(arch: str) -> None:
+    """raybench.suite.networks (read by `validate`, no MONAI import) agrees with the live code."""
+    assert NETWORK_PARAMS[arch] == accepted_params(arch)
+    assert SET_BY_RAYBENCH[arch] == set_by_raybench(arch)
 
 
 @pytest.mark.parametrize("arch", KNOWN_ARCHITECTURES)
