@@ -25,6 +25,7 @@ from raybench_analysis.vocabulary import (
     SYNTHETIC_LABELS,
 )
 
+from raybench.suite.networks import NETWORK_PARAMS, REFUSED_PARAMS, SET_BY_RAYBENCH
 from raybench.suite.problems import PathT, Problem, choices, format_path, show, suggest
 
 #: ``module.sub:callable`` (the callable may be dotted: ``module:Class.factory``).
@@ -151,6 +152,66 @@ def plugins_and_architectures(data: dict[str, Any]) -> Iterator[Problem]:
                 allowed=", ".join(allowed),
                 suggestion=suggest(arch, allowed),
             )
+
+
+@check
+def network_arguments(data: dict[str, Any]) -> Iterator[Problem]:
+    """A built-in network's ``params`` are arguments of its constructor (plugins are not checked).
+
+    Searched values (lists) count by their key: ``params: {dropout: [0.0, 0.2]}`` is the argument
+    ``dropout``. Without this check every trial of the model would fail at run time.
+    """
+    plugins = data.get("plugins") if isinstance(data.get("plugins"), dict) else {}
+    for i, model in _items(data, "models"):
+        arch, params = _get(model, "arch"), _get(model, "params")
+        if arch not in NETWORK_PARAMS or arch in plugins or not isinstance(params, dict):
+            continue
+        allowed = sorted(NETWORK_PARAMS[arch])
+        for key in params:
+            path = ("models", i, "params", key)
+            if key in REFUSED_PARAMS:
+                yield Problem(path, f"not supported: {REFUSED_PARAMS[key]}", anchor="key")
+            elif key in SET_BY_RAYBENCH[arch]:
+                yield Problem(
+                    path,
+                    f"{arch}'s {key} is set by raybench from the task and the data; remove it",
+                    anchor="key",
+                )
+            elif key not in NETWORK_PARAMS[arch]:
+                yield Problem(
+                    path,
+                    f"not an argument of the {arch} network",
+                    found=show(key),
+                    allowed=", ".join(allowed),
+                    suggestion=suggest(key, allowed),
+                    anchor="key",
+                )
+
+
+@check
+def finite_network_arguments(data: dict[str, Any]) -> Iterator[Problem]:
+    """Numbers in ``models[].params`` (typed by no schema) are finite, like every number."""
+    for i, model in _items(data, "models"):
+        params = _get(model, "params")
+        for key, value in (params if isinstance(params, dict) else {}).items():
+            for path, v in _leaves(("models", i, "params", key), value):
+                if isinstance(v, float) and not math.isfinite(v):
+                    yield Problem(
+                        path,
+                        "not a finite number (.inf, .nan, or a literal too large for a float)",
+                        found=show(v),
+                    )
+
+
+def _leaves(path: PathT, value: Any) -> Iterator[tuple[PathT, Any]]:
+    if isinstance(value, list):
+        for j, v in enumerate(value):
+            yield from _leaves((*path, j), v)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves((*path, k), v)
+    else:
+        yield path, value
 
 
 @check

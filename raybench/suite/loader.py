@@ -8,6 +8,10 @@ data, validated against :class:`~raybench.suite.schema.Suite` and checked across
 
 YAML is read with the YAML 1.2 core rules for booleans and numbers: only ``true``/``false`` are
 booleans (``off``, ``no`` and ``yes`` stay strings) and ``1e-3`` is a number.
+
+The loader is bounded, so that a hostile or broken file is a located error rather than gigabytes of
+memory or a crash: at most :data:`MAX_SUITE_BYTES` of text, :data:`MAX_DEPTH` levels of nesting
+and :data:`MAX_NODES` values once aliases are expanded (a "billion laughs" alias bomb stops there).
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from raybench.suite.problems import (
 from raybench.suite.schema import Suite
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "MAX_SUITE_BYTES",
     "load_suite",
     "locate",
     "parse_suite",
@@ -45,9 +52,36 @@ _FLOAT = "tag:yaml.org,2002:float"
 _MERGE = "tag:yaml.org,2002:merge"
 _COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
+#: Largest suite file read (suites are a few kB; this is hundreds of models).
+MAX_SUITE_BYTES = 1_000_000
+#: Deepest nesting of mappings and lists (a suite needs about 6 levels).
+MAX_DEPTH = 50
+#: Most values (mappings, lists and scalars) a suite may hold once YAML aliases are expanded.
+MAX_NODES = 100_000
+
+
+class SuiteLimitError(yaml.MarkedYAMLError):
+    """The suite is larger or deeper than the loader's bounds (the message names the limit)."""
+
 
 class SuiteYamlLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core booleans and exponent floats without a dot (``1e-3``)."""
+    """SafeLoader with YAML 1.2 core booleans, exponent floats without a dot (``1e-3``) and a bound
+    on nesting depth (:data:`MAX_DEPTH`), checked while composing so that no recursion runs deep.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise SuiteLimitError(
+                    problem=f"nested more than {MAX_DEPTH} levels deep (the limit)",
+                    problem_mark=self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 SuiteYamlLoader.yaml_implicit_resolvers = {
@@ -73,6 +107,7 @@ class _Reader:
         self.problems: list[Problem] = []
         self._constructor = yaml.constructor.SafeConstructor()
         self._stack: set[int] = set()
+        self._nodes = 0
         #: Paths whose value was refused (unsafe tag): the schema's complaint about them is noise.
         self.refused: set[PathT] = set()
 
@@ -82,6 +117,20 @@ class _Reader:
         )
 
     def read(self, node: Node, path: PathT = (), key_mark: yaml.Mark | None = None) -> Any:
+        """Plain data of ``node``; raises :class:`SuiteLimitError` past the bounds."""
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise SuiteLimitError(
+                problem=f"the suite holds more than {MAX_NODES} values once its YAML aliases "
+                "(*name) are expanded (the limit); an alias bomb?",
+                problem_mark=node.start_mark,
+            )
+        if len(path) > MAX_DEPTH:
+            raise SuiteLimitError(
+                problem=f"nested more than {MAX_DEPTH} levels deep once its YAML aliases are "
+                "expanded (the limit)",
+                problem_mark=node.start_mark,
+            )
         self.marks.setdefault(path, (key_mark, node.start_mark))
         if id(node) in self._stack:
             self.problem(node.start_mark, "an alias refers to itself (recursive structure)", path)
@@ -108,6 +157,12 @@ class _Reader:
     def _scalar(self, node: Node, path: PathT) -> Any:
         try:
             return self._constructor.construct_object(node)
+        except ValueError:  # an integer of more digits than Python converts
+            self.problem(
+                node.start_mark, "number too long to read", path, found=f"{node.value:.20}..."
+            )
+            self.refused.add(path)
+            return None
         except yaml.constructor.ConstructorError:
             self.problem(
                 node.start_mark,
@@ -233,26 +288,73 @@ def parse_suite(text: str, source: str = "<string>") -> Suite:
 
     Raises :class:`~raybench.suite.problems.SuiteValidationError` listing every problem.
     """
-    problems = _tabs(text, source)
+    problems = _too_large(len(text.encode("utf-8")), source) or _tabs(text, source)
     if problems:
         raise _finish(problems, source)
+    node = _compose(text, source)
+    reader = _Reader(source)
+    try:
+        data = reader.read(node)
+    except SuiteLimitError as exc:
+        raise _finish([_marked(exc, "", source)], source) from None
+    problems = list(reader.problems)
+    if not isinstance(data, dict):
+        problems.append(
+            Problem((), "a suite is a mapping of keys (name:, datasets:, ...)", found=show(data))
+        )
+        raise _finish([_locate(p, reader.marks, source) for p in problems], source)
+    suite = None
+    try:
+        suite = Suite.model_validate(data, context={"skip_semantic_checks": True})
+    except ValidationError as exc:
+        problems += problems_from_validation_error(exc, data, Suite)
+    problems += check_suite_data(data)
+    problems = [p for p in problems if p in reader.problems or p.path not in reader.refused]
+    if problems or suite is None:
+        raise _finish([_locate(p, reader.marks, source) for p in problems], source)
+    return suite
+
+
+def _too_large(size: int, source: str) -> list[Problem]:
+    """A problem when the suite's text is over :data:`MAX_SUITE_BYTES`."""
+    if size <= MAX_SUITE_BYTES:
+        return []
+    return [
+        Problem(
+            (),
+            f"the file is {size} bytes, larger than a suite may be",
+            file=source,
+            line=1,
+            col=1,
+            allowed=f"at most {MAX_SUITE_BYTES} bytes",
+        )
+    ]
+
+
+def _marked(exc: yaml.MarkedYAMLError, prefix: str, source: str) -> Problem:
+    """A problem located at the mark of a YAML error."""
+    mark = exc.problem_mark or exc.context_mark
+    what = str(exc.problem or "")
+    if exc.context:
+        where = exc.context_mark
+        started = f" (started at line {where.line + 1}, column {where.column + 1})" if where else ""
+        what = f"{exc.context}{started}: {what}"
+    problem = Problem((), f"{prefix}{what}", file=source)
+    if mark is not None:
+        problem.line, problem.col = mark.line + 1, mark.column + 1
+    return problem
+
+
+def _compose(text: str, source: str) -> Node:
+    """The YAML node tree of ``text``; every YAML error becomes a located problem."""
     loader = None
     try:
         loader = SuiteYamlLoader(text)
         node = loader.get_single_node()
+    except SuiteLimitError as exc:
+        raise _finish([_marked(exc, "", source)], source) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = str(exc.problem or "")
-        if exc.context:
-            where = exc.context_mark
-            started = (
-                f" (started at line {where.line + 1}, column {where.column + 1})" if where else ""
-            )
-            what = f"{exc.context}{started}: {what}"
-        problem = Problem((), f"YAML syntax error: {what}", file=source)
-        if mark is not None:
-            problem.line, problem.col = mark.line + 1, mark.column + 1
-        raise _finish([problem], source) from None
+        raise _finish([_marked(exc, "YAML syntax error: ", source)], source) from None
     except yaml.reader.ReaderError as exc:
         before = text[: exc.position]
         problem = Problem(
@@ -277,26 +379,7 @@ def parse_suite(text: str, source: str = "<string>") -> Suite:
             col=1,
         )
         raise _finish([empty], source)
-
-    reader = _Reader(source)
-    data = reader.read(node)
-    problems = list(reader.problems)
-    if not isinstance(data, dict):
-        problems.append(
-            Problem((), "a suite is a mapping of keys (name:, datasets:, ...)", found=show(data))
-        )
-        raise _finish([_locate(p, reader.marks, source) for p in problems], source)
-
-    suite = None
-    try:
-        suite = Suite.model_validate(data, context={"skip_semantic_checks": True})
-    except ValidationError as exc:
-        problems += problems_from_validation_error(exc, data, Suite)
-    problems += check_suite_data(data)
-    problems = [p for p in problems if p in reader.problems or p.path not in reader.refused]
-    if problems or suite is None:
-        raise _finish([_locate(p, reader.marks, source) for p in problems], source)
-    return suite
+    return node
 
 
 def load_suite(path: str | os.PathLike[str]) -> Suite:
@@ -311,6 +394,8 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
     source = os.fspath(path)
     p = Path(source)
     try:
+        if p.is_file() and p.stat().st_size > MAX_SUITE_BYTES:  # not read into memory at all
+            raise _finish(_too_large(p.stat().st_size, source), source)
         raw = p.read_bytes()
     except FileNotFoundError:
         problem = Problem((), "no such file; check the path of the suite", file=source)
@@ -344,14 +429,14 @@ def locate(suite_path: str | os.PathLike[str], path: PathT) -> tuple[int, int] |
     Lets later stages point at the suite when they reject something in it, e.g. a dataset whose
     files are missing: ``locate("suite.yaml", ("datasets", 1))``.
     """
+    reader = _Reader(os.fspath(suite_path))
     try:
         node = yaml.compose(Path(suite_path).read_text(encoding="utf-8"), Loader=SuiteYamlLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        if node is None:
+            return None
+        reader.read(node)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):  # SuiteLimitError is a YAMLError
         return None
-    reader = _Reader(os.fspath(suite_path))
-    if node is None:
-        return None
-    reader.read(node)
     if path not in reader.marks:
         return None
     mark = reader.marks[path][1]

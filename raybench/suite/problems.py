@@ -410,6 +410,14 @@ def _problem(
         if isinstance(value, dict):
             return Problem((*path, disc), "missing required key", allowed=choices(tags) or None)
         return Problem(path, "wrong type", found=show(value), allowed="a mapping (key: value)")
+    if kind == "finite_number":
+        bounds = _bounds_at(root, path, data) or ["a finite number"]
+        return Problem(
+            path,
+            "not a finite number (.inf, .nan, or a literal too large for a float such as 1.0e400)",
+            found=show(value),
+            allowed=" and ".join(bounds) + or_list,
+        )
     if kind in _BOUNDS:
         bounds = _bounds_at(root, path, data) or [f"{_BOUNDS[kind]} {next(iter(ctx.values()))}"]
         return Problem(path, "out of range", found=show(value), allowed=" and ".join(bounds))

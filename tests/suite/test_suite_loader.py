@@ -151,3 +151,66 @@ def test_out_of_range_messages_give_the_whole_range() -> None:
         parse_suite(text, "s.yaml")
     allowed = {p.key_path: p.allowed for p in info.value.problems}
     assert allowed == {"analysis.alpha": "> 0 and < 1", "training.lr[1]": "> 0 and <= 10.0"}
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    from raybench.suite.loader import MAX_SUITE_BYTES
+
+    path = tmp_path / "big.yaml"
+    path.write_text(BASE + "description: '" + "x" * MAX_SUITE_BYTES + "'\n")
+    with pytest.raises(SuiteValidationError) as info:
+        load_suite(path)
+    (problem,) = info.value.problems
+    assert (problem.line, problem.col) == (1, 1)
+    assert f"at most {MAX_SUITE_BYTES} bytes" in str(problem)
+    with pytest.raises(SuiteValidationError, match="larger than a suite may be"):
+        parse_suite(path.read_text(), "big.yaml")
+
+
+def test_depth_and_expansion_limits_hold_for_mappings_and_aliases() -> None:
+    from raybench.suite.loader import MAX_DEPTH
+
+    deep_map = "description: " + "{a: " * (MAX_DEPTH + 5) + "1" + "}" * (MAX_DEPTH + 5) + "\n"
+    with pytest.raises(SuiteValidationError, match=f"more than {MAX_DEPTH} levels deep"):
+        parse_suite(BASE + deep_map, "s.yaml")
+    # just under the limit: the schema's complaint, not the loader's
+    ok = "description: " + "[" * (MAX_DEPTH - 2) + "]" * (MAX_DEPTH - 2) + "\n"
+    with pytest.raises(SuiteValidationError) as info:
+        parse_suite(BASE + ok, "s.yaml")
+    assert "levels deep" not in str(info.value) and "wrong type" in str(info.value)
+
+
+def test_an_integer_too_long_to_convert_is_a_located_problem() -> None:
+    with pytest.raises(SuiteValidationError) as info:
+        parse_suite(BASE + "seeds: [" + "9" * 5000 + "]\n", "s.yaml")
+    (problem,) = info.value.problems
+    assert (problem.line, problem.key_path) == (5, "seeds[0]")
+    assert "number too long" in str(problem)
+
+
+def test_non_finite_numbers_in_network_arguments_are_refused() -> None:
+    text = BASE.replace("arch: resnet10}", "arch: resnet10, params: {widen_factor: .inf}}")
+    with pytest.raises(SuiteValidationError) as info:
+        parse_suite(text, "s.yaml")
+    assert [p.key_path for p in info.value.problems] == ["models[0].params.widen_factor"]
+    assert "not a finite number" in str(info.value)
+
+
+def test_network_arguments_set_by_raybench_or_refused_are_named() -> None:
+    text = BASE.replace(
+        "arch: resnet10}", "arch: resnet10, params: {num_classes: 3, pretrained: true}}"
+    )
+    with pytest.raises(SuiteValidationError) as info:
+        parse_suite(text, "s.yaml")
+    message = str(info.value)
+    assert "num_classes is set by raybench" in message
+    assert "pretrained weights are downloaded" in message
+
+
+def test_searched_network_arguments_are_checked_by_their_key() -> None:
+    ok = BASE.replace("arch: resnet10}", "arch: resnet10, params: {dropout: [0.0, 0.2]}}")
+    assert parse_suite(ok, "s.yaml").models[0].params == {"dropout": [0.0, 0.2]}
+    bad = BASE.replace("arch: resnet10}", "arch: resnet10, params: {dropuot: [0.0, 0.2]}}")
+    with pytest.raises(SuiteValidationError) as info:
+        parse_suite(bad, "s.yaml")
+    assert info.value.problems[0].suggestion == "dropout"
