@@ -17,9 +17,14 @@ from pathlib import Path
 
 import polars as pl
 
-from raybench.data.cohort import REQUIRED_COLUMNS, Cohort
+from raybench.data.cohort import Cohort
 from raybench.data.fingerprint import HashCache, table_fingerprint
-from raybench.data.manifest import DEFAULT_SITE, read_table_file
+from raybench.data.manifest import (
+    missing_columns,
+    read_table_file,
+    rename_columns,
+    standard_table,
+)
 from raybench.data.validate import check_cohort, did_you_mean, raise_problems
 from raybench.errors import DataError
 from raybench.suite.schema import BidsDataset, ColumnMap
@@ -102,29 +107,64 @@ def read_bids_table(
     *,
     name: str = "",
 ) -> Cohort:
-    """Build the cohort table of a BIDS/CAPS tree without checking image headers or hashing."""
+    """Build the cohort table of a BIDS/CAPS tree without checking image headers or hashing.
+
+    The steps: ``participants.tsv`` (:func:`_participants`), the images matching the pattern
+    (:func:`_find_images`), one row per participant's session (:class:`_Rows`), then the column
+    handling shared with the manifest reader (:func:`~raybench.data.manifest.rename_columns`).
+    """
     root = Path(os.path.abspath(root))
     columns = columns or ColumnMap(subject_id="participant_id")
     name = name or root.name
     if not root.is_dir():
         raise DataError(f"{root}: BIDS root not found or not a directory; check the suite's path")
     _check_pattern(pattern)
-    participants_path = root / "participants.tsv"
-    if not participants_path.is_file():
+    participants, where = _participants(root, columns.subject_id)
+    rows = _Rows(root, pattern, where, columns.subject_id, _find_images(root, pattern))
+    for index, record in enumerate(participants.iter_rows(named=True)):
+        rows.add_participant(index + 2, record)
+    rows.add_unlisted()
+    raise_problems(name, rows.problems)
+    if not rows.rows:
+        raise DataError(f"{root}: no image matches pattern {pattern!r}")
+    keys = list(dict.fromkeys(k for r in rows.rows for k in r))
+    table = pl.DataFrame(
+        {k: [r.get(k) for r in rows.rows] for k in keys}, schema={k: pl.String for k in keys}
+    )
+    mapping = {key: getattr(columns, key) for key in ("scanner", "site", "label")}
+    needed = {"label"} & columns.model_fields_set
+    raise_problems(name, missing_columns(table.columns, mapping, needed, where))
+    table, renamed = rename_columns(table, mapping, where)
+    return Cohort(
+        name=name,
+        table=standard_table(table),
+        fingerprint="",
+        source=where,
+        rows=tuple(rows.row_numbers),
+        columns={**renamed, "subject_id": columns.subject_id},
+    )
+
+
+def _participants(root: Path, subject_col: str) -> tuple[pl.DataFrame, str]:
+    """``participants.tsv`` of ``root`` (with its subject column) and its path."""
+    path = root / "participants.tsv"
+    if not path.is_file():
         raise DataError(
             f"{root}: no participants.tsv; a BIDS/CAPS root needs one with a "
-            f"{columns.subject_id!r} column (one row per subject)"
+            f"{subject_col!r} column (one row per subject)"
         )
-    participants = read_table_file(participants_path)
-    where = str(participants_path)
-    subject_col = columns.subject_id
+    participants = read_table_file(path)
     if subject_col not in participants.columns:
         raise DataError(
-            f"{where}, row 1: missing column {subject_col!r} (columns.subject_id)"
+            f"{path}, row 1: missing column {subject_col!r} (columns.subject_id)"
             f"{did_you_mean(subject_col, participants.columns)}; columns found: "
             f"{participants.columns}"
         )
+    return participants, str(path)
 
+
+def _find_images(root: Path, pattern: str) -> dict[str, dict[str, list[str]]]:
+    """Subject id -> session id -> the image paths (relative to ``root``) matching ``pattern``."""
     regex = _pattern_regex(pattern)
     found: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     glob = _STARS.sub(_one_star, pattern.replace("{subject}", "*").replace("{session}", "*"))
@@ -136,92 +176,91 @@ def read_bids_table(
         session = match.groupdict().get("session")
         subject_id = "sub-" + match["subject"]
         found[subject_id][_prefixed(session, "ses-") if session else SINGLE_SESSION].append(rel)
+    return found
 
-    problems: list[str] = []
-    rows: list[dict[str, str | None]] = []
-    row_numbers: list[int] = []
-    listed: dict[str, int] = {}
-    for index, record in enumerate(participants.iter_rows(named=True)):
-        row = index + 2
-        value = record[subject_col]
+
+class _Rows:
+    """The cohort's rows, built participant by participant, with every problem found on the way."""
+
+    def __init__(
+        self,
+        root: Path,
+        pattern: str,
+        where: str,
+        subject_col: str,
+        found: dict[str, dict[str, list[str]]],
+    ) -> None:
+        self.root, self.pattern, self.where, self.subject_col = root, pattern, where, subject_col
+        self.found = found
+        self.problems: list[str] = []
+        self.rows: list[dict[str, str | None]] = []
+        self.row_numbers: list[int] = []
+        self.listed: dict[str, int] = {}
+
+    def add_participant(self, row: int, record: dict[str, str | None]) -> None:
+        """The rows of the participant in line ``row`` of participants.tsv: one per session."""
+        where, col = self.where, self.subject_col
+        value = record[col]
         if not value:
-            problems.append(f"{where}, row {row}, column {subject_col!r}: empty participant id")
-            continue
+            self.problems.append(f"{where}, row {row}, column {col!r}: empty participant id")
+            return
         subject_id = _prefixed(value, "sub-")
-        if subject_id in listed:
-            problems.append(
-                f"{where}, row {row}, column {subject_col!r}: participant {subject_id!r} is "
-                f"already listed in row {listed[subject_id]}; list each participant once"
+        if subject_id in self.listed:
+            self.problems.append(
+                f"{where}, row {row}, column {col!r}: participant {subject_id!r} is "
+                f"already listed in row {self.listed[subject_id]}; list each participant once"
             )
-            continue
-        listed[subject_id] = row
-        sessions = found.get(subject_id, {})
+            return
+        self.listed[subject_id] = row
+        sessions = self.found.get(subject_id, {})
         if not sessions:
-            problems.append(
-                f"{where}, row {row}, column {subject_col!r}: no image of {subject_id!r} matches "
-                f"pattern {pattern!r} under {root}; fix the pattern or remove the participant"
+            self.problems.append(
+                f"{where}, row {row}, column {col!r}: no image of {subject_id!r} matches "
+                f"pattern {self.pattern!r} under {self.root}; fix the pattern or remove the "
+                "participant"
             )
-            continue
-        extra = _sessions_table(root, subject_id)
+            return
+        extra = _sessions_table(self.root, subject_id)
+        subject = {k: v for k, v in record.items() if k != col}
         for session_id in sorted(sessions, key=_natural):
-            paths = sessions[session_id]
-            if len(paths) > 1:
-                problems.append(
-                    f"{where}, row {row}: {len(paths)} images of {subject_id} {session_id} match "
-                    f"pattern {pattern!r}: {paths[:3]}; make the pattern select one per session"
-                )
-                continue
-            out: dict[str, str | None] = {
-                "sample_id": f"{subject_id}_{session_id}",
-                "subject_id": subject_id,
-                "session_id": session_id,
-                "image": str(root / paths[0]),
-            }
-            out.update({k: v for k, v in record.items() if k != subject_col})
-            if extra is not None:
-                for srow in extra.filter(pl.col("session_id") == session_id).iter_rows(named=True):
-                    out.update({k: v for k, v in srow.items() if k != "session_id"})
-            rows.append(out)
-            row_numbers.append(row)
-    for subject_id in sorted(set(found) - set(listed)):
-        first = next(iter(found[subject_id].values()))[0]
-        problems.append(
-            f"{root / first}: subject {subject_id!r} has images but no row in {where}; add it"
-        )
-    raise_problems(name, problems)
-    if not rows:
-        raise DataError(f"{root}: no image matches pattern {pattern!r}")
+            self._add_session(row, subject_id, session_id, sessions[session_id], subject, extra)
 
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    table = pl.DataFrame(
-        {k: [r.get(k) for r in rows] for k in keys}, schema={k: pl.String for k in keys}
-    )
-    renamed: dict[str, str] = {}
-    for key in ("scanner", "site", "label"):
-        source = getattr(columns, key)
-        if source in table.columns and source != key:
-            if key in table.columns:
-                raise DataError(f"{where}, row 1: both {key!r} and {source!r} (columns.{key})")
-            table = table.rename({source: key})
-            renamed[key] = source
-        elif key == "label" and "label" in columns.model_fields_set and source not in keys:
-            raise DataError(
-                f"{where}, row 1: missing column {source!r} (columns.label)"
-                f"{did_you_mean(source, keys)}"
+    def _add_session(
+        self,
+        row: int,
+        subject_id: str,
+        session_id: str,
+        paths: list[str],
+        subject: dict[str, str | None],
+        extra: pl.DataFrame | None,
+    ) -> None:
+        if len(paths) > 1:
+            self.problems.append(
+                f"{self.where}, row {row}: {len(paths)} images of {subject_id} {session_id} match "
+                f"pattern {self.pattern!r}: {paths[:3]}; make the pattern select one per session"
             )
-    for key in ("scanner", "site"):
-        if key not in table.columns:
-            table = table.with_columns(pl.lit(DEFAULT_SITE, dtype=pl.String).alias(key))
-    rest = [c for c in table.columns if c not in REQUIRED_COLUMNS]
-    renamed["subject_id"] = subject_col
-    return Cohort(
-        name=name,
-        table=table.select(*REQUIRED_COLUMNS, *rest),
-        fingerprint="",
-        source=where,
-        rows=tuple(row_numbers),
-        columns=renamed,
-    )
+            return
+        out: dict[str, str | None] = {
+            "sample_id": f"{subject_id}_{session_id}",
+            "subject_id": subject_id,
+            "session_id": session_id,
+            "image": str(self.root / paths[0]),
+            **subject,
+        }
+        if extra is not None:  # a session column wins over a participant column of its name
+            for srow in extra.filter(pl.col("session_id") == session_id).iter_rows(named=True):
+                out.update({k: v for k, v in srow.items() if k != "session_id"})
+        self.rows.append(out)
+        self.row_numbers.append(row)
+
+    def add_unlisted(self) -> None:
+        """A problem for each subject with images but no row in participants.tsv."""
+        for subject_id in sorted(set(self.found) - set(self.listed)):
+            first = next(iter(self.found[subject_id].values()))[0]
+            self.problems.append(
+                f"{self.root / first}: subject {subject_id!r} has images but no row in "
+                f"{self.where}; add it"
+            )
 
 
 def read_bids(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import polars as pl
@@ -21,7 +22,15 @@ from raybench.data.validate import check_cohort, did_you_mean, raise_problems
 from raybench.errors import DataError
 from raybench.suite.schema import ColumnMap
 
-__all__ = ["DEFAULT_SITE", "read_manifest", "read_manifest_table", "read_table_file"]
+__all__ = [
+    "DEFAULT_SITE",
+    "missing_columns",
+    "read_manifest",
+    "read_manifest_table",
+    "read_table_file",
+    "rename_columns",
+    "standard_table",
+]
 
 #: Value of ``scanner`` / ``site`` when the manifest has no such column.
 DEFAULT_SITE = "unknown"
@@ -97,6 +106,50 @@ def _resolve(values: pl.Series, base: Path) -> pl.Series:
     )
 
 
+def missing_columns(
+    found: list[str], mapping: Mapping[str, str], needed: Collection[str], where: str
+) -> list[str]:
+    """Problems for each ``needed`` key whose mapped column is not in ``found``.
+
+    ``mapping`` maps standard names (``label``) to the table's own (``columns.label``); ``where``
+    names the table file. Shared by the manifest and BIDS readers.
+    """
+    return [
+        f"{where}, row 1: missing column {source!r} (columns.{key})"
+        f"{did_you_mean(source, found)}; columns found: {found}; rename the "
+        f"column or set columns.{key}: <its name> in the suite"
+        for key, source in mapping.items()
+        if key in needed and source not in found
+    ]
+
+
+def rename_columns(
+    table: pl.DataFrame, mapping: Mapping[str, str], where: str
+) -> tuple[pl.DataFrame, dict[str, str]]:
+    """``table`` with its mapped columns renamed to the standard names, and what was renamed.
+
+    A standard name that exists besides the column mapped to it is an error (which one is meant?).
+    """
+    present = {key: source for key, source in mapping.items() if source in table.columns}
+    clashes = [k for k, s in present.items() if k != s and k in table.columns]
+    if clashes:
+        raise DataError(
+            f"{where}, row 1: columns {clashes} exist but the column map reads them from "
+            f"{[present[k] for k in clashes]}; rename or drop one of each pair"
+        )
+    renamed = {k: s for k, s in present.items() if s != k}
+    return table.rename({s: k for k, s in renamed.items()}), renamed
+
+
+def standard_table(table: pl.DataFrame) -> pl.DataFrame:
+    """Standard columns first (``scanner``/``site`` default to ``"unknown"``), then the rest."""
+    for key in ("scanner", "site"):
+        if key not in table.columns:
+            table = table.with_columns(pl.lit(DEFAULT_SITE, dtype=pl.String).alias(key))
+    rest = [c for c in table.columns if c not in REQUIRED_COLUMNS]
+    return table.select(*REQUIRED_COLUMNS, *rest)
+
+
 def read_manifest_table(
     path: str | Path, columns: ColumnMap | None = None, *, name: str = ""
 ) -> Cohort:
@@ -114,30 +167,10 @@ def read_manifest_table(
     if raw.height == 0:
         raise DataError(f"{path}: no rows after the header; list one image per row")
     name = name or path.stem
-    explicit = columns.model_fields_set
     mapping = {key: getattr(columns, key) for key in (*_REQUIRED_KEYS, *_OPTIONAL_KEYS)}
-    problems = []
-    for key, source in mapping.items():
-        needed = key in _REQUIRED_KEYS or key in explicit
-        if needed and source not in raw.columns:
-            problems.append(
-                f"{path}, row 1: missing column {source!r} (columns.{key})"
-                f"{did_you_mean(source, raw.columns)}; columns found: {raw.columns}; rename the "
-                f"column or set columns.{key}: <its name> in the suite"
-            )
-    raise_problems(name, problems)
-
-    present = {key: source for key, source in mapping.items() if source in raw.columns}
-    clashes = [k for k, s in present.items() if k != s and k in raw.columns]
-    if clashes:
-        raise DataError(
-            f"{path}, row 1: columns {clashes} exist but the column map reads them from "
-            f"{[present[k] for k in clashes]}; rename or drop one of each pair"
-        )
-    table = raw.rename({s: k for k, s in present.items() if s != k})
-    for key in ("scanner", "site"):
-        if key not in table.columns:
-            table = table.with_columns(pl.lit(DEFAULT_SITE, dtype=pl.String).alias(key))
+    needed = {*_REQUIRED_KEYS, *columns.model_fields_set}
+    raise_problems(name, missing_columns(raw.columns, mapping, needed, str(path)))
+    table, renamed = rename_columns(raw, mapping, str(path))
     for key in ("image", "mask"):
         if key in table.columns:
             table = table.with_columns(_resolve(table[key], path.parent).alias(key))
@@ -145,12 +178,9 @@ def read_manifest_table(
         table = table.with_columns(
             pl.concat_str("subject_id", "session_id", separator="_").alias("sample_id")
         )
-    rest = [c for c in table.columns if c not in REQUIRED_COLUMNS]
-    table = table.select(*REQUIRED_COLUMNS, *rest)
-    renamed = {k: s for k, s in present.items() if s != k}
     return Cohort(
         name=name,
-        table=table,
+        table=standard_table(table),
         fingerprint="",
         source=str(path),
         rows=row_numbers,
