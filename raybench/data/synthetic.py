@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from raybench_analysis.vocabulary import SYNTHETIC_CLASSES
 
 from raybench.data.fingerprint import synthetic_fingerprint, synthetic_identity
 from raybench.data.nifti import write_nifti
@@ -52,7 +53,6 @@ MANIFEST_NAME = "manifest.tsv"
 PARAMS_NAME = "raybench-synthetic.json"
 AGE_RANGE = (60.0, 85.0)  # baseline age, uniform, rounded to 0.1 year
 SESSION_INTERVAL_YEARS = 1.5
-CLASSES = ("CN", "AD")
 # Stream keys of numpy.random.default_rng([seed, stream, ...]).
 _DESIGN, _SITE, _SCANNER, _SUBJECT, _SESSION = range(5)
 
@@ -126,7 +126,7 @@ def design(params: SyntheticParams) -> list[Subject]:
     diagnosis = [""] * n
     for k, i in enumerate(order):
         diseased = math.floor((k + 1) * p + 0.5) > math.floor(k * p + 0.5)
-        diagnosis[i] = CLASSES[1] if diseased else CLASSES[0]
+        diagnosis[i] = SYNTHETIC_CLASSES[1] if diseased else SYNTHETIC_CLASSES[0]
     ages = np.round(rng.uniform(*AGE_RANGE, size=n), 1)
     sites = _labels(2, "site", n_sites)
     subject_ids = _labels(max(3, len(str(n))), "sub-", n)
@@ -180,7 +180,7 @@ def _images(params: SyntheticParams) -> Iterator[_Image]:
     grid = Grid(params.shape)
     for subject in design(params):
         anatomy = Anatomy.draw(_rng(params.seed, _SUBJECT, subject.index))
-        active = subject.diagnosis == CLASSES[1] and params.effect > 0
+        active = subject.diagnosis == SYNTHETIC_CLASSES[1] and params.effect > 0
         volume = lesion_volume(grid, anatomy, active)
         for t in range(params.sessions):
             sub, ses = subject.subject_id, f"ses-{t + 1}"
@@ -273,7 +273,7 @@ def _write(tmp: Path, params: SyntheticParams) -> None:
             acquisition,
             contrast(params, subject.site_index, subject.scanner_index),
             item.age,
-            subject.diagnosis == CLASSES[1],
+            subject.diagnosis == SYNTHETIC_CLASSES[1],
             params.effect,
             params.noise,
             rng,
