@@ -13,7 +13,7 @@ import re
 import reprlib
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Union
 
@@ -351,98 +351,162 @@ def _bounds_at(root: type[BaseModel], path: PathT, data: Any) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class _Context:
+    """One group of pydantic errors at ``path``, with what a handler needs to describe them."""
+
+    path: PathT
+    group: list[_Err]
+    data: Any
+    root: type[BaseModel]
+    or_list: str  # " (or a list of such values: a search space)" where a list was allowed
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        return self.group[0].raw
+
+    @property
+    def value(self) -> Any:
+        return self.raw.get("input")
+
+    @property
+    def ctx(self) -> dict[str, Any]:
+        return self.raw.get("ctx") or {}
+
+
 def _problem(
     path: PathT, group: list[_Err], data: Any, root: type[BaseModel], searchable: bool
 ) -> Problem:
-    raw = group[0].raw
-    kind = raw["type"]
-    value = raw.get("input")
-    ctx = raw.get("ctx") or {}
+    """One problem for a group of pydantic errors at ``path`` (the handler of its kind)."""
     or_list = " (or a list of such values: a search space)" if searchable else ""
-
-    if kind == "extra_forbidden":
-        model = model_at(root, path[:-1], data)
-        allowed = list(model.model_fields) if model else []
-        return Problem(
-            path,
-            "unknown key",
-            found=show(path[-1]),
-            allowed=", ".join(allowed) or None,
-            suggestion=suggest(path[-1], allowed),
-            anchor="key",
-        )
-    if kind == "missing":
-        if isinstance(path[-1], int):
-            return Problem(path, f"missing value: expected {path[-1] + 1} or more values")
-        return Problem(path, "missing required key")
+    c = _Context(path, group, data, root, or_list)
+    kind = c.raw["type"]
     if all(e.raw["type"] == "literal_error" for e in group):
-        allowed = []
-        for e in group:
-            for v in re.findall(r"'([^']*)'", e.raw["ctx"]["expected"]):
-                if v not in allowed:
-                    allowed.append(v)
-        return Problem(
-            path,
-            "invalid value",
-            found=show(value),
-            allowed=choices(allowed) + or_list,
-            suggestion=suggest(value, allowed),
-        )
-    if kind == "union_tag_invalid":
-        disc = ctx.get("discriminator", "").strip("'")
-        allowed = re.findall(r"'([^']*)'", ctx.get("expected_tags", ""))
-        return Problem(
-            (*path, disc),
-            f"invalid {disc}",
-            found=show(ctx.get("tag")),
-            allowed=choices(allowed),
-            suggestion=suggest(ctx.get("tag"), allowed),
-        )
-    if kind == "union_tag_not_found":
-        disc = ctx.get("discriminator", "").strip("'")
-        tags: list[str] = []
-        union = _strip(annotation_at(root, path, data))
-        if _is_union(union):
-            for m in typing.get_args(union):
-                m = _strip(m)
-                if isinstance(m, type) and issubclass(m, BaseModel) and disc in m.model_fields:
-                    tags.extend(typing.get_args(m.model_fields[disc].annotation))
-        if isinstance(value, dict):
-            return Problem((*path, disc), "missing required key", allowed=choices(tags) or None)
-        return Problem(path, "wrong type", found=show(value), allowed="a mapping (key: value)")
-    if kind == "finite_number":
-        bounds = _bounds_at(root, path, data) or ["a finite number"]
-        return Problem(
-            path,
-            "not a finite number (.inf, .nan, or a literal too large for a float such as 1.0e400)",
-            found=show(value),
-            allowed=" and ".join(bounds) + or_list,
-        )
+        return _literal(c)
+    if kind in _HANDLERS:
+        return _HANDLERS[kind](c)
     if kind in _BOUNDS:
-        bounds = _bounds_at(root, path, data) or [f"{_BOUNDS[kind]} {next(iter(ctx.values()))}"]
-        return Problem(path, "out of range", found=show(value), allowed=" and ".join(bounds))
-    if kind in ("too_short", "too_long"):
-        n = ctx.get("min_length", ctx.get("max_length"))
-        what = "at least" if kind == "too_short" else "at most"
-        return Problem(
-            path,
-            "wrong number of items",
-            found=f"{ctx.get('actual_length')} item(s)",
-            allowed=f"{what} {n} item(s)",
-        )
-    if kind == "string_pattern_mismatch":
-        pattern = ctx.get("pattern", "")
-        allowed = f"text matching {pattern}"
-        if pattern.startswith("^[A-Za-z0-9][A-Za-z0-9_.-]*"):
-            allowed = "letters, digits, '_', '.' and '-', starting with a letter or a digit"
-        return Problem(path, "invalid text", found=show(value), allowed=allowed)
+        return _out_of_range(c)
     if kind in _TYPE_WORDS or all(e.raw["type"] in _TYPE_WORDS for e in group):
-        words = []
-        for e in group:
-            w = _TYPE_WORDS.get(e.raw["type"], e.raw["msg"])
-            if w not in words:
-                words.append(w)
-        return Problem(path, "wrong type", found=show(value), allowed=" or ".join(words) + or_list)
+        return _wrong_type(c)
     if kind == "value_error":
-        return Problem(path, str(raw["msg"]).removeprefix("Value error, "), found=show(value))
-    return Problem(path, str(raw["msg"]).rstrip("."), found=show(value))
+        return Problem(path, str(c.raw["msg"]).removeprefix("Value error, "), found=show(c.value))
+    return Problem(path, str(c.raw["msg"]).rstrip("."), found=show(c.value))
+
+
+def _unknown_key(c: _Context) -> Problem:
+    model = model_at(c.root, c.path[:-1], c.data)
+    allowed = list(model.model_fields) if model else []
+    return Problem(
+        c.path,
+        "unknown key",
+        found=show(c.path[-1]),
+        allowed=", ".join(allowed) or None,
+        suggestion=suggest(c.path[-1], allowed),
+        anchor="key",
+    )
+
+
+def _missing(c: _Context) -> Problem:
+    if isinstance(c.path[-1], int):
+        return Problem(c.path, f"missing value: expected {c.path[-1] + 1} or more values")
+    return Problem(c.path, "missing required key")
+
+
+def _literal(c: _Context) -> Problem:
+    allowed: list[str] = []
+    for e in c.group:
+        for v in re.findall(r"'([^']*)'", e.raw["ctx"]["expected"]):
+            if v not in allowed:
+                allowed.append(v)
+    return Problem(
+        c.path,
+        "invalid value",
+        found=show(c.value),
+        allowed=choices(allowed) + c.or_list,
+        suggestion=suggest(c.value, allowed),
+    )
+
+
+def _invalid_tag(c: _Context) -> Problem:
+    disc = c.ctx.get("discriminator", "").strip("'")
+    allowed = re.findall(r"'([^']*)'", c.ctx.get("expected_tags", ""))
+    return Problem(
+        (*c.path, disc),
+        f"invalid {disc}",
+        found=show(c.ctx.get("tag")),
+        allowed=choices(allowed),
+        suggestion=suggest(c.ctx.get("tag"), allowed),
+    )
+
+
+def _missing_tag(c: _Context) -> Problem:
+    disc = c.ctx.get("discriminator", "").strip("'")
+    tags: list[str] = []
+    union = _strip(annotation_at(c.root, c.path, c.data))
+    if _is_union(union):
+        for m in typing.get_args(union):
+            m = _strip(m)
+            if isinstance(m, type) and issubclass(m, BaseModel) and disc in m.model_fields:
+                tags.extend(typing.get_args(m.model_fields[disc].annotation))
+    if isinstance(c.value, dict):
+        return Problem((*c.path, disc), "missing required key", allowed=choices(tags) or None)
+    return Problem(c.path, "wrong type", found=show(c.value), allowed="a mapping (key: value)")
+
+
+def _not_finite(c: _Context) -> Problem:
+    bounds = _bounds_at(c.root, c.path, c.data) or ["a finite number"]
+    return Problem(
+        c.path,
+        "not a finite number (.inf, .nan, or a literal too large for a float such as 1.0e400)",
+        found=show(c.value),
+        allowed=" and ".join(bounds) + c.or_list,
+    )
+
+
+def _out_of_range(c: _Context) -> Problem:
+    kind = c.raw["type"]
+    bounds = _bounds_at(c.root, c.path, c.data) or [f"{_BOUNDS[kind]} {next(iter(c.ctx.values()))}"]
+    return Problem(c.path, "out of range", found=show(c.value), allowed=" and ".join(bounds))
+
+
+def _item_count(c: _Context) -> Problem:
+    n = c.ctx.get("min_length", c.ctx.get("max_length"))
+    what = "at least" if c.raw["type"] == "too_short" else "at most"
+    return Problem(
+        c.path,
+        "wrong number of items",
+        found=f"{c.ctx.get('actual_length')} item(s)",
+        allowed=f"{what} {n} item(s)",
+    )
+
+
+def _pattern(c: _Context) -> Problem:
+    pattern = c.ctx.get("pattern", "")
+    allowed = f"text matching {pattern}"
+    if pattern.startswith("^[A-Za-z0-9][A-Za-z0-9_.-]*"):
+        allowed = "letters, digits, '_', '.' and '-', starting with a letter or a digit"
+    return Problem(c.path, "invalid text", found=show(c.value), allowed=allowed)
+
+
+def _wrong_type(c: _Context) -> Problem:
+    words: list[str] = []
+    for e in c.group:
+        w = _TYPE_WORDS.get(e.raw["type"], e.raw["msg"])
+        if w not in words:
+            words.append(w)
+    return Problem(
+        c.path, "wrong type", found=show(c.value), allowed=" or ".join(words) + c.or_list
+    )
+
+
+_HANDLERS: dict[str, Callable[[_Context], Problem]] = {
+    "extra_forbidden": _unknown_key,
+    "missing": _missing,
+    "union_tag_invalid": _invalid_tag,
+    "union_tag_not_found": _missing_tag,
+    "finite_number": _not_finite,
+    "too_short": _item_count,
+    "too_long": _item_count,
+    "string_pattern_mismatch": _pattern,
+}
