@@ -20,7 +20,6 @@ from raybench.training.models import (
     set_by_raybench,
 )
 
-KNOWN_ARCHITECTURES = ARCHITECTURES
 SEGMENTATION_ARCHITECTURES = tuple(a for a, k in ARCHITECTURE_KINDS.items() if k == "dense")
 
 SMALL = {
@@ -52,7 +51,7 @@ def test_validation_table_of_network_arguments_matches_the_monai_signatures(arch
     assert SET_BY_RAYBENCH[arch] == set_by_raybench(arch)
 
 
-@pytest.mark.parametrize("arch", KNOWN_ARCHITECTURES)
+@pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_every_architecture_builds_and_has_the_task_output(arch: str) -> None:
     seg = arch in SEGMENTATION_ARCHITECTURES
     task = "segmentation" if seg else "classification"

@@ -181,6 +181,14 @@ def test_bad_selection_metric_is_a_suite_error(
         run_trial(spec, cohort, TrialContext(tmp_path))
 
 
+def test_a_refit_whose_search_point_was_not_applied_is_refused(
+    cohort: Cohort, spec_of: Any, tmp_path: Path
+) -> None:
+    spec = spec_of(cohort, training={"lr": None, "epochs": None})
+    with pytest.raises(SuiteError, match=r"training keys \['epochs', 'lr'\] are searched"):
+        run_trial(spec, cohort, TrialContext(tmp_path))
+
+
 def test_dataloader_workers_do_not_change_predictions(
     cohort: Cohort, spec_of: Any, tmp_path: Path
 ) -> None:

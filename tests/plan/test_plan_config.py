@@ -1,0 +1,83 @@
+"""The typed trial config: built by the compiler, schema defaults, the same dict as before."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from plan_fixtures import cohort, make_suite
+
+from raybench.errors import SuiteError
+from raybench.plan import Selection, TrialConfig, apply_point, compile_suite, selection_of
+from raybench.plan import config as cfg
+from raybench.runner.selection import choose_point
+from raybench.suite import schema
+
+SECTIONS = [
+    (cfg.TaskConfig, schema.Task, {"type"}),
+    (cfg.ModelConfig, schema.Model, {"arch"}),
+    (cfg.TrainingConfig, schema.Training, set()),
+    (cfg.EarlyStoppingConfig, schema.EarlyStopping, set()),
+    (cfg.EvaluationConfig, schema.Evaluation, set()),
+    (cfg.ResourcesConfig, schema.Resources, set()),
+    (cfg.WandbConfig, schema.WandB, set()),
+]
+
+
+@pytest.mark.parametrize(("typed", "model", "required"), SECTIONS)
+def test_every_default_is_the_suite_schemas(typed, model, required) -> None:
+    for f in dataclasses.fields(typed):
+        if f.name in required:
+            assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        expected = model.model_fields[f.name].get_default(call_default_factory=True)
+        assert default == (tuple(expected) if isinstance(expected, list) else expected), f.name
+
+
+def test_compiled_configs_round_trip_through_the_typed_view() -> None:
+    plan = compile_suite(make_suite(), {"synth": cohort()})
+    for spec in plan.trials:
+        typed = spec.settings
+        assert isinstance(typed, TrialConfig)
+        assert typed.to_dict() == spec.config
+        assert TrialConfig.from_dict(typed.to_dict()) == typed
+    refit = next(t for t in plan.trials if t.stage == "refit" and t.params is None)
+    assert refit.settings.training.unresolved() == ["lr"]
+    resolved = apply_point(refit.config, refit.candidates[0])
+    assert TrialConfig.from_dict(resolved).training.unresolved() == []
+    perturbation = refit.settings.evaluation.perturbations[0]
+    assert (perturbation.id, perturbation.severity) == ("gaussian_noise(std=0.05)", 0.05)
+
+
+def test_missing_keys_get_schema_defaults_unknown_keys_are_refused() -> None:
+    data = {"task": {"type": "regression"}, "model": {"arch": "regressor"}, "suite": "s", "x": 1}
+    typed = TrialConfig.from_dict(data)
+    assert typed.training.epochs == schema.Training().epochs
+    assert typed.resources.max_retries == schema.Resources().max_retries
+    assert typed.extra == {"x": 1} and typed.to_dict()["x"] == 1
+    with pytest.raises(SuiteError, match=r"trial config training: unknown key\(s\) \['lrr'\]"):
+        TrialConfig.from_dict({**data, "training": {"lrr": 0.1}})
+    with pytest.raises(SuiteError, match="missing required key"):
+        TrialConfig.from_dict({"task": {"type": "regression"}, "suite": "s"})
+    with pytest.raises(SuiteError, match=r"task\.type='cls'"):
+        TrialConfig.from_dict({**data, "task": {"type": "cls"}})
+
+
+def test_one_function_gives_the_selection_metric_and_its_direction() -> None:
+    assert selection_of(None, "classification") == Selection("loss", False)
+    assert selection_of("auc", "classification") == Selection("auc", True)
+    assert selection_of("mae", "regression") == Selection("mae", False)
+    with pytest.raises(SuiteError, match=r"not available for task\.type='regression'"):
+        selection_of("auc", "regression")
+
+
+def test_refit_selection_follows_the_trials_selection_direction() -> None:
+    suite = make_suite(evaluation={"metrics": ["auc"], "selection_metric": "brier"})
+    plan = compile_suite(suite, {"synth": cohort()})
+    refit = next(t for t in plan.trials if t.stage == "refit" and t.params is None)
+    search = {t.trial_id: t for t in plan.trials if t.trial_id in refit.depends_on}
+    assert refit.settings.selection == Selection("brier", False)
+    best = refit.candidates[1]
+    scores = {tid: (0.1 if t.params == best else 0.3) for tid, t in search.items()}
+    assert choose_point(refit, search, scores) == best  # the lowest Brier score wins
