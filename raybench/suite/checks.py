@@ -164,7 +164,8 @@ def network_arguments(data: dict[str, Any]) -> Iterator[Problem]:
     plugins = data.get("plugins") if isinstance(data.get("plugins"), dict) else {}
     for i, model in _items(data, "models"):
         arch, params = _get(model, "arch"), _get(model, "params")
-        if arch not in NETWORK_PARAMS or arch in plugins or not isinstance(params, dict):
+        known = isinstance(arch, str) and arch in NETWORK_PARAMS and arch not in plugins
+        if not known or not isinstance(params, dict):
             continue
         allowed = sorted(NETWORK_PARAMS[arch])
         for key in params:

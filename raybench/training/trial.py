@@ -421,7 +421,13 @@ def _train_and_select(run: _Run, model: torch.nn.Module) -> tuple[list[dict[str,
         row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "lr": lr}
         epoch_rows.append(_epoch_row(run.spec, epoch, "train", train_loss, None, None, lr, t_train))
         if has_val:
-            epoch_rows.append(_validate(run, model, val_loader, head, epoch, lr, row, best))
+            val_loss, value, seconds = _validate(run, model, val_loader, head)
+            metric = selection.metric
+            epoch_rows.append(
+                _epoch_row(run.spec, epoch, "val", val_loss, metric, value, lr, seconds)
+            )
+            row.update({"val_loss": val_loss, f"val_{metric}": value})
+            best.update(epoch, value, model)
         else:
             best.update(epoch, math.nan, model, always=True)
         row["seconds"] = time.perf_counter() - t_epoch
@@ -433,25 +439,14 @@ def _train_and_select(run: _Run, model: torch.nn.Module) -> tuple[list[dict[str,
 
 
 def _validate(
-    run: _Run,
-    model: torch.nn.Module,
-    loader: DataLoader,
-    head: TaskHead,
-    epoch: int,
-    lr: float,
-    row: dict[str, Any],
-    best: _Best,
-) -> dict[str, Any]:
-    """Score one epoch on the validation samples; update ``best`` and the epoch's ``row``."""
-    metric = run.config.selection.metric
+    run: _Run, model: torch.nn.Module, loader: DataLoader, head: TaskHead
+) -> tuple[float, float, float]:
+    """Mean validation loss, selection metric and seconds of one pass over the validation ids."""
     t_val = time.perf_counter()
     val = predict(model, loader, head, run.device, amp=run.amp)
-    value = _score(metric, val, run.targets)
+    value = _score(run.config.selection.metric, val, run.targets)
     val_loss = float(np.mean(val.loss)) if len(val.loss) else math.nan
-    seconds = time.perf_counter() - t_val
-    row.update({"val_loss": val_loss, f"val_{metric}": value})
-    best.update(epoch, value, model)
-    return _epoch_row(run.spec, epoch, "val", val_loss, metric, value, lr, seconds)
+    return val_loss, value, time.perf_counter() - t_val
 
 
 class _Best:
