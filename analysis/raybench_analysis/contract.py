@@ -212,6 +212,12 @@ _TRIALS = TableSpec(
             "imported trials: JSON object, path in the source -> sha256 of each file read",
         ),
         ("source_tool_version", "string", "imported trials: version of the tool, when known"),
+        (
+            "resources_override",
+            "string",
+            'JSON of suite resources the run overrode, e.g. `{"gpu": [0.5, 0.0]}` (suite value, '
+            "run value) for `raybench run --gpus 0`; null when none",
+        ),
         *(
             (count_column(t), "int64", f"rows in `{t}/<trial_id>.parquet`, set by the store")
             for t in DATA_TABLES

@@ -28,8 +28,8 @@ AddressOption = Annotated[
     str | None,
     typer.Option(
         "--address",
-        help="Join this Ray cluster (e.g. 'auto' on a cluster node, 10.0.0.1:6379); "
-        "default: start Ray on this machine.",
+        help="Join this Ray cluster ('auto': the cluster of this machine, or HOST:PORT such as "
+        "10.0.0.1:6379); default: start a private Ray on this machine, on 127.0.0.1 only.",
     ),
 ]
 MaxConcurrentOption = Annotated[
@@ -39,6 +39,15 @@ MaxConcurrentOption = Annotated[
 NumCpusOption = Annotated[
     int | None,
     typer.Option("--num-cpus", min=1, help="CPUs of the local Ray (default: all)."),
+]
+GpusOption = Annotated[
+    float | None,
+    typer.Option(
+        "--gpus",
+        min=0.0,
+        help="GPUs per trial, overriding the suite's resources.gpu (0: a CPU-only try); "
+        "recorded in the trials table.",
+    ),
 ]
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Show what would run (nothing is written or started).")
@@ -109,11 +118,19 @@ def plan_json(plan: Plan) -> bytes:
     return json.dumps(doc, indent=1, sort_keys=True, default=str).encode()
 
 
-def resume_command(suite: Path, results: str, address: str | None, data_root: Path | None) -> str:
+def resume_command(
+    suite: Path,
+    results: str,
+    address: str | None,
+    data_root: Path | None,
+    gpus: float | None = None,
+) -> str:
     """The exact command that resumes this run."""
     parts = ["raybench", "run", str(suite), "--results", results]
     if address:
         parts += ["--address", address]
+    if gpus is not None:
+        parts += ["--gpus", f"{gpus:g}"]
     if data_root is not None:
         parts += ["--data-root", str(data_root)]
     return shlex.join(parts)
@@ -169,6 +186,7 @@ def run(
     dry_run: DryRunOption = False,
     data_root: DataRootOption = None,
     num_cpus: NumCpusOption = None,
+    gpus: GpusOption = None,
     allow_suite_change: AllowSuiteChangeOption = False,
     json_: JsonFlag = False,
 ) -> None:
@@ -211,10 +229,11 @@ def run(
     options = RunOptions(
         address=address,
         num_cpus=num_cpus,
+        gpus=gpus,
         max_concurrent=max_concurrent,
         cache_dir=root / "cache",
         wandb_dir=wandb_dir,
-        resume_command=resume_command(suite, prep.results, address, data_root),
+        resume_command=resume_command(suite, prep.results, address, data_root, gpus),
         files={"suite.yaml": Path(suite).read_bytes(), "plan.json": plan_json(prep.plan)},
         on_event=on_event,
     )

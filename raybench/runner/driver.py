@@ -11,6 +11,7 @@ sees all its search trials. See docs/running.md.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -35,6 +36,7 @@ from raybench.runner.interrupt import RunInterrupted, StopOnInterrupt, catch_sig
 from raybench.runner.options import EventFn, RunOptions, RunSummary
 from raybench.runner.progress import TuneEvents
 from raybench.runner.records import failed_row
+from raybench.runner.resources import override_gpus, schedulable_or_raise
 from raybench.runner.selection import resolve_refits
 from raybench.runner.trainable import AttemptCounter, Payload, PerTrialResources, make_trainable
 
@@ -106,6 +108,15 @@ class _Run:
         self.failed: dict[str, str] = {}
         self.skipped: list[str] = []
         self.specs: dict[str, TrialSpec] = {t.trial_id: t for t in plan.trials}
+
+    def skip_all(self) -> None:
+        """Every trial is already completed: report each stage as skipped (Ray is not started)."""
+        for stage, specs in self.plan.stages:
+            self.emit(
+                {"type": "stage_start", "stage": stage, "total": len(specs), "skipped": len(specs)}
+            )
+            self.emit({"type": "stage_end", "stage": stage})
+        self.skipped = [t.trial_id for t in self.plan.trials]
 
     def record_failure(self, spec: TrialSpec, error: str, traceback: str, attempts: int) -> None:
         self.store.commit(spec.trial_id, {"trials": failed_row(spec, error, traceback, attempts)})
@@ -189,6 +200,19 @@ class _Run:
                 self.record_failure(by_id[trial_id], error, traceback, attempts)
 
 
+def scratch_root(store: Any) -> Path:
+    """Where Tune's own folders go: ``<results>/.scratch`` for a local results directory.
+
+    A results URI (``s3://...``) gets a folder of the temporary directory named after the URI.
+    Either way the folder belongs to the run holding the store's lock: it is emptied when a run
+    starts (a killed run's folders go then) and removed when it ends.
+    """
+    if getattr(store, "local", False):
+        return Path(store.root) / ".scratch"
+    digest = hashlib.sha256(str(getattr(store, "uri", store)).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "raybench-scratch" / digest
+
+
 def _write_files(store: Any, files: Mapping[str, bytes]) -> None:
     """Write ``files`` at the store's root through its filesystem (local path or URI)."""
     for name, data in files.items():
@@ -202,6 +226,55 @@ def _default_trial_fn() -> Any:
     from raybench.runner.execute import execute_trial
 
     return execute_trial
+
+
+def _run_on_ray(run: _Run, todo: Sequence[TrialSpec]) -> ClusterInfo | None:
+    """Start or join Ray, check that ``todo`` can be scheduled, run the stages; shut down."""
+    opts, store = run.opts, run.store
+    info: ClusterInfo | None = None
+    counter: Any = None
+    scratch = opts.scratch_dir or scratch_root(store)
+    if opts.scratch_dir is None:
+        shutil.rmtree(scratch, ignore_errors=True)  # a killed run's Tune folders
+    scratch.mkdir(parents=True, exist_ok=True)
+    tune_logger = logging.getLogger("ray.tune")
+    level = tune_logger.level
+    tune_logger.setLevel(logging.CRITICAL)
+    try:
+        info = init_ray(
+            opts.address,
+            num_cpus=opts.num_cpus,
+            num_gpus=opts.num_gpus,
+            include_dashboard=opts.include_dashboard,
+            **opts.ray_init_kwargs,
+        )
+        schedulable_or_raise({t.trial_id: trial_resources(t) for t in todo})
+        run.emit({"type": "run_start", "cluster": info, "trials": len(run.plan.trials)})
+        counter = AttemptCounter.options(  # on the driver's node: it outlives worker nodes
+            scheduling_strategy=NodeAffinitySchedulingStrategy(
+                ray.get_runtime_context().get_node_id(), soft=False
+            )
+        ).remote()
+        with catch_sigint():
+            for stage, specs in run.plan.stages:
+                run.run_stage(stage, specs, counter, scratch)
+                if interrupted():
+                    break
+        if interrupted():
+            hint = opts.resume_command or "run the same command again"
+            raise RunInterrupted(
+                f"interrupted: {len(run.completed) + len(run.skipped)} trial(s) committed, "
+                f"the others are pending; nothing half-written was kept. Resume with: {hint}"
+            )
+    finally:
+        tune_logger.setLevel(level)
+        if counter is not None:  # on a shared cluster, do not leave one actor per run behind
+            ray.kill(counter)
+        if opts.scratch_dir is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if info is not None and info.started_here:
+            ray.shutdown()
+    return info
 
 
 def run_plan(
@@ -219,50 +292,19 @@ def run_plan(
     """
     opts = options or RunOptions()
     start = time.time()
+    plan = override_gpus(plan, opts.gpus)
     run = _Run(plan, cohorts, store, opts)
     with store.lock():
-        info: ClusterInfo | None = None
-        counter: Any = None
-        scratch = opts.scratch_dir or Path(tempfile.mkdtemp(prefix="raybench-tune-"))
-        tune_logger = logging.getLogger("ray.tune")
-        level = tune_logger.level
-        tune_logger.setLevel(logging.CRITICAL)
-        try:
-            info = init_ray(
-                opts.address,
-                num_cpus=opts.num_cpus,
-                num_gpus=opts.num_gpus,
-                include_dashboard=opts.include_dashboard,
-                **opts.ray_init_kwargs,
-            )
-            _write_files(store, opts.files)
-            if hasattr(store, "cleanup_tmp"):
-                store.cleanup_tmp()  # staged files of a driver that was killed: never committed
-            run.emit({"type": "run_start", "cluster": info, "trials": len(plan.trials)})
-            counter = AttemptCounter.options(  # on the driver's node: it outlives worker nodes
-                scheduling_strategy=NodeAffinitySchedulingStrategy(
-                    ray.get_runtime_context().get_node_id(), soft=False
-                )
-            ).remote()
-            with catch_sigint():
-                for stage, specs in plan.stages:
-                    run.run_stage(stage, specs, counter, scratch)
-                    if interrupted():
-                        break
-            if interrupted():
-                hint = opts.resume_command or "run the same command again"
-                raise RunInterrupted(
-                    f"interrupted: {len(run.completed) + len(run.skipped)} trial(s) committed, "
-                    f"the others are pending; nothing half-written was kept. Resume with: {hint}"
-                )
-        finally:
-            tune_logger.setLevel(level)
-            if counter is not None:  # on a shared cluster, do not leave one actor per run behind
-                ray.kill(counter)
-            if opts.scratch_dir is None:
-                shutil.rmtree(scratch, ignore_errors=True)
-            if info is not None and info.started_here:
-                ray.shutdown()
+        _write_files(store, opts.files)
+        if hasattr(store, "cleanup_tmp"):
+            store.cleanup_tmp()  # staged files of a driver that was killed: never committed
+        done = _completed_ids(store)
+        todo = [t for t in plan.trials if t.trial_id not in done]
+        if todo:
+            info = _run_on_ray(run, todo)
+        else:  # a resume with nothing to do: no Ray, no Tune, just the tally
+            info = None
+            run.skip_all()
     summary = RunSummary(
         results=str(getattr(store, "uri", store)),
         completed=tuple(run.completed),

@@ -27,12 +27,16 @@ class RunOptions:
     """How to run a plan.
 
     ``address``: join an existing Ray cluster (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``);
-    ``None`` starts a local Ray with ``num_cpus`` CPUs (all of them when ``None``) and the dashboard
-    on 127.0.0.1. ``max_concurrent``: trials running at once per stage (``None``: as many as the
-    resources allow). ``max_retries``: retries of a failed trial before it is recorded as failed
+    ``None`` starts a private local Ray with ``num_cpus`` CPUs (all of them when ``None``), all its
+    services and the dashboard on 127.0.0.1 (:func:`raybench.runner.cluster.init_ray`).
+    ``max_concurrent``: trials running at once per stage (``None``: as many as the resources
+    allow). ``max_retries``: retries of a failed trial before it is recorded as failed
     (``None``: the suite's ``resources.max_retries``, read from each trial's config).
-    ``scratch_dir``: Ray Tune's own folders (never the results directory; a temporary folder when
-    ``None``, removed at the end). ``cache_dir``: the node-local cache of decoded volumes.
+    ``gpus``: GPUs per trial overriding every trial's ``resources.gpu`` (``0``: a CPU-only
+    try; recorded in the trials table's ``resources_override``; ``None``: the suite's).
+    ``scratch_dir``: Ray Tune's own folders (``None``: the results directory's hidden
+    ``.scratch/``, emptied when a run starts and removed when it ends; never read by analysis).
+    ``cache_dir``: the node-local cache of decoded volumes.
     ``wandb_dir``: where W&B writes its offline runs (``None``: W&B off).
     ``resume_command``: the exact shell command that resumes this run, printed on interruption.
     ``files``: files written at the root of the results directory once its lock is held (the CLI
@@ -42,6 +46,7 @@ class RunOptions:
     address: str | None = None
     num_cpus: int | None = None
     num_gpus: int | None = None
+    gpus: float | None = None
     include_dashboard: bool = True
     max_concurrent: int | None = None
     max_retries: int | None = None

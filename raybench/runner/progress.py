@@ -1,9 +1,10 @@
 """Progress of a run as events, and a rich display of them.
 
 The driver emits plain dict events (``run_start``, ``stage_start``, ``trial_start``,
-``trial_retry``, ``trial_done``, ``trial_failed``, ``stage_end``, ``run_end``) through
-``RunOptions.on_event``; :class:`TuneEvents` turns Tune's callbacks into them.
-:class:`RichProgress` shows one bar per stage with done/running/failed counts and an ETA.
+``trial_retry``, ``trial_done``, ``trial_failed``, ``trials_waiting``, ``stage_end``,
+``run_end``) through ``RunOptions.on_event``; :class:`TuneEvents` turns Tune's callbacks into
+them. :class:`RichProgress` shows one bar per stage with done/running/failed counts, the trials
+waiting for resources (CPUs, GPUs or nodes still to come) and an ETA.
 """
 
 from __future__ import annotations
@@ -31,9 +32,17 @@ class TuneEvents(Callback):
     def __init__(self, emit: EventFn, stage: str) -> None:
         self._emit = emit
         self._stage = stage
+        self._waiting = 0
 
     def __getstate__(self) -> dict[str, Any]:  # Tune may pickle its run config: drop the sink
-        return {"_emit": _noop, "_stage": self._stage}
+        return {"_emit": _noop, "_stage": self._stage, "_waiting": 0}
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        """Emit ``trials_waiting`` when the number of trials waiting for resources changes."""
+        waiting = sum(getattr(t, "status", None) == "PENDING" for t in trials)
+        if waiting != self._waiting:
+            self._waiting = waiting
+            self._emit({"type": "trials_waiting", "stage": self._stage, "waiting": waiting})
 
     def _send(self, kind: str, trial: Any, **extra: Any) -> None:
         trial_id = (getattr(trial, "config", None) or {}).get("trial_id")
@@ -57,7 +66,7 @@ def _noop(event: dict[str, Any]) -> None:
 
 
 class RichProgress:
-    """A live display: one line per stage (bar, done/total, running, failed, elapsed, ETA)."""
+    """A live display: one line per stage (bar, done/total, running, failed, waiting, ETA)."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.progress = Progress(
@@ -65,6 +74,7 @@ class RichProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("running {task.fields[running]}  [red]failed {task.fields[failed]}"),
+            TextColumn("{task.fields[waiting]}"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
@@ -89,7 +99,7 @@ class RichProgress:
             self._running[stage] = set()
             self._failed[stage] = 0
             self._tasks[stage] = self.progress.add_task(
-                stage, total=total, completed=skipped, stage=stage, running=0, failed=0
+                stage, total=total, completed=skipped, stage=stage, running=0, failed=0, waiting=""
             )
             return
         task = self._tasks.get(stage) if stage is not None else None
@@ -106,4 +116,7 @@ class RichProgress:
         elif kind == "trial_failed":
             self._failed[stage] += 1
             self.progress.advance(task)
+        elif kind == "trials_waiting":
+            n = int(event.get("waiting", 0))
+            self.progress.update(task, waiting=f"[yellow]{n} waiting for resources" if n else "")
         self.progress.update(task, running=len(running), failed=self._failed[stage])

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from raybench.plan.spec import TrialSpec
+from raybench.runner.resources import override_column
 from raybench.store import collect_provenance, spec_columns, table_from_rows
 
 
@@ -38,6 +39,7 @@ def failed_row(
         "n_train": len(spec.train_ids),
         "n_val": len(spec.val_ids),
         "n_test": len(spec.test_ids),
+        "resources_override": override_column(spec),
         **collect_provenance(),
     }
     return table_from_rows("trials", [row])

@@ -31,6 +31,7 @@ from raybench.errors import TrialError
 from raybench.plan.spec import TrialSpec
 from raybench.runner.failures import wrap
 from raybench.runner.options import TrialFn
+from raybench.runner.resources import override_column
 from raybench.runner.tracking import trial_run
 
 
@@ -106,6 +107,18 @@ def check_tables(trial_id: str, tables: Mapping[str, pa.Table]) -> None:
             raise TrialError(f"trial {trial_id}: non-finite val_score {score}")
 
 
+def with_override(spec: TrialSpec, tables: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
+    """``tables`` with the run's resource override (``--gpus``) in the ``trials`` row, if any."""
+    out = dict(tables)
+    value = override_column(spec)
+    trials = out["trials"]
+    if value is not None and "resources_override" in trials.column_names:
+        index = trials.column_names.index("resources_override")
+        column = pa.array([value], type=trials.schema.field(index).type)
+        out["trials"] = trials.set_column(index, trials.schema.field(index), column)
+    return out
+
+
 def run_one(config: dict[str, Any], payload: Payload) -> None:
     """Run, check and commit one trial (the Tune function trainable)."""
     trial_id = config["trial_id"]
@@ -128,7 +141,8 @@ def run_one(config: dict[str, Any], payload: Payload) -> None:
             )
             tables = payload.trial_fn(spec, payload.cohorts[spec.dataset], ctx)
             check_tables(trial_id, tables)
-        payload.store.commit(trial_id, dict(tables))
+            tables = with_override(spec, tables)
+        payload.store.commit(trial_id, tables)
     except Exception as exc:
         raise wrap(exc) from None
     tune.report({"committed": 1, "attempt": attempt, "pid": os.getpid(), "node_id": ctx.node_id})
