@@ -1,8 +1,10 @@
 """Small trial functions and a plan builder for the runner's tests (no training, real tables).
 
 A fake trial's behaviour comes from its config's ``fake`` entry: ``{"mode": "ok" | "raise" |
-"nan" | "die" | "flaky", "sleep": seconds, "score": float}``. It returns real pyarrow tables with
-the columns of docs/results.md, and logs its epochs through ``ctx.on_epoch`` like the training.
+"nan" | "die" | "flaky", "sleep": seconds, "score": float, "pid_dir": folder}`` (with ``pid_dir``,
+the trial first drops a ``<ns>.<pid>.<trial_id>`` file there, so that a test can kill its
+worker). It returns real pyarrow tables with the columns of docs/results.md, and logs its epochs
+through ``ctx.on_epoch`` like the training.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def spec(
     resources: dict[str, Any] | None = None,
     wandb: dict[str, Any] | None = None,
     state_dir: str | None = None,
+    pid_dir: str | None = None,
 ) -> TrialSpec:
     config = {
         "suite": "toy",
@@ -62,7 +65,13 @@ def spec(
         "evaluation": {"selection_metric": "auc"},
         "resources": {"cpu": 1, "gpu": 0, "max_retries": 1, "custom": {}, **(resources or {})},
         "wandb": wandb,
-        "fake": {"mode": mode, "sleep": sleep, "score": score, "state_dir": state_dir},
+        "fake": {
+            "mode": mode,
+            "sleep": sleep,
+            "score": score,
+            "state_dir": state_dir,
+            "pid_dir": pid_dir,
+        },
     }
     return TrialSpec(
         trial_id=trial_id,
@@ -93,6 +102,8 @@ def fake_trial(spec: TrialSpec, cohort: Cohort, ctx: Any) -> dict[str, pa.Table]
     """Behave as ``spec.config["fake"]`` says, then return the trial's four tables."""
     fake = spec.config["fake"]
     started = datetime.now(UTC)
+    if fake.get("pid_dir"):  # tell a chaos test which worker process runs this trial
+        Path(fake["pid_dir"], f"{time.time_ns()}.{os.getpid()}.{spec.trial_id}").touch()
     if fake.get("sleep"):
         time.sleep(fake["sleep"])
     mode = fake["mode"]
