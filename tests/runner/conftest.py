@@ -18,7 +18,7 @@ def ray_session():
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ["WANDB_API_KEY"] = FAKE_WANDB_KEY
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
