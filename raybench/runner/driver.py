@@ -1,7 +1,9 @@
 """The driver: run a compiled plan on Ray, one Ray Tune run per stage.
 
-``run_plan`` takes the store's lock, starts (or joins) Ray, and for each stage in order: skips the
-trials already committed as completed (resume), resolves the refits' search points from the
+``run_plan`` takes the store's lock and, unless every trial is already completed (then Ray is
+not started at all), starts or joins Ray, checks that the cluster can ever schedule each trial
+(:mod:`raybench.runner.resources`), and for each stage in order: skips the trials already
+committed as completed (resume), resolves the refits' search points from the
 committed search trials, runs the rest as one ``Tuner`` over ``{"trial_id": grid_search(ids)}``
 with the suite's resources, retries and actor reuse, and records every trial that failed after its
 retries as a ``failed`` row. A stage starts only when the previous one has finished, so each refit
