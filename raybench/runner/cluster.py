@@ -85,10 +85,10 @@ def auth_token_source() -> str | None:
     """
     if os.environ.get("RAY_AUTH_TOKEN", "").strip():
         return "the RAY_AUTH_TOKEN environment variable"
-    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
-    path = Path(named).expanduser() if named else Path.home() / ".ray" / "auth_token"
+    shown = os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
+    path = Path(shown).expanduser()
     try:
-        return str(path) if path.is_file() and path.stat().st_size > 0 else None
+        return shown if path.is_file() and path.stat().st_size > 0 else None
     except OSError:
         return None
 
@@ -117,7 +117,7 @@ def token_hint() -> str | None:
     """How to obtain the dashboard's authentication token, or None when token auth is off."""
     if not _token_auth_enabled():
         return None
-    source = auth_token_source() or str(Path("~/.ray/auth_token"))
+    source = auth_token_source() or "~/.ray/auth_token"
     return (
         "Ray token authentication is on: the dashboard asks for the token, which is in "
         f"{source}; print it with `ray get-auth-token` (set RAY_AUTH_MODE=disabled to opt out)."
