@@ -483,6 +483,25 @@ def _average_columns(
     return cols
 
 
+#: The columns naming one trained model's test set, averaged by ``average_over="auto"``.
+MODEL_CELLS = ("outer_fold", "seed")
+
+
+def _auto_cells(
+    frame: pl.DataFrame, average_over: str | Sequence[str] | None, levels: Sequence[str]
+) -> str | Sequence[str] | None:
+    """``average_over``, with ``"auto"`` replaced by the :data:`MODEL_CELLS` columns that apply.
+
+    Those present in ``frame`` and not resampling levels; none when ``levels`` is empty and
+    there is no ``sample_id`` (the unit the cells would then be resampled by).
+    """
+    if average_over != "auto":
+        return average_over
+    if not levels and "sample_id" not in frame.columns:
+        return None
+    return [c for c in MODEL_CELLS if c in frame.columns and c not in levels] or None
+
+
 def _groups(data: pl.DataFrame, by: list[str]) -> list[tuple[dict[str, Any], pl.DataFrame]]:
     require_columns(data, by, why="for by=")
     if not by:
@@ -555,7 +574,7 @@ def bootstrap(
     scheme: Scheme = "cluster",
     interval: Interval = "t",
     strata: str | Sequence[str] | None = None,
-    average_over: str | Sequence[str] | None = None,
+    average_over: str | Sequence[str] | None = "auto",
     **metric_params: Any,
 ) -> pl.DataFrame:
     """Confidence interval of a column's mean or of a metric, resampling the hierarchy's top level.
@@ -610,7 +629,10 @@ def bootstrap(
         on the same resampled units. Columns are averaged from the last to the first; NaN cell
         values (e.g. AUC of a cell with one class) are left out of the means. With ``levels=[]``
         the units are ``sample_id`` (a test sample predicted in several seeds is drawn once for
-        all of them). Default ``None``: one metric over all rows of the group (pooled).
+        all of them). Default ``"auto"``: those of ``outer_fold`` and ``seed`` that the data
+        has (and that are not levels), the estimand of ``raybench analyze`` and of
+        :func:`raybench_analysis.summarize`; pooled when it has neither. ``None``: one metric
+        over all rows of the group (pooled), whatever the columns.
 
     Returns
     -------
@@ -697,7 +719,7 @@ def bootstrap(
     keys = as_names(by, name="by")
     levels = as_names(levels, name="levels")
     strata_cols = as_names(strata, name="strata")
-    avg = _average_columns(frame, average_over, levels)
+    avg = _average_columns(frame, _auto_cells(frame, average_over, levels), levels)
     m = _resolve(value, metric, metric_params)
     name = m.label() if isinstance(m, Metric) else getattr(m, "__name__", "callable")
     rows = []

@@ -224,14 +224,17 @@ def ranking_stability(
         One row per model (and ``by`` group): ``by`` columns, ``model``, ``metric``, ``estimate``
         (on the full data), ``rank`` (on the full data), ``mean_rank``, ``rank_ci_low``,
         ``rank_ci_high``, ``p_rank_1`` .. ``p_rank_K`` (share of samples where the model has that
-        rank, ties averaged then rounded down), ``n_boot``, ``method`` (``"bootstrap_rank, "`` and
+        rank; models tied over several ranks share each of them equally, so the shares of a rank sum
+        to 1 over the models), ``n_boot``, ``method`` (``"bootstrap_rank, "`` and
         the resampling scheme), ``unit``.
 
     Notes
     -----
     Each bootstrap sample ``b`` draws units on ``levels`` once; every model's metric ``θ_m^b`` is
     computed on that same sample (seeds averaged, folds pooled) and the models are ranked by
-    ``θ^b`` (average ranks for ties). ``p_rank_k = (1/B) Σ_b 1[floor(r_m^b) = k]``. This is the
+    ``θ^b`` (average ranks for ties). ``p_rank_k = (1/B) Σ_b w_mk^b`` where ``w_mk^b`` is 1 when
+    model ``m`` alone takes rank ``k`` and ``1/t`` when it is one of ``t`` models tied over ranks
+    that include ``k``. This is the
     "bootstrap and rank" stability analysis of challengeR, on the clustered unit.
 
     References
@@ -281,7 +284,11 @@ def ranking_stability(
         ranks = stats.rankdata(filled, axis=0, method="average")  # (K, B+1)
         k = len(models)
         boot = ranks[:, 1:]
-        floor = np.floor(boot).astype(int)
+        # ties split: models tied over positions first..last each get 1/(last - first + 1) of
+        # every one of them, so each position's shares sum to 1 over the models
+        first = stats.rankdata(filled, axis=0, method="min")[:, 1:]
+        last = stats.rankdata(filled, axis=0, method="max")[:, 1:]
+        weight = 1.0 / (last - first + 1)
         lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2], axis=1, method="inverted_cdf")
         table = {
             **{c: [v] * k for c, v in key.items()},
@@ -292,7 +299,10 @@ def ranking_stability(
             "mean_rank": boot.mean(axis=1),
             "rank_ci_low": lo,
             "rank_ci_high": hi,
-            **{f"p_rank_{r}": (floor == r).mean(axis=1) for r in range(1, k + 1)},
+            **{
+                f"p_rank_{r}": np.where((first <= r) & (r <= last), weight, 0.0).mean(axis=1)
+                for r in range(1, k + 1)
+            },
             "n_boot": [n_boot] * k,
             "method": [f"bootstrap_rank, {scheme_.resampling}"] * k,
             "unit": [scheme_.unit] * k,

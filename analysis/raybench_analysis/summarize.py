@@ -29,12 +29,10 @@ from raybench_analysis.io import Results, load
 from raybench_analysis.metrics import Metric, calibration_bins, get_metric, metric_by
 from raybench_analysis.ranking import ranking_stability
 from raybench_analysis.robustness import robustness
+from raybench_analysis.settings import read_saved_suite, resolve_settings
 from raybench_analysis.variance import variance_components
 
 __all__ = ["Summary", "read_results", "summarize"]
-
-#: Default metric per task when ``metric=None``.
-DEFAULT_METRIC = {"classification": "auc", "regression": "mae", "segmentation": "dice"}
 
 
 @dataclass
@@ -149,13 +147,11 @@ def _grid_notes(trials: pl.DataFrame | None, predictions: pl.DataFrame) -> list[
     refit = trials.filter(pl.col("stage") == "refit") if "stage" in trials.columns else trials
     if "status" in refit.columns:
         failed = refit.filter(pl.col("status") != "completed")
-        for row in failed.head(10).iter_rows(named=True):
+        for row in failed.iter_rows(named=True):  # every one: summary.json's list is complete
             notes.append(
                 f"trial {row['trial_id']} ({row.get('model')}, fold {row.get('outer_fold')}, seed "
                 f"{row.get('seed')}) failed: {row.get('error') or 'no error message'}"
             )
-        if failed.height > 10:
-            notes.append(f"... and {failed.height - 10} more failed trials")
     keys = [c for c in ("dataset", "protocol", "model", "outer_fold", "seed") if c in refit.columns]
     if len(keys) >= 3:
         done = refit.filter(pl.col("status") == "completed") if "status" in refit.columns else refit
@@ -168,11 +164,11 @@ def _grid_notes(trials: pl.DataFrame | None, predictions: pl.DataFrame) -> list[
         )
         if absent is not None and absent.height:
             cells = ", ".join(
-                "/".join(f"{k}={v}" for k, v in r.items()) for r in absent.head(5).to_dicts()
+                "/".join(f"{k}={v}" for k, v in r.items()) for r in absent.sort(keys).to_dicts()
             )
             notes.append(
                 f"{absent.height} of {full.height} (dataset, protocol, model, fold, seed) cells "
-                f"have no completed trial (e.g. {cells}); estimates use the cells present"
+                f"have no completed trial ({cells}); estimates use the cells present"
             )
     if predictions.height and "trial_id" in predictions.columns:
         completed = (
@@ -195,20 +191,17 @@ def _section(
         except AnalysisError as exc:
             notes.append(f"{name}: not computed ({exc})")
             return None
-    for w in caught[:3]:
-        notes.append(f"{name}: {w.message}")
-    if len(caught) > 3:
-        notes.append(f"{name}: ... and {len(caught) - 3} more warnings of the same kind")
+    notes.extend(f"{name}: {w.message}" for w in caught)  # all: summary.json's list is complete
     return out
 
 
 def summarize(
     results: Any,
-    hierarchy: Sequence[str] = ("site", "subject_id"),
-    alpha: float = 0.05,
-    metric: str | None = None,
+    hierarchy: Sequence[str] | None = None,
+    alpha: float | None = None,
+    metric: str | Sequence[str] | None = None,
     *,
-    n_boot: int = 1000,
+    n_boot: int | None = None,
     seed: int = 0,
     correction: str = "holm",
     scheme: str = "cluster",
@@ -217,22 +210,34 @@ def summarize(
 ) -> Summary:
     """The analysis of a benchmark run as tidy tables, each with its method and resampling unit.
 
+    ``summarize(results_dir)`` with no other argument computes what ``raybench run`` printed and
+    ``raybench analyze`` prints: the metrics, hierarchy, ``alpha`` and ``n_boot`` come from the
+    suite saved in the results directory (:func:`raybench_analysis.settings.read_saved_suite`),
+    and each argument given overrides one of them, checked as the suite's keys are
+    (:func:`raybench_analysis.settings.resolve_settings`).
+
     Parameters
     ----------
     results:
         A results directory (docs/results.md), the object returned by ``raybench_analysis.load``
         (anything with ``.predictions`` and optionally ``.trials``), a mapping with
         ``"predictions"`` (and ``"trials"``), or a predictions DataFrame (polars or pandas).
+        Only a local results directory has a saved suite; other inputs use the defaults.
     hierarchy:
-        Resampling levels from the top, e.g. ``["site", "subject_id"]`` (the suite's
-        ``analysis.hierarchy``). Levels absent from the predictions are dropped with a note.
+        Resampling levels from the top, e.g. ``["site", "subject_id"]``; default the suite's
+        ``analysis.hierarchy``, else ``site, subject_id``. Levels must be known, outermost first
+        and include ``subject_id``; levels absent from the predictions are dropped with a note.
     alpha:
-        1 - confidence level of every interval, and level of the adjusted tests.
+        1 - confidence level of every interval, and level of the adjusted tests; default the
+        suite's ``analysis.alpha``, else 0.05.
     metric:
-        Metric name (:data:`raybench_analysis.metrics.METRICS`); default by task: ``auc``
-        (classification), ``mae`` (regression), ``dice`` (segmentation).
+        A metric name or a list of them, the first primary; default the suite's
+        ``analysis.metric`` then its ``evaluation.metrics``, else by task: ``auc``
+        (classification), ``mae`` (regression), ``dice`` (segmentation). Each must fit the task.
+        Every metric gets its rows in each metric-dependent table (column ``metric``).
     n_boot, seed:
-        Bootstrap replicates and generator seed shared by all sections.
+        Bootstrap replicates (default the suite's ``analysis.n_boot``, else 2000) and generator
+        seed shared by all sections.
     correction:
         Multiplicity correction of the pairwise comparisons (``"holm"``, ``"fdr_bh"``, ``"none"``).
     scheme, interval, strata:
@@ -251,12 +256,15 @@ def summarize(
         over seeds, then over folds, so that differences of the ``models`` estimates are the
         ``comparisons`` estimates), ``comparisons`` (:func:`raybench_analysis.compare`: paired
         hierarchical bootstrap and corrected resampled t-test, adjusted p-values), ``variance``
-        (:func:`raybench_analysis.variance_components`), ``sites`` (per site,
-        resampling the levels below ``site``), ``calibration`` and ``reliability``
-        (classification: ECE with interval; reliability bins), ``robustness`` (perturbed runs),
-        ``ranking`` (:func:`ranking_stability`), ``friedman`` and ``friedman_ranks`` (with two
-        datasets or more: :func:`raybench_analysis.friedman` on the per-dataset estimates); and
-        ``missing`` notes.
+        (:func:`raybench_analysis.variance_components`, with ``sd_ci_low``/``sd_ci_high``: the
+        interval of the variance on the scale of ``sd``, within what the metric's range allows),
+        ``sites`` (per site, resampling the levels below ``site``), ``calibration`` and
+        ``reliability`` (classification: ECE with interval; reliability bins), ``robustness``
+        (perturbed runs), ``ranking`` (:func:`ranking_stability`), ``friedman`` and
+        ``friedman_ranks`` (with two datasets or more: :func:`raybench_analysis.friedman` on the
+        per-dataset estimates); and ``missing`` notes. ``settings`` holds what was used:
+        ``metric`` (primary), ``metrics``, ``hierarchy``, ``alpha``, ``n_boot``, ... and
+        ``origin`` (argument, suite or default, per setting).
 
     Notes
     -----
@@ -283,21 +291,22 @@ def summarize(
     >>> "ranking" in s and "robustness" not in s
     True
     """
-    if not 0 < alpha < 1:
-        raise AnalysisError(f"summarize: alpha={alpha!r} must be in (0, 1).")
+    saved: dict[str, Any] = {}
     if isinstance(results, str | Path):
         results = read_results(results)
+    root = getattr(results, "root", None)
+    if isinstance(root, str | Path) and "://" not in str(root):
+        saved = read_saved_suite(root)
     trials, predictions, source = _tables_from(results)
     notes = [n for n in getattr(results, "missing", ()) if isinstance(n, str)]
     notes += _grid_notes(trials, predictions)
     if predictions.height == 0:
         notes.append("no predictions yet: no committed trial has written its predictions")
         return Summary({}, notes, {"source": source})
-    task = _infer_task(trials, predictions)
-    metric = metric or DEFAULT_METRIC.get(task, "auc")
-    m = get_metric(metric)
-    levels = [c for c in hierarchy if c in predictions.columns]
-    for c in hierarchy:
+    cfg = resolve_settings(saved, _infer_task(trials, predictions), metric=metric,
+                           hierarchy=hierarchy, alpha=alpha, n_boot=n_boot)  # fmt: skip
+    levels = [c for c in cfg.hierarchy if c in predictions.columns]
+    for c in cfg.hierarchy:
         if c not in predictions.columns:
             notes.append(f"hierarchy level {c!r} is not a predictions column; resampled without it")
     test = (
@@ -308,63 +317,119 @@ def summarize(
     clean = (
         test.filter(pl.col("perturbation") == "none") if "perturbation" in test.columns else test
     )
-    by = [c for c in ("dataset",) if c in clean.columns]
-    common = {"n_boot": n_boot, "seed": seed}
     st = [strata] if isinstance(strata, str) else list(strata or ())
-    resampling = {"scheme": scheme, "interval": interval, "strata": st}
     # the estimand of compare(): per (fold, seed) metric, seeds then folds averaged
     cells = [c for c in ("outer_fold", "seed") if c in clean.columns]
-    boot = {**common, **resampling, "average_over": cells or None}
-    settings = {"source": source, "task": task, "metric": m.label(), "hierarchy": levels}
-    settings |= {"alpha": alpha, "n_boot": n_boot, "seed": seed, "correction": correction}
-    settings |= {"scheme": scheme, "interval": interval, "strata": st, "average_over": cells}
-    tables: dict[str, pl.DataFrame | None] = {}
+    run = _Run(
+        clean=clean,
+        test=test,
+        levels=levels,
+        by=[c for c in ("dataset",) if c in clean.columns],
+        alpha=cfg.alpha,
+        common={"n_boot": cfg.n_boot, "seed": seed},
+        resampling={"scheme": scheme, "interval": interval, "strata": st},
+        average_over=cells or None,
+        correction=correction,
+        notes=notes,
+    )
+    metrics = [get_metric(name) for name in cfg.metrics]
+    settings = {"source": source, "task": cfg.task, "metric": metrics[0].label()}
+    settings |= {"metrics": [m.label() for m in metrics], "hierarchy": levels, "alpha": cfg.alpha}
+    settings |= {"n_boot": cfg.n_boot, "seed": seed, "correction": correction, "scheme": scheme}
+    settings |= {"interval": interval, "strata": st, "average_over": cells, "origin": cfg.origin}
+    parts: dict[str, list[pl.DataFrame]] = {}
+    for m in metrics:
+        tag = f" [{m.label()}]" if len(metrics) > 1 else ""
+        for name, table in _metric_tables(run, m, tag).items():
+            if table is not None:
+                parts.setdefault(name, []).append(_with_metric(table, m))
+    tables = {name: pl.concat(ts, how="diagonal_relaxed") for name, ts in parts.items()}
+    if cfg.task == "classification":
+        extra = {
+            "calibration": _section(
+                "calibration", notes, bootstrap, clean, metric=get_metric("ece"), levels=levels,
+                by=[*run.by, "model"], alpha=cfg.alpha, **run.boot,
+            ),
+            "reliability": _section("reliability", notes, _reliability, clean, run.by),
+        }  # fmt: skip
+        tables |= {k: v for k, v in extra.items() if v is not None}
+    return Summary(tables, notes, settings)
 
+
+@dataclass(frozen=True)
+class _Run:
+    """What every metric's sections share: the filtered predictions and the resampling settings."""
+
+    clean: pl.DataFrame
+    test: pl.DataFrame
+    levels: list[str]
+    by: list[str]
+    alpha: float
+    common: dict[str, Any]
+    resampling: dict[str, Any]
+    average_over: list[str] | None
+    correction: str
+    notes: list[str]
+
+    @property
+    def boot(self) -> dict[str, Any]:
+        """Arguments of :func:`bootstrap` for the per-model estimand of :func:`compare`."""
+        return {**self.common, **self.resampling, "average_over": self.average_over}
+
+
+def _with_metric(table: pl.DataFrame, m: Metric) -> pl.DataFrame:
+    """``table`` with a ``metric`` column (the tables that lack one get the metric's label)."""
+    return table if "metric" in table.columns else table.with_columns(metric=pl.lit(m.label()))
+
+
+def _metric_tables(run: _Run, m: Metric, tag: str) -> dict[str, pl.DataFrame | None]:
+    """The sections that depend on the metric ``m``; ``tag`` names it in notes when several."""
+    clean, levels, by, alpha, notes = run.clean, run.levels, run.by, run.alpha, run.notes
+    tables: dict[str, pl.DataFrame | None] = {}
     tables["models"] = _section(
-        "models", notes, bootstrap, clean, metric=m, levels=levels, by=[*by, "model"],
-        alpha=alpha, **boot,
+        f"models{tag}", notes, bootstrap, clean, metric=m, levels=levels, by=[*by, "model"],
+        alpha=alpha, **run.boot,
     )  # fmt: skip
     n_models = clean["model"].n_unique()
     if n_models >= 2:
         tables["comparisons"] = _section(
-            "comparisons", notes, compare, clean, metric=m, levels=levels, by=by or None,
-            method=("bootstrap", "corrected_ttest"), correction=correction, alpha=alpha,
-            **common, **resampling,
+            f"comparisons{tag}", notes, compare, clean, metric=m, levels=levels, by=by or None,
+            method=("bootstrap", "corrected_ttest"), correction=run.correction, alpha=alpha,
+            **run.common, **run.resampling,
         )  # fmt: skip
         tables["ranking"] = _section(
-            "ranking", notes, ranking_stability, clean, m, levels, alpha=alpha, by=by,
-            scheme=scheme, strata=st, **common,
+            f"ranking{tag}", notes, ranking_stability, clean, m, levels, alpha=alpha, by=by,
+            scheme=run.resampling["scheme"], strata=run.resampling["strata"], **run.common,
         )  # fmt: skip
-    else:
-        notes.append("comparisons and ranking: only one model in the predictions")
+    elif _ONE_MODEL not in notes:
+        notes.append(_ONE_MODEL)
     models_table = tables["models"]
     if models_table is not None and "dataset" in models_table.columns:
         n_datasets = models_table["dataset"].n_unique()
         if n_datasets >= 2 and n_models >= 2:
             res = _section(
-                "friedman", notes, friedman, models_table, higher_is_better=m.higher_is_better,
-                alpha=alpha, value_col="estimate",
+                f"friedman{tag}", notes, friedman, models_table,
+                higher_is_better=m.higher_is_better, alpha=alpha, value_col="estimate",
             )  # fmt: skip
             if res is not None:
                 tables["friedman"], tables["friedman_ranks"] = res.test, res.ranks
-    tables["variance"] = _variance_section(clean, m, by, alpha, notes, common)
+    tables["variance"] = _variance_section(clean, m, by, alpha, notes, run.common, tag)
     if "site" in levels:
         below = levels[levels.index("site") + 1 :]
         tables["sites"] = _section(
-            "sites", notes, bootstrap, clean, metric=m, levels=below, by=[*by, "model", "site"],
-            alpha=alpha, **{**boot, "strata": None},
+            f"sites{tag}", notes, bootstrap, clean, metric=m, levels=below,
+            by=[*by, "model", "site"], alpha=alpha, **{**run.boot, "strata": None},
         )  # fmt: skip
-    if task == "classification":
-        tables["calibration"] = _section(
-            "calibration", notes, bootstrap, clean, metric=get_metric("ece"), levels=levels,
-            by=[*by, "model"], alpha=alpha, **boot,
-        )  # fmt: skip
-        tables["reliability"] = _section("reliability", notes, _reliability, clean, by)
+    test = run.test
     if "perturbation" in test.columns and (test["perturbation"] != "none").any():
         tables["robustness"] = _section(
-            "robustness", notes, robustness, test, m, levels, alpha=alpha, **common, **resampling
-        )
-    return Summary({k: v for k, v in tables.items() if v is not None}, notes, settings)
+            f"robustness{tag}", notes, robustness, test, m, levels, alpha=alpha,
+            by=[*by, "model"], **run.common, **run.resampling,
+        )  # fmt: skip
+    return tables
+
+
+_ONE_MODEL = "comparisons and ranking: only one model in the predictions"
 
 
 def _variance_section(
@@ -374,11 +439,12 @@ def _variance_section(
     alpha: float,
     notes: list[str],
     common: dict[str, Any],
+    tag: str = "",
 ) -> pl.DataFrame | None:
     """Seed, split and test-sample parts of the per-trial score (A2's variance_components)."""
     keys = [*by, "model", "outer_fold", "seed"]
     if not {"outer_fold", "seed"} <= set(clean.columns):
-        notes.append("variance: predictions lack outer_fold or seed columns")
+        notes.append(f"variance{tag}: predictions lack outer_fold or seed columns")
         return None
     scores = metric_by(clean, metric, by=keys).rename({"estimate": "score"})
     kwargs: dict[str, Any] = {"by": [*by, "model"], "alpha": alpha, "n_boot": common["n_boot"]}
@@ -387,10 +453,24 @@ def _variance_section(
         kwargs |= {"predictions": clean, "metric": metric.name, "sample": "subject_id"}
     else:
         notes.append(
-            f"variance: no test-sample part for metric {metric.label()} (available for accuracy "
-            "and auc); seed and split parts only"
+            f"variance{tag}: no test-sample part for metric {metric.label()} (available for "
+            "accuracy and auc); seed and split parts only"
         )
-    return _section("variance", notes, variance_components, scores, "score", **kwargs)
+    table = _section(f"variance{tag}", notes, variance_components, scores, "score", **kwargs)
+    return None if table is None else _sd_interval(table, metric)
+
+
+def _sd_interval(table: pl.DataFrame, metric: Metric) -> pl.DataFrame:
+    """Add ``sd_ci_low``/``sd_ci_high``: the variance interval as an interval of the ``sd``.
+
+    A variance is at least 0, and a score confined to ``[lo, hi]`` has a variance of at most
+    ``((hi - lo) / 2)²`` (half its values at each end): the interval is clipped to that before
+    the square root, so it is on the scale of ``sd`` and possible for the metric.
+    """
+    lo, hi = metric.value_range
+    top = ((hi - lo) / 2) ** 2 if math.isfinite(hi - lo) else math.inf
+    bound = [pl.col(c).clip(0.0, top).sqrt().alias(f"sd_{c}") for c in ("ci_low", "ci_high")]
+    return table.with_columns(bound)
 
 
 def _reliability(clean: pl.DataFrame, by: list[str], n_bins: int = 10) -> pl.DataFrame:

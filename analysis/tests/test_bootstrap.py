@@ -109,12 +109,11 @@ def test_cluster_se_matches_analytic_and_naive_is_too_small():
 
 @pytest.mark.filterwarnings("ignore:.*replicates left auc undefined")  # a one-class site
 def test_same_seed_same_numbers_and_by_groups(predictions):
-    a = bootstrap(predictions, metric="auc", levels=["site", "subject_id"], by="model", n_boot=200)
-    b = bootstrap(predictions, metric="auc", levels=["site", "subject_id"], by="model", n_boot=200)
+    pooled = {"levels": ["site", "subject_id"], "by": "model", "average_over": None}
+    a = bootstrap(predictions, metric="auc", n_boot=200, **pooled)
+    b = bootstrap(predictions, metric="auc", n_boot=200, **pooled)
     assert a.equals(b)
-    c = bootstrap(
-        predictions, metric="auc", levels=["site", "subject_id"], by="model", n_boot=200, seed=1
-    )
+    c = bootstrap(predictions, metric="auc", n_boot=200, seed=1, **pooled)
     assert not a["ci_low"].equals(c["ci_low"])
     assert a.columns == [
         "model",
@@ -161,7 +160,8 @@ def test_t_interval_formula(predictions):
     """ci = estimate ± t_{G-1} · sd* · sqrt(G/(G-1)) from the replicates (the documented form)."""
     data = predictions.filter(model="a")
     levels = ["site", "subject_id"]
-    out = bootstrap(data, metric="accuracy", levels=levels, n_boot=300, seed=3).row(0, named=True)
+    out = bootstrap(data, metric="accuracy", levels=levels, n_boot=300, seed=3,
+                    average_over=None).row(0, named=True)  # fmt: skip
     reps = bootstrap_replicates(data, metric="accuracy", levels=levels, n_boot=300, seed=3)
     g = 4  # sites
     se = reps["value"].std() * np.sqrt(g / (g - 1))
@@ -176,7 +176,8 @@ def test_t_interval_formula(predictions):
     assert r["p_value"] == pytest.approx(2 * stats.t.sf(out["estimate"] / se, 3), rel=1e-10)
     # t_bc: the same half-width around the bias-corrected estimate 2·est − mean(θ*)
     # (Efron & Tibshirani 1993, §10.6)
-    bc = bootstrap(data, metric="accuracy", levels=levels, n_boot=300, seed=3, interval="t_bc")
+    bc = bootstrap(data, metric="accuracy", levels=levels, n_boot=300, seed=3, interval="t_bc",
+                   average_over=None)  # fmt: skip
     centre = 2 * out["estimate"] - reps["value"].mean()
     assert bc["ci_low"][0] == pytest.approx(centre - half, rel=1e-10)
     assert bc["ci_high"][0] == pytest.approx(centre + half, rel=1e-10)
@@ -310,7 +311,8 @@ def test_average_over_fold_seed_cells_equals_loop(predictions, metric):
                                 levels=["site", "subject_id"], n_boot=50, seed=3)  # fmt: skip
     expected = slow["value"].to_numpy()
     assert fast["value"].to_numpy() == pytest.approx(expected, abs=1e-12, nan_ok=True)
-    pooled = bootstrap(data, metric=metric, levels=["site", "subject_id"], n_boot=50, seed=3)
+    pooled = bootstrap(data, metric=metric, levels=["site", "subject_id"], n_boot=50, seed=3,
+                       average_over=None)  # fmt: skip
     assert pooled["estimate"][0] != pytest.approx(out["estimate"][0], abs=1e-9)  # not pooled
 
 

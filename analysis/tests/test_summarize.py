@@ -169,15 +169,14 @@ def test_cli_analyze_writes_tables(run, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     root = write_results_dir(run, tmp_path / "run")
-    result = CliRunner().invoke(
-        main.app,
-        ["analyze", str(root), "--n-boot", "40", "--json", str(tmp_path / "s.json"),
-         "--hierarchy", "site,subject_id"],
-    )  # fmt: skip
+    args = ["analyze", str(root), "--n-boot", "40", "--hierarchy", "site,subject_id"]
+    result = CliRunner().invoke(main.app, args)
     assert result.exit_code == 0, result.output
-    assert "models: auc" in result.output and "pairwise comparisons" in result.output
+    assert "models: estimates" in result.output and "pairwise comparisons" in result.output
     assert (root / "analysis" / "models.parquet").is_file()
-    assert json.loads((tmp_path / "s.json").read_text())["settings"]["n_boot"] == 40
+    as_json = CliRunner().invoke(main.app, [*args, "--json", "--out", str(tmp_path / "a")])
+    assert json.loads(as_json.stdout)["settings"]["n_boot"] == 40
+    assert (tmp_path / "a" / "summary.json").is_file()
 
 
 def test_cli_analyze_rejects_non_results_dir(tmp_path: Path) -> None:

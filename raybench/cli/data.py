@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from raybench.cli.common import JsonFlag, console, friendly_errors
+from raybench.cli.common import JsonFlag, console
 from raybench.errors import DataError
 from raybench.suite.schema import ColumnMap, SyntheticParams, Task
 
@@ -42,7 +42,6 @@ def _summary(table: Any) -> dict[str, int]:
 
 
 @data_app.command("synth")
-@friendly_errors
 def synth(
     out: Annotated[Path, typer.Argument(help="Output directory (must be new or empty).")],
     sites: Annotated[int, typer.Option(help="Acquisition sites.")] = _DEFAULTS.sites,
@@ -123,7 +122,6 @@ def _column_map(pairs: list[str]) -> ColumnMap:
 
 
 @data_app.command("check")
-@friendly_errors
 def check(
     path: Annotated[Path, typer.Argument(help="A manifest (TSV/CSV) or a BIDS/CAPS root.")],
     pattern: Annotated[

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from raybench.cli.common import JsonFlag, console, friendly_errors
+from raybench.cli.common import JsonFlag, console
 from raybench.errors import DataError
 
 #: Options that only some formats read: option name -> formats.
@@ -90,7 +90,6 @@ def _print(report: Any) -> None:
     console.print(f"next: raybench analyze {report.results}", highlight=False, soft_wrap=True)
 
 
-@friendly_errors
 def import_(
     fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="table, clinicadl or nnunet.")],
     source: Annotated[

@@ -6,37 +6,16 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from raybench.cli.common import JsonFlag, console, friendly_errors
-from raybench.plan.spec import Plan
+from raybench.cli.common import DataRootOption, JsonFlag, NoPluginsFlag, console, say
+from raybench.cli.prepare import prepare
 
-DataRootOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-root",
-        help="Where synthetic cohorts are (or will be) generated; default ./.raybench-data. "
-        "Nothing is written by `plan`.",
-    ),
-]
-
-
-def load_plan(suite_path: Path, data_root: Path | None = None) -> Plan:
-    """Load the suite and its cohorts (without writing anything) and compile the plan."""
-    from raybench.data import load_cohort
-    from raybench.plan import compile_suite
-    from raybench.suite import load_suite
-
-    suite = load_suite(suite_path)
-    root = data_root if data_root is not None else Path(".raybench-data")
-    suite_dir = Path(suite_path).resolve().parent
-    cohorts = {
-        ds.name: load_cohort(ds, suite_dir, root, materialize=False) for ds in suite.datasets
-    }
-    return compile_suite(suite, cohorts)
+if TYPE_CHECKING:
+    from raybench.plan.spec import Plan
 
 
 def _print_table(plan: Plan) -> None:
@@ -69,25 +48,27 @@ def _print_table(plan: Plan) -> None:
             )
 
 
-@friendly_errors
 def plan(
     suite: Annotated[Path, typer.Argument(help="The suite YAML file.")],
     json_: JsonFlag = False,
     data_root: DataRootOption = None,
+    no_plugins: NoPluginsFlag = False,
 ) -> None:
     """Compile SUITE and show its trials: counts per stage and dataset × model, resource needs.
 
-    With --json, print one JSON object per trial and line (trial_id, stage, dataset, model,
-    protocol, outer_fold, inner_fold, seed, params, depends_on).
+    Nothing is written. With --json, print one JSON object per trial and line (trial_id, stage,
+    dataset, model, protocol, outer_fold, inner_fold, seed, params, depends_on).
     """
-    compiled = load_plan(suite, data_root)
+    prep = prepare(suite, data_root, no_plugins=no_plugins)
+    if prep.plugins:
+        say(prep.plugins, stderr=json_)
     if json_:
         out = sys.stdout
-        for t in compiled.trials:
+        for t in prep.plan.trials:
             out.write(json.dumps(t.summary()) + "\n")
         out.flush()
         return
-    _print_table(compiled)
+    _print_table(prep.plan)
 
 
 def register(app: typer.Typer) -> None:

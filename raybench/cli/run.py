@@ -5,16 +5,25 @@ from __future__ import annotations
 import json
 import shlex
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from raybench.cli.analyze import print_summary
-from raybench.cli.common import JsonFlag, console, err_console, friendly_errors
-from raybench.data.cohort import Cohort
-from raybench.plan.spec import Plan
+from raybench.cli.common import (
+    DataRootOption,
+    JsonFlag,
+    NoPluginsFlag,
+    console,
+    err_console,
+    say,
+)
+from raybench.cli.prepare import data_root as resolve_data_root
+from raybench.cli.prepare import prepare
+
+if TYPE_CHECKING:
+    from raybench.cli.prepare import Prepared
+    from raybench.suite import Suite
 
 ResultsOption = Annotated[
     str | None,
@@ -60,62 +69,13 @@ AllowSuiteChangeOption = Annotated[
         "(without it, only a suite that adds trials is accepted; docs/results.md).",
     ),
 ]
-DataRootOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-root", help="Where synthetic cohorts are generated; default ./.raybench-data."
-    ),
-]
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A suite ready to run: the suite object, its cohorts, its plan and the results URI."""
-
-    suite: Any
-    suite_path: Path
-    cohorts: dict[str, Cohort]
-    plan: Plan
-    results: str
-
-
-def results_uri(suite: Any, results: str | None) -> str:
+def results_uri(suite: Suite, results: str | None) -> str:
     """``--results``, else the suite's ``storage.results``, else ``results/<name>`` (absolute)."""
     chosen = results or (suite.storage.results if suite.storage else None)
     chosen = chosen or f"results/{suite.name}"
     return chosen if "://" in chosen else str(Path(chosen).resolve())
-
-
-def prepare(
-    suite_path: Path, results: str | None, data_root: Path | None, materialize: bool
-) -> Prepared:
-    """Load the suite and its cohorts (generating synthetic data when ``materialize``), compile."""
-    from raybench.data import load_cohort
-    from raybench.plan import compile_suite
-    from raybench.suite import load_suite
-
-    suite = load_suite(suite_path)
-    root = (data_root if data_root is not None else Path(".raybench-data")).resolve()
-    suite_dir = Path(suite_path).resolve().parent
-    cohorts = {
-        ds.name: load_cohort(ds, suite_dir, root, materialize=materialize) for ds in suite.datasets
-    }
-    return Prepared(
-        suite, Path(suite_path), cohorts, compile_suite(suite, cohorts), results_uri(suite, results)
-    )
-
-
-def plan_json(plan: Plan) -> bytes:
-    """The compiled plan as written to ``plan.json`` (stages of trial summaries)."""
-    doc = {
-        "suite": plan.suite_name,
-        "meta": plan.meta,
-        "stages": [
-            {"stage": stage, "trials": [t.summary() for t in trials]}
-            for stage, trials in plan.stages
-        ],
-    }
-    return json.dumps(doc, indent=1, sort_keys=True, default=str).encode()
 
 
 def resume_command(
@@ -136,31 +96,36 @@ def resume_command(
     return shlex.join(parts)
 
 
-def _print_analysis(results: str, suite: Any) -> None:
-    """The analysis package's summary, if it is installed and the run has results."""
-    try:
-        from raybench_analysis import summarize
-    except ImportError:
+def _closing_analysis(results: str, show: bool) -> None:
+    """``raybench analyze``'s analysis of the results, saved under analysis/, printed if ``show``.
+
+    Only for a local results directory. A run that finished is never failed by its analysis:
+    a problem is reported (on stderr) and ``raybench analyze`` can be run later.
+    """
+    from raybench_analysis import AnalysisError
+
+    from raybench.cli.summary import analyze_results, print_summary
+    from raybench.errors import RaybenchError
+
+    if "://" in results and not results.startswith("file://"):
+        say(f"analysis: run `raybench analyze` on a local copy of {results}", stderr=True)
         return
+    local = results.removeprefix("file://")
     try:
-        summary = summarize(
-            results,
-            hierarchy=list(suite.analysis.hierarchy),
-            alpha=suite.analysis.alpha,
-            metric=suite.analysis.metric,
-            n_boot=suite.analysis.n_boot,
-        )
-    except Exception as exc:  # the analysis is a bonus here: never fail a finished run on it
-        err_console.print(f"analysis summary unavailable: {exc}", highlight=False)
+        summary = analyze_results(local)
+    except (AnalysisError, RaybenchError) as exc:
+        say(f"analysis summary unavailable: {exc}", stderr=True)
         return
-    print_summary(summary)
-    console.print(f"full analysis: raybench analyze {shlex.quote(results)}", highlight=False)
+    if show:
+        print_summary(summary)
+        say(f"tables written to {Path(local) / 'analysis'} (again: raybench analyze "
+            f"{shlex.quote(local)})")  # fmt: skip
 
 
-def _dry_run(prep: Prepared, json_: bool) -> None:
+def _dry_run(prep: Prepared, results: str, json_: bool) -> None:
     from raybench.store import ResultStore
 
-    store = ResultStore(prep.results)
+    store = ResultStore(results)
     try:
         done = set(store.completed_ids())
     except Exception:
@@ -170,14 +135,13 @@ def _dry_run(prep: Prepared, json_: bool) -> None:
         for stage, ts in prep.plan.stages
     ]
     if json_:
-        print(json.dumps({"results": prep.results, "stages": stages}))
+        print(json.dumps({"results": results, "stages": stages}))
         return
     for s in stages:
         console.print(f"{s['stage']}: {s['to_run']} of {s['trials']} trials would run")
-    console.print(f"results: {prep.results} (dry run: nothing started or written)")
+    say(f"results: {results} (dry run: nothing started or written)")
 
 
-@friendly_errors
 def run(
     suite: Annotated[Path, typer.Argument(help="The suite YAML file.")],
     results: ResultsOption = None,
@@ -189,41 +153,47 @@ def run(
     gpus: GpusOption = None,
     allow_suite_change: AllowSuiteChangeOption = False,
     json_: JsonFlag = False,
+    no_plugins: NoPluginsFlag = False,
 ) -> None:
     """Run SUITE's trials on Ray; a rerun resumes with only the trials not yet completed.
 
+    The closing tables (those of `raybench analyze`) are saved under RESULTS/analysis/.
     Exit codes: 0 all completed, 1 some failed (see `raybench status`),
     2 bad suite, dataset or results directory, 130 interrupted (Ctrl+C).
     """
+    from raybench.plan.spec import plan_json
     from raybench.runner import RunOptions, run_plan
     from raybench.runner.progress import RichProgress
     from raybench.store import ResultStore
 
-    prep = prepare(suite, results, data_root, materialize=not dry_run)
-    store = ResultStore(prep.results)
+    prep = prepare(suite, data_root, materialize=not dry_run, no_plugins=no_plugins)
+    if prep.plugins:
+        say(prep.plugins, stderr=True)
+    uri = results_uri(prep.suite, results)
+    store = ResultStore(uri)
     check = store.check_suite(
         Path(suite).read_bytes(),
         [t.trial_id for t in prep.plan.trials],
         allow_change=allow_suite_change,
     )
     if check.changed:
-        err_console.print(f"note: {check.message}", highlight=False, markup=False)
+        say(f"note: {check.message}", stderr=True)
     if dry_run:
-        _dry_run(prep, json_)
+        _dry_run(prep, uri, json_)
         return
-    local = "://" not in prep.results or prep.results.startswith("file://")
+    local = "://" not in uri or uri.startswith("file://")
     wandb_dir = (
-        Path(prep.results.removeprefix("file://")) / "wandb"
+        Path(uri.removeprefix("file://")) / "wandb"
         if local
         else Path(tempfile.gettempdir()) / "raybench-wandb" / prep.suite.name
     )
-    root = (data_root if data_root is not None else Path(".raybench-data")).resolve()
+    root = resolve_data_root(data_root)
     progress = RichProgress(console=err_console)
 
     def on_event(event: dict[str, Any]) -> None:
         if event.get("type") == "run_start":
             err_console.print(event["cluster"].describe(), highlight=False, markup=False)
-            err_console.print(f"results: {prep.results}", highlight=False)
+            say(f"results: {uri}", stderr=True)
         progress(event)
 
     options = RunOptions(
@@ -233,7 +203,7 @@ def run(
         max_concurrent=max_concurrent,
         cache_dir=root / "cache",
         wandb_dir=wandb_dir,
-        resume_command=resume_command(suite, prep.results, address, data_root, gpus),
+        resume_command=resume_command(suite, uri, address, data_root, gpus),
         files={"suite.yaml": Path(suite).read_bytes(), "plan.json": plan_json(prep.plan)},
         on_event=on_event,
     )
@@ -241,6 +211,7 @@ def run(
         summary = run_plan(prep.plan, prep.cohorts, store, options)
     if json_:
         print(json.dumps(summary.as_dict()))
+        _closing_analysis(uri, show=False)
     else:
         console.print(
             f"{len(summary.completed)} completed, {len(summary.failed)} failed, "
@@ -249,8 +220,8 @@ def run(
         )
         for trial_id, error in summary.failed.items():
             console.print(f"  [red]failed[/] {trial_id}: {error}", highlight=False)
-        console.print(f"results: {prep.results}", highlight=False)
-        _print_analysis(prep.results, prep.suite)
+        say(f"results: {uri}")
+        _closing_analysis(uri, show=True)
     if not summary.ok:
         raise typer.Exit(1)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from raybench.cli.common import JsonFlag, console, friendly_errors
+from raybench.cli.common import JsonFlag, console
 from raybench.errors import LeakageError, ResultsError
 
 
@@ -57,7 +57,6 @@ def _print(results: str, st: dict[str, Any]) -> None:
         console.print("leakage check: no subject has two roles in any trial")
 
 
-@friendly_errors
 def status(
     results: Annotated[str, typer.Argument(help="Results directory (or URI) of a run.")],
     json_: JsonFlag = False,

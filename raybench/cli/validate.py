@@ -1,8 +1,9 @@
 """``raybench validate SUITE`` and ``raybench schema``: check a suite, print its JSON Schema.
 
-``validate`` writes nothing: it loads the suite (every problem located at file:line:col), then,
-unless ``--no-data``, checks each dataset with :func:`raybench.data.check_dataset`. Exit code 0
-when all is well, 2 when anything is wrong.
+``validate`` writes nothing: it loads the suite (every problem located at file:line:col), says
+which plugins the suite would import and run (refusing them under ``--no-plugins``), then, unless
+``--no-data``, checks each dataset with :func:`raybench.data.check_dataset`. Exit code 0 when all
+is well, 2 when anything is wrong.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
-from raybench.cli.common import JsonFlag, console, err_console
+from raybench.cli.common import JsonFlag, NoPluginsFlag, say
+from raybench.cli.prepare import load_suite_checked
 from raybench.errors import RaybenchError
-from raybench.suite import Suite, SuiteValidationError, load_suite, suite_dir, suite_json_schema
+from raybench.suite import Suite, SuiteValidationError, suite_dir, suite_json_schema
 from raybench.suite.checks import search_points
 from raybench.suite.loader import locate
 
@@ -67,6 +69,7 @@ def summarize(suite: Suite) -> dict[str, Any]:
         "inner": val.inner.strategy if val.inner else None,
         "metrics": list(suite.evaluation.metrics),
         "perturbations": len(suite.evaluation.perturbations),
+        "plugins": dict(suite.plugins),
     }
 
 
@@ -86,19 +89,20 @@ def validate(
     suite: Annotated[Path, typer.Argument(help="The suite YAML file.")],
     json_: JsonFlag = False,
     no_data: NoDataFlag = False,
+    no_plugins: NoPluginsFlag = False,
 ) -> None:
     """Check SUITE: every problem with file:line:col, key path, what is allowed. Writes nothing.
 
+    A suite that names plugins is code: the plugins it would import and run are listed.
     Exit code 0 if the suite (and, unless --no-data, its datasets) is valid, 2 otherwise.
     """
     try:
-        loaded = load_suite(suite)
+        loaded, plugins = load_suite_checked(suite, no_plugins)
     except SuiteValidationError as exc:
-        if json_:
-            problems = [p.to_dict() for p in exc.problems]
-            typer.echo(json.dumps({"suite": str(suite), "valid": False, "problems": problems}))
-        else:
-            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        if not json_:
+            raise
+        problems = [p.to_dict() for p in exc.problems]
+        typer.echo(json.dumps({"suite": str(suite), "valid": False, "problems": problems}))
         raise typer.Exit(exc.exit_code) from None
 
     data = {"checked": False, "note": "data checks skipped (--no-data)", "errors": []}
@@ -112,18 +116,14 @@ def validate(
     else:
         for err in data["errors"]:
             where = f"{suite}:{err['line']}:{err['col']}: " if err["line"] else f"{suite}: "
-            err_console.print(
-                f"error: {where}datasets[{err['index']}] ({err['dataset']!r}): {err['error']}",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
+            say(f"error: {where}datasets[{err['index']}] ({err['dataset']!r}): {err['error']}",
+                stderr=True)  # fmt: skip
         if data["note"]:
-            console.print(data["note"], markup=False, highlight=False, soft_wrap=True)
+            say(data["note"])
         if valid:
-            console.print(
-                _summary_line(suite, summary), markup=False, highlight=False, soft_wrap=True
-            )
+            say(_summary_line(suite, summary))
+        if plugins:
+            say(plugins)
     if not valid:
         raise typer.Exit(2)
 

@@ -7,6 +7,7 @@ those inputs (see :mod:`raybench.plan.ids`), so the same suite gives the same id
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -129,3 +130,20 @@ class Plan:
             (s["stage"], tuple(TrialSpec.from_dict(t) for t in s["trials"])) for s in data["stages"]
         )
         return cls(suite_name=data["suite_name"], stages=stages, meta=dict(data.get("meta", {})))
+
+
+def plan_json(plan: Plan) -> bytes:
+    """The compiled plan as ``raybench run`` writes it to ``plan.json`` in the results directory.
+
+    ``{"suite", "meta", "stages": [{"stage", "trials": [TrialSpec.summary(), ...]}]}``, keys
+    sorted: what ``raybench status`` reads to count planned and pending trials.
+    """
+    doc = {
+        "suite": plan.suite_name,
+        "meta": plan.meta,
+        "stages": [
+            {"stage": stage, "trials": [t.summary() for t in trials]}
+            for stage, trials in plan.stages
+        ],
+    }
+    return json.dumps(doc, indent=1, sort_keys=True, default=str).encode()

@@ -1,0 +1,187 @@
+"""The analysis of a results directory as ``raybench run`` and ``raybench analyze`` show it.
+
+One path for both commands: :func:`analyze_results` calls :func:`raybench_analysis.summarize` on
+the directory (its settings from the saved suite, CLI flags as overrides) and saves every table
+under ``analysis/``; :func:`print_summary` prints the closing tables. So the run's closing tables
+and a later ``raybench analyze`` of the same directory are the same tables, and both are saved.
+
+What the tables say: each comparison table is titled by its method, the primary one (the paired
+bootstrap, whose estimand is the models table's) marked; counts are named by what they count
+(sites, subjects, predictions); a method or unit line is printed once, not under every table
+that shares it; variance components are given as standard deviations with intervals on that
+scale; every table has a dataset column; notes are plain text.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+from raybench.cli.common import console, say
+
+if TYPE_CHECKING:
+    import polars as pl
+    from raybench_analysis import Summary
+
+#: Notes printed before pointing to summary.json for the rest (which lists them all).
+MAX_NOTES = 20
+
+#: Count columns of the tables and what they count, in print order.
+COUNTS = (("n_site", "sites"), ("n_subject_id", "subjects"), ("n_obs", "predictions"))
+
+
+def analyze_results(results: str | Path, out: Path | None = None, **overrides: Any) -> Summary:
+    """Summarise ``results`` with :func:`raybench_analysis.summarize`, save it, return it.
+
+    ``overrides`` (``metric``, ``hierarchy``, ``alpha``, ``n_boot``, ``seed``) replace the saved
+    suite's settings (None keeps them). The tables go to ``out`` (default ``<results>/analysis``)
+    as ``<table>.parquet`` and ``summary.json``.
+    """
+    from raybench_analysis import summarize
+
+    summary = summarize(results, **{k: v for k, v in overrides.items() if v is not None})
+    summary.settings["source"] = str(results)
+    summary.write(out if out is not None else Path(results) / "analysis")
+    return summary
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        if value != 0 and abs(value) < 10 ** (-digits):
+            return f"{value:.1e}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+class _Printer:
+    """Prints tables; a caption (method and unit) only when it differs from the last one shown."""
+
+    def __init__(self, several_metrics: bool) -> None:
+        self.last_caption: str | None = None
+        self.several_metrics = several_metrics
+
+    def table(
+        self, title: str, frame: pl.DataFrame, columns: list[tuple[str, str]], caption: bool = True
+    ) -> None:
+        present = [
+            (c, h)
+            for c, h in columns
+            if c in frame.columns and (c != "metric" or self.several_metrics)
+        ]
+        text = _caption(frame) if caption else None
+        shown = text if text and text != self.last_caption else None
+        self.last_caption = text or self.last_caption
+        table = Table(title=title, title_justify="left", caption=shown, caption_justify="left")
+        for c, h in present:
+            table.add_column(h, justify="right" if frame.schema[c].is_numeric() else "left")
+        for row in frame.iter_rows(named=True):
+            table.add_row(*[_fmt(row[c]) for c, _ in present])
+        console.print(table)
+
+
+def _caption(frame: pl.DataFrame) -> str | None:
+    parts = [
+        f"{c}: {', '.join(str(v) for v in frame[c].unique(maintain_order=True).to_list())}"
+        for c in ("method", "unit")
+        if c in frame.columns
+    ]
+    return "; ".join(parts) or None
+
+
+def _with_interval(frame: pl.DataFrame, low: str = "ci_low", high: str = "ci_high") -> pl.DataFrame:
+    """Add a ``ci`` column "[low, high]" (3 decimals) for printing; the tables keep full values."""
+    import polars as pl
+
+    return frame.with_columns(ci=pl.format("[{}, {}]", pl.col(low).round(3), pl.col(high).round(3)))
+
+
+def _with_dataset(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with a dataset column first (``–`` when the predictions had none)."""
+    import polars as pl
+
+    if "dataset" in frame.columns:
+        return frame
+    return frame.with_columns(dataset=pl.lit("–")).select("dataset", pl.exclude("dataset"))
+
+
+def print_summary(summary: Summary) -> None:
+    """Print the closing tables of a :class:`raybench_analysis.Summary`."""
+    s = summary.settings
+    metrics = s.get("metrics", [s.get("metric")])
+    printer = _Printer(several_metrics=len(metrics) > 1)
+    shown = ", ".join(f"{m} (primary)" if i == 0 else m for i, m in enumerate(metrics))
+    origin = s.get("origin", {})
+    from_suite = [k for k, v in origin.items() if v == "suite"]
+    say(
+        f"metrics {shown}; hierarchy {'>'.join(s.get('hierarchy', []))}; alpha {s.get('alpha')};"
+        f" bootstrap {s.get('n_boot')} replicates"
+        + (f" (from the saved suite: {', '.join(from_suite)})" if from_suite else "")
+    )
+    level = f"{100 * (1 - s.get('alpha', 0.05)):g}%"
+    if "models" in summary:
+        printer.table(
+            f"models: estimates with {level} intervals",
+            _with_interval(_with_dataset(summary["models"])),
+            [("dataset", "dataset"), ("metric", "metric"), ("model", "model"),
+             ("estimate", "estimate"), ("ci", "interval"), ("se", "se"), *COUNTS],
+        )  # fmt: skip
+    if "comparisons" in summary:
+        _print_comparisons(printer, _with_dataset(summary["comparisons"]), s, level)
+    if "variance" in summary:
+        printer.table(
+            "variance components of a trial's score (standard deviations)",
+            _with_interval(_with_dataset(summary["variance"]), "sd_ci_low", "sd_ci_high"),
+            [("dataset", "dataset"), ("metric", "metric"), ("model", "model"),
+             ("component", "component"), ("sd", "sd"), ("ci", f"sd {level} interval"),
+             ("share", "share of variance")],
+        )  # fmt: skip
+    if "ranking" in summary:
+        printer.table(
+            "ranking stability (rank 1 = best; ties share their ranks)",
+            _with_dataset(summary["ranking"]),
+            [("dataset", "dataset"), ("metric", "metric"), ("model", "model"), ("rank", "rank"),
+             ("mean_rank", "mean rank"), ("rank_ci_low", "low"), ("rank_ci_high", "high"),
+             ("p_rank_1", "P(first)")],
+        )  # fmt: skip
+    if "robustness" in summary:
+        printer.table(
+            "robustness: metric change under perturbation",
+            _with_interval(_with_dataset(summary["robustness"])),
+            [("dataset", "dataset"), ("metric", "metric"), ("model", "model"),
+             ("perturbation", "perturbation"), ("clean", "clean"), ("estimate", "change"),
+             ("ci", "interval")],
+        )  # fmt: skip
+    print_notes(summary.missing)
+
+
+def _print_comparisons(
+    printer: _Printer, comparisons: pl.DataFrame, settings: dict[str, Any], level: str
+) -> None:
+    """One table per method, titled by it; the paired bootstrap (the models' estimand) primary."""
+    parts = comparisons.partition_by("method", maintain_order=True)
+    primary = next((i for i, p in enumerate(parts) if "bootstrap" in p["method"][0]), 0)
+    for i, part in enumerate(parts):
+        mark = " (primary)" if i == primary else ""
+        printer.table(
+            f"pairwise comparisons (a − b){mark}: {part['method'][0]}",
+            _with_interval(part.drop("method")),
+            [("dataset", "dataset"), ("metric", "metric"), ("model_a", "a"), ("model_b", "b"),
+             ("estimate", "difference"), ("ci", f"{level} interval"), ("p_value", "p"),
+             ("p_adjusted", f"p ({settings.get('correction')})"), *COUNTS],
+        )  # fmt: skip
+
+
+def print_notes(notes: list[str]) -> None:
+    """What is missing or was not computed, as plain text (summary.json lists every note)."""
+    if not notes:
+        return
+    say("missing or not computed:")
+    for note in notes[:MAX_NOTES]:
+        say(f"  - {note}")
+    if len(notes) > MAX_NOTES:
+        say(f"  ... and {len(notes) - MAX_NOTES} more: see analysis/summary.json")
