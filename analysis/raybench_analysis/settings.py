@@ -142,7 +142,7 @@ def check_hierarchy(levels: Sequence[str]) -> tuple[str, ...]:
         raise AnalysisError(
             f"hierarchy: {list(levels)} lacks {SAMPLE_UNIT!r}, the independent unit of a sample "
             f"(without it images are resampled as if independent); add it, e.g. "
-            f"{','.join(sorted({*levels, SAMPLE_UNIT}, key=HIERARCHY_LEVELS.index))!r}"
+            f"{','.join(sorted({*levels, SAMPLE_UNIT}, key=HIERARCHY_LEVELS.index))!r}; {allowed}"
         )
     return tuple(levels)
 

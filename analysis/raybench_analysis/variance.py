@@ -212,11 +212,16 @@ def _chi2_intervals(
     t_hi = df_a * tau / stats.chi2.ppf(lo_q, df_a)
     c1, c2 = 1.0, 1.0 - 1.0 / nh
     total = c1 * tau + c2 * mse
-    nu = total**2 / ((c1 * tau) ** 2 / df_a + (c2 * mse) ** 2 / df_e)
+    spread = (c1 * tau) ** 2 / df_a + (c2 * mse) ** 2 / df_e
+    if spread == 0:  # every score equal (e.g. accuracy of a tiny test set): the interval is {0}
+        total_ci = (0.0, 0.0)
+    else:
+        nu = total**2 / spread
+        total_ci = (nu * total / stats.chi2.ppf(hi_q, nu), nu * total / stats.chi2.ppf(lo_q, nu))
     return {
         "seed": (ssw / stats.chi2.ppf(hi_q, df_e), ssw / stats.chi2.ppf(lo_q, df_e)),
         "split": (max(t_lo - mse / nh, 0.0), max(t_hi - mse / nh, 0.0)),
-        "total": (nu * total / stats.chi2.ppf(hi_q, nu), nu * total / stats.chi2.ppf(lo_q, nu)),
+        "total": total_ci,
     }
 
 

@@ -18,6 +18,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich import box
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from raybench.cli.common import console, say
@@ -28,6 +31,12 @@ if TYPE_CHECKING:
 
 #: Notes printed before pointing to summary.json for the rest (which lists them all).
 MAX_NOTES = 20
+
+#: A console as wide as any table, to measure a table's natural width.
+_WIDE = Console(width=10_000)
+
+#: The interval columns of a table.
+CI = ("ci_low", "ci_high")
 
 #: Count columns of the tables and what they count, in print order.
 COUNTS = (("n_site", "sites"), ("n_subject_id", "subjects"), ("n_obs", "predictions"))
@@ -58,6 +67,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+#: A column of a printed table: a frame column, or a (low, high) pair shown as "[low, high]".
+Column = str | tuple[str, str]
+
+
 class _Printer:
     """Prints tables; a caption (method and unit) only when it differs from the last one shown."""
 
@@ -66,38 +79,47 @@ class _Printer:
         self.several_metrics = several_metrics
 
     def table(
-        self, title: str, frame: pl.DataFrame, columns: list[tuple[str, str]], caption: bool = True
+        self,
+        title: str,
+        frame: pl.DataFrame,
+        columns: list[tuple[Column, str]],
+        caption: bool = True,
     ) -> None:
-        present = [
-            (c, h)
-            for c, h in columns
-            if c in frame.columns and (c != "metric" or self.several_metrics)
-        ]
+        """Print ``columns`` (those ``frame`` has) of ``frame`` under ``title``."""
+        present = [(c, h) for c, h in columns if self._shows(frame, c)]
         text = _caption(frame) if caption else None
         shown = text if text and text != self.last_caption else None
         self.last_caption = text or self.last_caption
-        table = Table(title=title, title_justify="left", caption=shown, caption_justify="left")
+        table = Table(title=title, title_justify="left", caption=shown, caption_justify="left",
+                      box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
         for c, h in present:
-            table.add_column(h, justify="right" if frame.schema[c].is_numeric() else "left")
+            numeric = isinstance(c, tuple) or frame.schema[c].is_numeric()
+            table.add_column(h, justify="right" if numeric else "left", no_wrap=True)
         for row in frame.iter_rows(named=True):
-            table.add_row(*[_fmt(row[c]) for c, _ in present])
-        console.print(table)
+            table.add_row(*[_cell(row, c) for c, _ in present])
+        # at its natural width: a narrow terminal wraps lines rather than rich cutting numbers
+        natural = Measurement.get(_WIDE, _WIDE.options, table).maximum
+        Console(width=max(natural, console.width), highlight=False).print(table)
+
+    def _shows(self, frame: pl.DataFrame, column: Column) -> bool:
+        if isinstance(column, tuple):
+            return all(c in frame.columns for c in column)
+        return column in frame.columns and (column != "metric" or self.several_metrics)
+
+
+def _cell(row: dict[str, Any], column: Column) -> str:
+    if isinstance(column, tuple):
+        return f"[{_fmt(row[column[0]])}, {_fmt(row[column[1]])}]"
+    return _fmt(row[column])
 
 
 def _caption(frame: pl.DataFrame) -> str | None:
     parts = [
-        f"{c}: {', '.join(str(v) for v in frame[c].unique(maintain_order=True).to_list())}"
+        f"{c}: {' | '.join(str(v) for v in frame[c].unique(maintain_order=True).to_list())}"
         for c in ("method", "unit")
         if c in frame.columns
     ]
     return "; ".join(parts) or None
-
-
-def _with_interval(frame: pl.DataFrame, low: str = "ci_low", high: str = "ci_high") -> pl.DataFrame:
-    """Add a ``ci`` column "[low, high]" (3 decimals) for printing; the tables keep full values."""
-    import polars as pl
-
-    return frame.with_columns(ci=pl.format("[{}, {}]", pl.col(low).round(3), pl.col(high).round(3)))
 
 
 def _with_dataset(frame: pl.DataFrame) -> pl.DataFrame:
@@ -126,18 +148,18 @@ def print_summary(summary: Summary) -> None:
     if "models" in summary:
         printer.table(
             f"models: estimates with {level} intervals",
-            _with_interval(_with_dataset(summary["models"])),
+            _with_dataset(summary["models"]),
             [("dataset", "dataset"), ("metric", "metric"), ("model", "model"),
-             ("estimate", "estimate"), ("ci", "interval"), ("se", "se"), *COUNTS],
+             ("estimate", "estimate"), (CI, "interval"), *COUNTS],
         )  # fmt: skip
     if "comparisons" in summary:
         _print_comparisons(printer, _with_dataset(summary["comparisons"]), s, level)
     if "variance" in summary:
         printer.table(
             "variance components of a trial's score (standard deviations)",
-            _with_interval(_with_dataset(summary["variance"]), "sd_ci_low", "sd_ci_high"),
+            _with_dataset(summary["variance"]),
             [("dataset", "dataset"), ("metric", "metric"), ("model", "model"),
-             ("component", "component"), ("sd", "sd"), ("ci", f"sd {level} interval"),
+             ("component", "component"), ("sd", "sd"), (("sd_ci_low", "sd_ci_high"), f"sd {level}"),
              ("share", "share of variance")],
         )  # fmt: skip
     if "ranking" in summary:
@@ -151,10 +173,10 @@ def print_summary(summary: Summary) -> None:
     if "robustness" in summary:
         printer.table(
             "robustness: metric change under perturbation",
-            _with_interval(_with_dataset(summary["robustness"])),
+            _with_dataset(summary["robustness"]),
             [("dataset", "dataset"), ("metric", "metric"), ("model", "model"),
              ("perturbation", "perturbation"), ("clean", "clean"), ("estimate", "change"),
-             ("ci", "interval")],
+             (CI, "interval")],
         )  # fmt: skip
     print_notes(summary.missing)
 
@@ -169,9 +191,9 @@ def _print_comparisons(
         mark = " (primary)" if i == primary else ""
         printer.table(
             f"pairwise comparisons (a − b){mark}: {part['method'][0]}",
-            _with_interval(part.drop("method")),
+            part.drop("method"),
             [("dataset", "dataset"), ("metric", "metric"), ("model_a", "a"), ("model_b", "b"),
-             ("estimate", "difference"), ("ci", f"{level} interval"), ("p_value", "p"),
+             ("estimate", "difference"), (CI, f"{level} interval"), ("p_value", "p"),
              ("p_adjusted", f"p ({settings.get('correction')})"), *COUNTS],
         )  # fmt: skip
 
