@@ -49,6 +49,7 @@ from raybench_analysis.repeatability import (
 )
 from raybench_analysis.robustness import robustness
 from raybench_analysis.selective import risk_coverage, selective, selective_risk
+from raybench_analysis.settings import AnalysisSettings, read_saved_suite, resolve_settings
 from raybench_analysis.simulate import (
     SimulatedRun,
     simulate_predictions,
@@ -62,6 +63,7 @@ from raybench_analysis.variance import sample_size, variance_components
 __all__ = [
     "METRICS",
     "AnalysisError",
+    "AnalysisSettings",
     "FormulaError",
     "FriedmanResult",
     "Metric",
@@ -103,9 +105,11 @@ __all__ = [
     "r2",
     "ranking_stability",
     "read_results",
+    "read_saved_suite",
     "reliability_diagram",
     "repeatability",
     "repeatability_samples",
+    "resolve_settings",
     "risk_coverage",
     "rmse",
     "robustness",

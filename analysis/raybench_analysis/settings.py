@@ -102,8 +102,19 @@ def read_saved_suite(results_dir: str | Path) -> dict[str, Any]:
     metrics = [str(primary)] if primary else []
     metrics += [m for m in listed if m not in metrics]
     out: dict[str, Any] = {"task": task, "metrics": metrics or None}
-    out |= {k: analysis.get(k) for k in ("hierarchy", "alpha", "n_boot")}
+    out |= {"hierarchy": analysis.get("hierarchy")}
+    out |= {k: _number(analysis.get(k)) for k in ("alpha", "n_boot")}
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _number(value: Any) -> Any:
+    """``1e-2`` is a number in the suite's YAML 1.2 but a string to PyYAML's 1.1 rules."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _mapping(value: Any) -> dict[str, Any]:
