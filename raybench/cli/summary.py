@@ -83,11 +83,10 @@ class _Printer:
         title: str,
         frame: pl.DataFrame,
         columns: list[tuple[Column, str]],
-        caption: bool = True,
     ) -> None:
         """Print ``columns`` (those ``frame`` has) of ``frame`` under ``title``."""
         present = [(c, h) for c, h in columns if self._shows(frame, c)]
-        text = _caption(frame) if caption else None
+        text = _caption(frame)
         shown = text if text and text != self.last_caption else None
         self.last_caption = text or self.last_caption
         table = Table(title=title, title_justify="left", caption=shown, caption_justify="left",
@@ -134,7 +133,10 @@ def _with_dataset(frame: pl.DataFrame) -> pl.DataFrame:
 def print_summary(summary: Summary) -> None:
     """Print the closing tables of a :class:`raybench_analysis.Summary`."""
     s = summary.settings
-    metrics = s.get("metrics", [s.get("metric")])
+    metrics = s.get("metrics")
+    if not metrics:  # nothing to analyse yet (no predictions): only the notes say why
+        print_notes(summary.missing)
+        return
     printer = _Printer(several_metrics=len(metrics) > 1)
     shown = ", ".join(f"{m} (primary)" if i == 0 else m for i, m in enumerate(metrics))
     origin = s.get("origin", {})
