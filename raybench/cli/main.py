@@ -43,7 +43,7 @@ class RaybenchGroup(TyperGroup):
             if ctx.meta.get(_DEBUG) or os.environ.get("RAYBENCH_DEBUG"):
                 raise
             say(f"error: {exc}", stderr=True)
-            raise typer.Exit(exc.exit_code if isinstance(exc, RaybenchError) else 2) from None
+            raise typer.Exit(exc.exit_code) from None
 
 
 def _versions() -> str:
