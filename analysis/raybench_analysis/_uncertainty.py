@@ -109,6 +109,8 @@ def quantity_rows(
     clipped at 0 first, then rooted: a monotone map of an interval is an interval).
     ``value_range`` clips interval ends (stated in ``method``).
     """
+    # pooled unless ``boot`` says otherwise (bootstrap's own default averages fold × seed cells)
+    boot = {"average_over": None, **boot}
     out = bootstrap(frame, value=value, metric=metric, by=keys or None, **boot)
     n_cols = [c for c in out.columns if c.startswith("n_") and c not in ("n_obs", "n_boot")]
     est, lo, hi = (
