@@ -61,7 +61,6 @@ def _print_version(value: bool) -> None:
         typer.echo(_versions())
         raise typer.Exit()
 
->>>>>>> 4cf1ea6 (cli: one error boundary on the root app, --debug/--version, shared suite loading, run = analyze (settings from the saved suite), closing tables a reader can trust, plugins named and refusable)
 
 app = typer.Typer(
     name="raybench",
