@@ -1,0 +1,479 @@
+"""Build the report: summary tables and provenance -> figures -> one self-contained HTML file."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from raybench_analysis.friedman import friedman
+from raybench_analysis.io import Results
+from raybench_analysis.metrics import get_metric
+from raybench_analysis.report import figures as F
+from raybench_analysis.report.html import Section, escape, figure, notes, page, table
+from raybench_analysis.report.methods import methods_paragraphs, references_for
+from raybench_analysis.report.provenance import Provenance, read_provenance
+from raybench_analysis.summarize import Summary, read_results, summarize
+
+__all__ = ["Report", "write_report"]
+
+
+@dataclass(frozen=True)
+class Report:
+    """What :func:`write_report` wrote.
+
+    ``path`` is the HTML file, ``figures`` the PNG and SVG files beside it, ``sections`` the
+    anchors of the sections shown, ``missing`` the notes on what the run lacks, ``seconds`` the
+    time taken (summary included when it was computed here).
+    """
+
+    path: Path
+    figures: list[Path]
+    sections: list[str]
+    missing: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _Figures:
+    """Renders figures once: SVG for the page, SVG and PNG files for papers and slides."""
+
+    def __init__(self, folder: Path | None, dpi: int) -> None:
+        self.folder, self.dpi, self.files = folder, dpi, []
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, fig: Any, name: str, caption: str) -> str:
+        svg, png = F.render(fig, dpi=self.dpi)
+        if self.folder is not None:
+            for ext, data in (("svg", svg), ("png", png)):
+                path = self.folder / f"{name}.{ext}"
+                path.write_bytes(data)
+                self.files.append(path)
+        return figure(svg, caption, name, width_px=int(110 * fig.get_figwidth()))
+
+
+def _slug(*parts: Any) -> str:
+    text = "-".join(str(p) for p in parts if p is not None and p != "")
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
+def _by_dataset(frame: pl.DataFrame) -> list[tuple[str | None, pl.DataFrame]]:
+    if "dataset" not in frame.columns or frame["dataset"].n_unique() <= 1:
+        name = frame["dataset"][0] if "dataset" in frame.columns and frame.height else None
+        return [(name, frame)]
+    return [(str(k[0]), part) for k, part in frame.group_by("dataset", maintain_order=True)]
+
+
+def _heading(dataset: str | None, several: bool) -> str:
+    return f"<h3>dataset {escape(dataset)}</h3>" if several and dataset is not None else ""
+
+
+def _confidence(alpha: float) -> str:
+    return f"{100 * (1 - alpha):g}%"
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+def _provenance(prov: Provenance, summary: Summary, results: Results) -> Section:
+    s = summary.settings
+    parts = ["<h3>Analysis settings</h3>"]
+    settings = {k: s.get(k) for k in ("metric", "hierarchy", "alpha", "n_boot", "seed",
+                                      "correction", "scheme", "interval", "average_over")}  # fmt: skip
+    settings["hierarchy"] = " > ".join(s.get("hierarchy") or []) or "none (images i.i.d.)"
+    settings["average_over"] = ", ".join(s.get("average_over") or []) or "none"
+    parts.append(
+        '<table data-table="settings"><tbody>'
+        + "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in settings.items())
+        + "</tbody></table>"
+    )
+    if prov.stages.height:
+        parts.append("<h3>Plan and trials</h3>")
+        parts.append(table(prov.stages, [("stage", "stage"), ("planned", "planned"),
+                     ("committed", "committed"), ("completed", "completed"),
+                     ("failed", "failed")], name="stages"))  # fmt: skip
+    if prov.failed.height:
+        parts.append(f'<h3 class="bad">Failed trials ({prov.failed.height})</h3>')
+        parts.append(table(prov.failed, [("trial_id", "trial"), ("stage", "stage"),
+                     ("dataset", "dataset"), ("model", "model"), ("outer_fold", "fold"),
+                     ("seed", "seed"), ("attempts", "attempts"), ("error", "error")],
+                     name="failed"))  # fmt: skip
+    parts.append("<h3>Leakage audit</h3>")
+    if prov.leakage is None:
+        parts.append("<p>No splits table: the audit could not run.</p>")
+    elif prov.leakage.height == 0:
+        parts.append(f'<p class="good">No subject appears in two roles (train / val / test) in '
+                     f"any of the {prov.n_audited} audited trials.</p>")  # fmt: skip
+    else:
+        parts.append(f'<p class="bad">{prov.leakage.height} (trial, subject) pairs cross a split: '
+                     "these results are not valid.</p>")  # fmt: skip
+        parts.append(table(prov.leakage.head(50), [("trial_id", "trial"),
+                     ("subject_id", "subject"), ("roles", "roles"), ("n_samples", "images")],
+                     name="leakage"))  # fmt: skip
+    if prov.versions.height:
+        parts.append("<h3>Versions</h3>")
+        parts.append(table(prov.versions, [("package", "package"), ("version", "version"),
+                     ("trials", "trials")], name="versions"))  # fmt: skip
+    if prov.identity.height:
+        parts.append("<h3>Configurations and data</h3>")
+        parts.append(table(prov.identity, [("dataset", "dataset"), ("model", "model"),
+                     ("config_hashes", "config hashes"), ("data_fingerprints", "data fingerprint"),
+                     ("git_commits", "git commit")], name="identity"))  # fmt: skip
+    if prov.suite_yaml is not None:
+        parts.append("<details><summary>The suite as run (suite.yaml)</summary>"
+                     f"<pre>{escape(prov.suite_yaml)}</pre></details>")  # fmt: skip
+    missing = [*prov.missing, *summary.missing]
+    if missing:
+        parts.append("<h3>Missing or not computed</h3>" + notes(missing))
+    return Section("provenance", "Provenance", "".join(parts))
+
+
+def _models(summary: Summary, draw: _Figures, colors: dict[str, str]) -> Section | None:
+    if "models" not in summary:
+        return None
+    s = summary.settings
+    conf = _confidence(s["alpha"])
+    parts = [f"<p>{escape(s['metric'])} of each model with its {conf} hierarchical interval "
+             f"(resampling {escape(' > '.join(s.get('hierarchy') or []) or 'images')}).</p>"]  # fmt: skip
+    cols = [("dataset", "dataset"), ("model", "model"), ("metric", "metric"),
+            ("estimate", "estimate"), ("ci_low", "ci low"), ("ci_high", "ci high"), ("se", "se"),
+            ("n_site", "sites"), ("n_subject_id", "subjects"), ("n_obs", "images")]  # fmt: skip
+    tables = [("models", summary["models"], s["metric"])]
+    if "calibration" in summary:
+        tables.append(("calibration", summary["calibration"], "ECE (lower is better)"))
+    for name, frame, label in tables:
+        groups = _by_dataset(frame)
+        for dataset, part in groups:
+            parts.append(_heading(dataset, len(groups) > 1) if name == "models" else "")
+            if name == "calibration":
+                parts.append(f"<h3>Calibration{' — ' + escape(dataset) if len(groups) > 1 else ''}"
+                             "</h3>")  # fmt: skip
+            parts.append(table(part, cols, name=name))
+            fig = F.forest_plot(part, xlabel=f"{label} ({conf} CI)", colors=colors)
+            parts.append(draw(fig, _slug("forest", name, dataset),
+                              f"Forest plot: {label} per model with {conf} intervals"
+                              + (f", dataset {dataset}" if dataset else "")))  # fmt: skip
+    return Section("models", "Models", "".join(parts))
+
+
+def _cliques(summary: Summary) -> tuple[float, list[tuple[float, float]]] | None:
+    """Critical difference and CD-diagram bars, from the same per-dataset estimates."""
+    models = summary["models"]
+    higher = get_metric(str(summary.settings["metric"])).higher_is_better
+    res = friedman(models, higher_is_better=higher, alpha=summary.settings["alpha"],
+                   value_col="estimate")  # fmt: skip
+    bars = [
+        (float(p["rank_low"].min()), float(p["rank_high"].max()))
+        for _, p in res.cliques.group_by("clique", maintain_order=True)
+        if p.height > 1
+    ]
+    return res.critical_difference, bars
+
+
+def _comparisons(summary: Summary, draw: _Figures) -> Section | None:
+    if "comparisons" not in summary and "friedman" not in summary:
+        return None
+    s = summary.settings
+    parts: list[str] = []
+    if "comparisons" in summary:
+        parts.append(f"<p>Paired differences (model a − model b) of {escape(s['metric'])} on the "
+                     f"same test subjects, p-values adjusted with {escape(s['correction'])}; "
+                     "filled markers: adjusted p &lt; α.</p>")  # fmt: skip
+        cols = [("dataset", "dataset"), ("model_a", "a"), ("model_b", "b"),
+                ("estimate", "difference"), ("ci_low", "ci low"), ("ci_high", "ci high"),
+                ("p_value", "p"), ("p_adjusted", "p adjusted"), ("method", "method")]  # fmt: skip
+        groups = _by_dataset(summary["comparisons"])
+        for dataset, part in groups:
+            parts.append(_heading(dataset, len(groups) > 1))
+            parts.append(table(part, cols, name="comparisons"))
+            fig = F.difference_plot(part, xlabel=f"difference in {s['metric']}", alpha=s["alpha"])
+            parts.append(draw(fig, _slug("differences", dataset),
+                              f"Paired differences with {_confidence(s['alpha'])} intervals"
+                              + (f", dataset {dataset}" if dataset else "")))  # fmt: skip
+    if "ranking" in summary:
+        parts.append("<h3>Ranking stability</h3>")
+        rank_cols = [("dataset", "dataset"), ("model", "model"), ("rank", "rank"),
+                     ("mean_rank", "mean rank"), ("rank_ci_low", "rank low"),
+                     ("rank_ci_high", "rank high"), ("p_rank_1", "P(first)")]  # fmt: skip
+        parts.append(table(summary["ranking"], rank_cols, name="ranking"))
+    if "friedman" in summary:
+        parts.append("<h3>Across datasets (Friedman, Nemenyi)</h3>")
+        parts.append(table(summary["friedman"], [("test", "test"), ("statistic", "statistic"),
+                     ("df1", "df1"), ("df2", "df2"), ("p_value", "p"),
+                     ("critical_difference", "CD"), ("n_datasets", "datasets")],
+                     name="friedman"))  # fmt: skip
+        cd = _cliques(summary)
+        if cd is not None and "friedman_ranks" in summary:
+            fig = F.cd_diagram(summary["friedman_ranks"], cd[0], cd[1])
+            parts.append(draw(fig, "cd-diagram", "Critical-difference diagram (Demšar 2006): mean "
+                              "ranks over datasets (1 = best); models joined by a bar do not "
+                              "differ significantly (Nemenyi)"))  # fmt: skip
+    return Section("comparisons", "Comparisons", "".join(parts))
+
+
+def _sites(summary: Summary, draw: _Figures, colors: dict[str, str]) -> Section | None:
+    if "sites" not in summary:
+        return None
+    s = summary.settings
+    parts = [f"<p>{escape(s['metric'])} at each site, resampling the levels below the site: where "
+             "does a model fail?</p>"]  # fmt: skip
+    cols = [("dataset", "dataset"), ("site", "site"), ("model", "model"),
+            ("estimate", "estimate"), ("ci_low", "ci low"), ("ci_high", "ci high"),
+            ("n_subject_id", "subjects"), ("n_obs", "images")]  # fmt: skip
+    groups = _by_dataset(summary["sites"])
+    for dataset, part in groups:
+        parts.append(_heading(dataset, len(groups) > 1))
+        parts.append(table(part.sort("site", "model"), cols, name="sites"))
+        fig = F.site_plot(part, xlabel=f"{s['metric']} ({_confidence(s['alpha'])} CI)",
+                          colors=colors)  # fmt: skip
+        parts.append(draw(fig, _slug("sites", dataset), "Per-site scores with intervals"))
+    return Section("sites", "Per site", "".join(parts))
+
+
+def _variance_words(frame: pl.DataFrame) -> str:
+    parts = frame.filter(pl.col("component") != "total")
+    if parts.height == 0:
+        return ""
+    mean = parts.group_by("component").agg(pl.col("share").mean()).sort("share", descending=True)
+    top, share = mean.row(0)
+    advice = {
+        "seed": "more seeds per split reduce it",
+        "split": "more outer splits (folds or repeats) reduce it; more seeds do not",
+        "test_sample": "more test subjects (or more splits) reduce it; more seeds do not",
+    }.get(top, "")
+    return (f"<p>On average {100 * share:.0f}% of the variance of a trial's score comes from the "
+            f"{escape(top.replace('_', ' '))} part: {escape(advice)}. To size a study that must "
+            "detect a given difference, use <code>raybench_analysis.sample_size(components, "
+            "delta=...)</code> on these components (docs/statistics.md).</p>")  # fmt: skip
+
+
+def _variance(summary: Summary, draw: _Figures) -> Section | None:
+    if "variance" not in summary:
+        return None
+    frame = summary["variance"]
+    parts = ["<p>Where the spread of a single trial's score comes from (seed, data split, finite "
+             "test sample): a statement about the training procedure (Bouthillier et al. "
+             "2021).</p>", _variance_words(frame)]  # fmt: skip
+    cols = [("dataset", "dataset"), ("model", "model"), ("component", "component"),
+            ("variance", "variance"), ("sd", "sd"), ("share", "share"), ("ci_low", "var ci low"),
+            ("ci_high", "var ci high")]  # fmt: skip
+    groups = _by_dataset(frame)
+    for dataset, part in groups:
+        parts.append(_heading(dataset, len(groups) > 1))
+        parts.append(table(part, cols, name="variance"))
+        parts.append(draw(F.variance_plot(part), _slug("variance", dataset),
+                          "Share of each variance component of a trial's score"))  # fmt: skip
+    return Section("variance", "Variance components", "".join(parts))
+
+
+def _calibration(summary: Summary, draw: _Figures, colors: dict[str, str]) -> Section | None:
+    if "reliability" not in summary:
+        return None
+    frame = summary["reliability"]
+    parts = ["<p>Reliability diagrams: observed frequency of the positive class against the mean "
+             "predicted probability in each bin (the dashed line is perfect calibration), with "
+             "the number of test images per bin underneath; seeds and folds pooled.</p>"]  # fmt: skip
+    cols = [("dataset", "dataset"), ("model", "model"), ("bin_low", "bin low"),
+            ("bin_high", "bin high"), ("n", "n"), ("mean_conf", "mean predicted"),
+            ("frac", "observed"), ("gap", "gap")]  # fmt: skip
+    groups = _by_dataset(frame)
+    for dataset, part in groups:
+        parts.append(_heading(dataset, len(groups) > 1))
+        parts.append(draw(F.reliability_diagram(part, colors=colors),
+                          _slug("reliability", dataset), "Reliability diagrams with bin counts"))  # fmt: skip
+        parts.append("<details><summary>Reliability bins</summary>"
+                     + table(part, cols, name="reliability") + "</details>")  # fmt: skip
+    return Section("calibration", "Calibration", "".join(parts))
+
+
+def _robustness(summary: Summary, draw: _Figures, colors: dict[str, str]) -> Section | None:
+    if "robustness" not in summary:
+        return None
+    s = summary.settings
+    frame = summary["robustness"]
+    parts = [f"<p>Change of {escape(s['metric'])} when the test images are perturbed, against the "
+             "perturbation's severity, on the same images of the same trained models, with "
+             f"{_confidence(s['alpha'])} paired intervals.</p>"]  # fmt: skip
+    cols = [("dataset", "dataset"), ("model", "model"), ("perturbation", "perturbation"),
+            ("clean", "clean"), ("perturbed", "perturbed"), ("estimate", "change"),
+            ("ci_low", "ci low"), ("ci_high", "ci high"), ("p_value", "p")]  # fmt: skip
+    groups = _by_dataset(frame)
+    for dataset, part in groups:
+        parts.append(_heading(dataset, len(groups) > 1))
+        parts.append(table(part, cols, name="robustness"))
+        fig = F.robustness_plot(part, ylabel=f"change in {s['metric']}", colors=colors)
+        parts.append(draw(fig, _slug("robustness", dataset),
+                          "Metric change against perturbation severity"))  # fmt: skip
+    return Section("robustness", "Robustness", "".join(parts))
+
+
+def _curves(results: Results) -> pl.DataFrame | None:
+    """Median and quartiles over refit trials of each curve, per (dataset, model, epoch)."""
+    epochs = results.epochs.collect()
+    if epochs.height == 0:
+        return None
+    trials = results.trials.select(
+        [c for c in ("trial_id", "dataset", "model", "stage") if c in
+         results.trials.collect_schema().names()]
+    ).collect()  # fmt: skip
+    if "stage" in trials.columns and (trials["stage"] == "refit").any():
+        trials = trials.filter(pl.col("stage") == "refit")
+    frame = epochs.join(trials, on="trial_id", how="inner")
+    if frame.height == 0:
+        return None
+    loss = frame.filter(pl.col("loss").is_not_null()).with_columns(
+        curve=pl.format("{} loss", pl.col("split")), y=pl.col("loss")
+    )
+    metric = frame.filter(pl.col("value").is_not_null() & pl.col("metric").is_not_null())
+    metric = metric.with_columns(curve=pl.format("{} {}", pl.col("split"), pl.col("metric")),
+                                 y=pl.col("value"))  # fmt: skip
+    keys = [c for c in ("dataset", "model") if c in frame.columns]
+    long = pl.concat([loss, metric], how="diagonal_relaxed").filter(pl.col("y").is_finite())
+    return (
+        long.group_by([*keys, "curve", "epoch"])
+        .agg(
+            median=pl.col("y").median(),
+            q25=pl.col("y").quantile(0.25, "linear"),
+            q75=pl.col("y").quantile(0.75, "linear"),
+            n=pl.len(),
+        )
+        .sort([*keys, "curve", "epoch"])
+    )
+
+
+def _training(results: Results, draw: _Figures, colors: dict[str, str]) -> Section | None:
+    curves = _curves(results)
+    if curves is None or curves.height == 0:
+        return None
+    parts = ["<p>Learning curves of the refit trials from the <code>epochs</code> table: median "
+             "over trials (folds and seeds) per model, with the interquartile band.</p>"]  # fmt: skip
+    groups = _by_dataset(curves)
+    for dataset, part in groups:
+        parts.append(_heading(dataset, len(groups) > 1))
+        parts.append(draw(F.training_curves(part, colors=colors), _slug("training", dataset),
+                          "Training curves: median and interquartile range over trials"))  # fmt: skip
+    return Section("training", "Training curves", "".join(parts))
+
+
+def _methods(summary: Summary) -> Section | None:
+    paragraphs = methods_paragraphs(summary.tables, summary.settings)
+    if not paragraphs:
+        return None
+    body = "".join(f"<p><strong>{escape(t)}.</strong> {escape(p)}</p>" for t, p in paragraphs)
+    refs = references_for(summary.tables)
+    body += '<h3>References</h3><ol class="refs">' + "".join(
+        f"<li>{escape(r)}</li>" for r in refs
+    ) + "</ol>"  # fmt: skip
+    return Section("methods", "Methods", body)
+
+
+# --- entry point ---------------------------------------------------------------------------------
+
+
+def write_report(
+    results: str | Path | Results,
+    out: str | Path | None = None,
+    *,
+    summary: Summary | None = None,
+    figures_dir: str | Path | None | bool = None,
+    dpi: int = 200,
+    **summarize_kwargs: Any,
+) -> Report:
+    """Write the self-contained HTML report of a results directory; return what was written.
+
+    Parameters
+    ----------
+    results:
+        A results directory (local path or pyarrow URI) or the object of
+        :func:`raybench_analysis.load`.
+    out:
+        The HTML file; default ``<results>/report/index.html`` (required for remote results).
+    summary:
+        The :func:`raybench_analysis.summarize` result to show; computed here with
+        ``summarize_kwargs`` when None. Passing the one ``raybench analyze`` printed guarantees
+        the same numbers.
+    figures_dir:
+        Where each figure is also written as PNG and SVG; default ``figures/`` beside the HTML;
+        ``False`` writes none.
+    dpi:
+        Resolution of the PNG files.
+
+    Returns
+    -------
+    Report
+        The HTML path, the figure files, the sections shown, the missing notes, the seconds taken.
+
+    Notes
+    -----
+    Sections appear only when their data exists: provenance, models (with calibration), comparisons
+    (with ranking and the critical-difference diagram across datasets), per site, variance
+    components, calibration (reliability diagrams), robustness, training curves, methods with
+    citations. The page loads nothing from another host.
+    """
+    start = time.perf_counter()
+    if isinstance(results, str | Path):
+        root = str(results)
+        loaded = read_results(results)
+    else:
+        root, loaded = results.root, results
+    if out is None:
+        if "://" in root and not root.startswith("file://"):
+            raise ValueError(
+                f"write_report: results={root!r} is remote; give out= a local HTML path."
+            )
+        out = Path(root.removeprefix("file://")) / "report" / "index.html"
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if summary is None:
+        summary = summarize(loaded, **summarize_kwargs)
+    if figures_dir is None or figures_dir is True:
+        folder: Path | None = out.parent / "figures"
+    else:
+        folder = None if figures_dir is False else Path(figures_dir)
+    draw = _Figures(folder, dpi)
+    prov = read_provenance(loaded)
+    models = sorted(
+        loaded.predictions.select(pl.col("model").unique()).collect()["model"].drop_nulls()
+    )
+    colors = F.model_colors(models)
+    builders: list[Callable[[], Section | None]] = [
+        lambda: _provenance(prov, summary, loaded),
+        lambda: _models(summary, draw, colors),
+        lambda: _comparisons(summary, draw),
+        lambda: _sites(summary, draw, colors),
+        lambda: _variance(summary, draw),
+        lambda: _calibration(summary, draw, colors),
+        lambda: _robustness(summary, draw, colors),
+        lambda: _training(loaded, draw, colors),
+        lambda: _methods(summary),
+    ]
+    sections = [s for s in (b() for b in builders) if s is not None]
+    suite = _suite_name(loaded, root)
+    n_done = prov.stages["completed"].sum() if prov.stages.height else 0
+    n_failed = prov.stages["failed"].sum() if prov.stages.height else 0
+    subtitle = [
+        f"results: {root}",
+        f"{n_done} completed and {n_failed} failed trials; metric {summary.settings.get('metric')}"
+        f", alpha {summary.settings.get('alpha')}",
+        f"written {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by raybench_analysis",
+    ]
+    out.write_text(page(f"raybench report — {suite}", subtitle, sections), encoding="utf-8")
+    return Report(
+        path=out,
+        figures=draw.files,
+        sections=[s.anchor for s in sections],
+        missing=[*prov.missing, *summary.missing],
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _suite_name(results: Results, root: str) -> str:
+    names = results.trials.select(pl.col("suite").drop_nulls().unique()).collect()["suite"]
+    if names.len():
+        return ", ".join(sorted(names.to_list()))
+    return Path(root.rstrip("/")).name or root

@@ -1,0 +1,182 @@
+"""What a results directory says about how it was produced: suite, plan, trials, versions, audit.
+
+Read from the results directory alone (docs/results.md): ``suite.yaml`` and ``plan.json`` beside
+the tables, the ``trials`` table for statuses, errors, versions, commits, config hashes and data
+fingerprints, and the ``splits`` table for the leakage audit. Anything absent becomes a note in
+:attr:`Provenance.missing`, so a partial or hand-made directory still gets a report.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from raybench_analysis.io import Results, check_leakage
+
+__all__ = ["Provenance", "read_provenance", "read_text"]
+
+_VERSIONS = ("raybench_version", "torch_version", "monai_version", "ray_version", "python_version")
+
+
+@dataclass
+class Provenance:
+    """The provenance of one results directory.
+
+    Attributes
+    ----------
+    suite_yaml, plan:
+        The saved suite text and the parsed ``plan.json`` (None when absent).
+    stages:
+        ``stage, planned, committed, completed, failed`` per stage.
+    failed:
+        Failed trials: ``trial_id, stage, dataset, model, outer_fold, seed, attempts, error``.
+    versions:
+        ``package, version, trials``: each distinct version and how many trials ran with it.
+    identity:
+        ``dataset, model, config_hashes, data_fingerprints, git_commits``: distinct values per
+        (dataset, model) of the trials.
+    leakage:
+        Leaked (trial, subject) rows of :func:`raybench_analysis.check_leakage`, or None when the
+        ``splits`` table is empty (nothing to audit).
+    n_audited:
+        Trials whose splits were audited.
+    missing:
+        Notes on what the directory lacks.
+    """
+
+    suite_yaml: str | None
+    plan: dict[str, Any] | None
+    stages: pl.DataFrame
+    failed: pl.DataFrame
+    versions: pl.DataFrame
+    identity: pl.DataFrame
+    leakage: pl.DataFrame | None
+    n_audited: int
+    missing: list[str] = field(default_factory=list)
+
+
+def read_text(root: str, name: str) -> str | None:
+    """The text of ``<root>/<name>`` (local path or pyarrow URI), or None when absent."""
+    if "://" not in root or root.startswith("file://"):
+        path = Path(root.removeprefix("file://")) / name
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+    from pyarrow import fs as pafs
+
+    filesystem, base = pafs.FileSystem.from_uri(root)
+    try:
+        with filesystem.open_input_stream(f"{base.rstrip('/')}/{name}") as stream:
+            return stream.read().decode("utf-8")
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def _stage_counts(trials: pl.DataFrame, plan: dict[str, Any] | None) -> pl.DataFrame:
+    planned = {
+        st["stage"]: len(st.get("trials", [])) for st in (plan or {}).get("stages", [])
+    }  # fmt: skip
+    stages = list(planned)
+    if "stage" in trials.columns:
+        stages += [s for s in trials["stage"].unique(maintain_order=True).to_list()
+                   if s not in planned]  # fmt: skip
+    rows = []
+    for stage in stages:
+        part = trials.filter(pl.col("stage") == stage) if "stage" in trials.columns else trials
+        status = part["status"] if "status" in part.columns else pl.Series([], dtype=pl.String)
+        rows.append(
+            {
+                "stage": stage,
+                "planned": planned.get(stage),
+                "committed": part.height,
+                "completed": int((status == "completed").sum()),
+                "failed": int((status == "failed").sum()),
+            }
+        )
+    schema = {"stage": pl.String, "planned": pl.Int64, "committed": pl.Int64,
+              "completed": pl.Int64, "failed": pl.Int64}  # fmt: skip
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _versions(trials: pl.DataFrame) -> pl.DataFrame:
+    rows = []
+    for col in _VERSIONS:
+        if col not in trials.columns:
+            continue
+        counts = trials.group_by(col).len().sort(col, nulls_last=True)
+        for value, n in counts.iter_rows():
+            rows.append({"package": col.removesuffix("_version"), "version": value, "trials": n})
+    return pl.DataFrame(rows, schema={"package": pl.String, "version": pl.String,
+                                      "trials": pl.UInt32})  # fmt: skip
+
+
+def _identity(trials: pl.DataFrame) -> pl.DataFrame:
+    keys = [c for c in ("dataset", "model") if c in trials.columns]
+    cols = {"config_hash": "config_hashes", "data_fingerprint": "data_fingerprints",
+            "git_commit": "git_commits"}  # fmt: skip
+    present = {c: name for c, name in cols.items() if c in trials.columns}
+    if not keys or not present:
+        return pl.DataFrame()
+    return (
+        trials.group_by(keys, maintain_order=True)
+        .agg(
+            pl.col(c).drop_nulls().unique().sort().str.join(", ").alias(name)
+            for c, name in present.items()
+        )
+        .sort(keys)
+    )
+
+
+def read_provenance(results: Results) -> Provenance:
+    """Gather the provenance of ``results`` (the object of :func:`raybench_analysis.load`)."""
+    missing: list[str] = []
+    suite_yaml = read_text(results.root, "suite.yaml")
+    if suite_yaml is None:
+        missing.append("suite.yaml: the suite as run was not saved in the results directory")
+    plan_text = read_text(results.root, "plan.json")
+    plan = None
+    if plan_text is None:
+        missing.append("plan.json: no compiled plan, so trials not yet run cannot be counted")
+    else:
+        try:
+            plan = json.loads(plan_text)
+        except ValueError as exc:
+            missing.append(f"plan.json: unreadable ({exc})")
+    trials = results.trials.collect()
+    if plan is not None:
+        planned = {t["trial_id"] for st in plan.get("stages", []) for t in st.get("trials", [])}
+        absent = planned - set(results.committed)
+        if absent:
+            missing.append(
+                f"{len(absent)} of {len(planned)} planned trials have not committed results yet "
+                "(run in progress, interrupted, or not started): resume with `raybench run`"
+            )
+    failed_cols = ["trial_id", "stage", "dataset", "model", "outer_fold", "seed", "attempts",
+                   "error"]  # fmt: skip
+    failed = (
+        trials.filter(pl.col("status") == "failed").select(
+            [c for c in failed_cols if c in trials.columns]
+        )
+        if "status" in trials.columns
+        else pl.DataFrame()
+    )
+    if "error" in failed.columns:
+        failed = failed.with_columns(pl.col("error").str.split("\n").list.first())
+    splits = results.splits
+    n_audited = splits.select(pl.col("trial_id").n_unique()).collect().item()
+    leakage = check_leakage(splits) if n_audited else None
+    if not n_audited:
+        missing.append("splits: no splits table, so the leakage audit could not run")
+    return Provenance(
+        suite_yaml=suite_yaml,
+        plan=plan,
+        stages=_stage_counts(trials, plan),
+        failed=failed,
+        versions=_versions(trials),
+        identity=_identity(trials),
+        leakage=leakage,
+        n_audited=int(n_audited),
+        missing=missing,
+    )
