@@ -20,6 +20,7 @@ from raybench.cli.common import (
 )
 from raybench.cli.prepare import data_root as resolve_data_root
 from raybench.cli.prepare import prepare
+from raybench.cli.report import report_after_run
 
 if TYPE_CHECKING:
     from raybench.cli.prepare import Prepared
@@ -222,6 +223,7 @@ def run(
             console.print(f"  [red]failed[/] {trial_id}: {error}", highlight=False)
         say(f"results: {uri}")
         _closing_analysis(uri, show=True)
+        report_after_run(uri)
     if not summary.ok:
         raise typer.Exit(1)
 

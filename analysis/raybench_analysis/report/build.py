@@ -63,14 +63,24 @@ def _slug(*parts: Any) -> str:
 
 
 def _by_dataset(frame: pl.DataFrame) -> list[tuple[str | None, pl.DataFrame]]:
-    if "dataset" not in frame.columns or frame["dataset"].n_unique() <= 1:
+    """Parts of ``frame`` per dataset and, when it holds several, per metric, with a label."""
+    keys = [c for c in ("dataset", "metric") if c in frame.columns and frame[c].n_unique() > 1]
+    if not keys:
         name = frame["dataset"][0] if "dataset" in frame.columns and frame.height else None
         return [(name, frame)]
-    return [(str(k[0]), part) for k, part in frame.group_by("dataset", maintain_order=True)]
+    return [
+        (" / ".join(str(k) for k in key), part)
+        for key, part in frame.group_by(keys, maintain_order=True)
+    ]
+
+
+def _metric(part: pl.DataFrame, default: Any) -> str:
+    """The metric of a part of a summary table (its ``metric`` column), else ``default``."""
+    return str(part["metric"][0]) if "metric" in part.columns and part.height else str(default)
 
 
 def _heading(dataset: str | None, several: bool) -> str:
-    return f"<h3>dataset {escape(dataset)}</h3>" if several and dataset is not None else ""
+    return f"<h3>{escape(dataset)}</h3>" if several and dataset is not None else ""
 
 
 def _confidence(alpha: float) -> str:
@@ -83,8 +93,20 @@ def _confidence(alpha: float) -> str:
 def _provenance(prov: Provenance, summary: Summary, results: Results) -> Section:
     s = summary.settings
     parts = ["<h3>Analysis settings</h3>"]
-    settings = {k: s.get(k) for k in ("metric", "hierarchy", "alpha", "n_boot", "seed",
-                                      "correction", "scheme", "interval", "average_over")}  # fmt: skip
+    settings = {
+        k: s.get(k)
+        for k in (
+            "metric",
+            "hierarchy",
+            "alpha",
+            "n_boot",
+            "seed",
+            "correction",
+            "scheme",
+            "interval",
+            "average_over",
+        )
+    }
     settings["hierarchy"] = " > ".join(s.get("hierarchy") or []) or "none (images i.i.d.)"
     settings["average_over"] = ", ".join(s.get("average_over") or []) or "none"
     parts.append(
@@ -94,39 +116,91 @@ def _provenance(prov: Provenance, summary: Summary, results: Results) -> Section
     )
     if prov.stages.height:
         parts.append("<h3>Plan and trials</h3>")
-        parts.append(table(prov.stages, [("stage", "stage"), ("planned", "planned"),
-                     ("committed", "committed"), ("completed", "completed"),
-                     ("failed", "failed")], name="stages"))  # fmt: skip
+        parts.append(
+            table(
+                prov.stages,
+                [
+                    ("stage", "stage"),
+                    ("planned", "planned"),
+                    ("committed", "committed"),
+                    ("completed", "completed"),
+                    ("failed", "failed"),
+                ],
+                name="stages",
+            )
+        )
     if prov.failed.height:
         parts.append(f'<h3 class="bad">Failed trials ({prov.failed.height})</h3>')
-        parts.append(table(prov.failed, [("trial_id", "trial"), ("stage", "stage"),
-                     ("dataset", "dataset"), ("model", "model"), ("outer_fold", "fold"),
-                     ("seed", "seed"), ("attempts", "attempts"), ("error", "error")],
-                     name="failed"))  # fmt: skip
+        parts.append(
+            table(
+                prov.failed,
+                [
+                    ("trial_id", "trial"),
+                    ("stage", "stage"),
+                    ("dataset", "dataset"),
+                    ("model", "model"),
+                    ("outer_fold", "fold"),
+                    ("seed", "seed"),
+                    ("attempts", "attempts"),
+                    ("error", "error"),
+                ],
+                name="failed",
+            )
+        )
     parts.append("<h3>Leakage audit</h3>")
     if prov.leakage is None:
         parts.append("<p>No splits table: the audit could not run.</p>")
     elif prov.leakage.height == 0:
-        parts.append(f'<p class="good">No subject appears in two roles (train / val / test) in '
-                     f"any of the {prov.n_audited} audited trials.</p>")  # fmt: skip
+        parts.append(
+            f'<p class="good">No subject appears in two roles (train / val / test) in '
+            f"any of the {prov.n_audited} audited trials.</p>"
+        )
     else:
-        parts.append(f'<p class="bad">{prov.leakage.height} (trial, subject) pairs cross a split: '
-                     "these results are not valid.</p>")  # fmt: skip
-        parts.append(table(prov.leakage.head(50), [("trial_id", "trial"),
-                     ("subject_id", "subject"), ("roles", "roles"), ("n_samples", "images")],
-                     name="leakage"))  # fmt: skip
+        parts.append(
+            f'<p class="bad">{prov.leakage.height} (trial, subject) pairs cross a split: '
+            "these results are not valid.</p>"
+        )
+        parts.append(
+            table(
+                prov.leakage.head(50),
+                [
+                    ("trial_id", "trial"),
+                    ("subject_id", "subject"),
+                    ("roles", "roles"),
+                    ("n_samples", "images"),
+                ],
+                name="leakage",
+            )
+        )
     if prov.versions.height:
         parts.append("<h3>Versions</h3>")
-        parts.append(table(prov.versions, [("package", "package"), ("version", "version"),
-                     ("trials", "trials")], name="versions"))  # fmt: skip
+        parts.append(
+            table(
+                prov.versions,
+                [("package", "package"), ("version", "version"), ("trials", "trials")],
+                name="versions",
+            )
+        )
     if prov.identity.height:
         parts.append("<h3>Configurations and data</h3>")
-        parts.append(table(prov.identity, [("dataset", "dataset"), ("model", "model"),
-                     ("config_hashes", "config hashes"), ("data_fingerprints", "data fingerprint"),
-                     ("git_commits", "git commit")], name="identity"))  # fmt: skip
+        parts.append(
+            table(
+                prov.identity,
+                [
+                    ("dataset", "dataset"),
+                    ("model", "model"),
+                    ("config_hashes", "config hashes"),
+                    ("data_fingerprints", "data fingerprint"),
+                    ("git_commits", "git commit"),
+                ],
+                name="identity",
+            )
+        )
     if prov.suite_yaml is not None:
-        parts.append("<details><summary>The suite as run (suite.yaml)</summary>"
-                     f"<pre>{escape(prov.suite_yaml)}</pre></details>")  # fmt: skip
+        parts.append(
+            "<details><summary>The suite as run (suite.yaml)</summary>"
+            f"<pre>{escape(prov.suite_yaml)}</pre></details>"
+        )
     missing = [*prov.missing, *summary.missing]
     if missing:
         parts.append("<h3>Missing or not computed</h3>" + notes(missing))
@@ -138,11 +212,22 @@ def _models(summary: Summary, draw: _Figures, colors: dict[str, str]) -> Section
         return None
     s = summary.settings
     conf = _confidence(s["alpha"])
-    parts = [f"<p>{escape(s['metric'])} of each model with its {conf} hierarchical interval "
-             f"(resampling {escape(' > '.join(s.get('hierarchy') or []) or 'images')}).</p>"]  # fmt: skip
-    cols = [("dataset", "dataset"), ("model", "model"), ("metric", "metric"),
-            ("estimate", "estimate"), ("ci_low", "ci low"), ("ci_high", "ci high"), ("se", "se"),
-            ("n_site", "sites"), ("n_subject_id", "subjects"), ("n_obs", "images")]  # fmt: skip
+    parts = [
+        f"<p>{escape(s['metric'])} of each model with its {conf} hierarchical interval "
+        f"(resampling {escape(' > '.join(s.get('hierarchy') or []) or 'images')}).</p>"
+    ]
+    cols = [
+        ("dataset", "dataset"),
+        ("model", "model"),
+        ("metric", "metric"),
+        ("estimate", "estimate"),
+        ("ci_low", "ci low"),
+        ("ci_high", "ci high"),
+        ("se", "se"),
+        ("n_site", "sites"),
+        ("n_subject_id", "subjects"),
+        ("n_obs", "images"),
+    ]
     tables = [("models", summary["models"], s["metric"])]
     if "calibration" in summary:
         tables.append(("calibration", summary["calibration"], "ECE (lower is better)"))
@@ -151,13 +236,23 @@ def _models(summary: Summary, draw: _Figures, colors: dict[str, str]) -> Section
         for dataset, part in groups:
             parts.append(_heading(dataset, len(groups) > 1) if name == "models" else "")
             if name == "calibration":
-                parts.append(f"<h3>Calibration{' — ' + escape(dataset) if len(groups) > 1 else ''}"
-                             "</h3>")  # fmt: skip
+                parts.append(
+                    f"<h3>Calibration{' — ' + escape(dataset) if len(groups) > 1 else ''}</h3>"
+                )
             parts.append(table(part, cols, name=name))
-            fig = F.forest_plot(part, xlabel=f"{label} ({conf} CI)", colors=colors)
-            parts.append(draw(fig, _slug("forest", name, dataset),
-                              f"Forest plot: {label} per model with {conf} intervals"
-                              + (f", dataset {dataset}" if dataset else "")))  # fmt: skip
+            fig = F.forest_plot(
+                part,
+                xlabel=f"{_metric(part, label) if name == 'models' else label} ({conf} CI)",
+                colors=colors,
+            )
+            parts.append(
+                draw(
+                    fig,
+                    _slug("forest", name, dataset),
+                    f"Forest plot: {label} per model with {conf} intervals"
+                    + (f", dataset {dataset}" if dataset else ""),
+                )
+            )
     return Section("models", "Models", "".join(parts))
 
 
@@ -165,8 +260,9 @@ def _cliques(summary: Summary) -> tuple[float, list[tuple[float, float]]] | None
     """Critical difference and CD-diagram bars, from the same per-dataset estimates."""
     models = summary["models"]
     higher = get_metric(str(summary.settings["metric"])).higher_is_better
-    res = friedman(models, higher_is_better=higher, alpha=summary.settings["alpha"],
-                   value_col="estimate")  # fmt: skip
+    res = friedman(
+        models, higher_is_better=higher, alpha=summary.settings["alpha"], value_col="estimate"
+    )
     bars = [
         (float(p["rank_low"].min()), float(p["rank_high"].max()))
         for _, p in res.cliques.group_by("clique", maintain_order=True)
@@ -181,38 +277,78 @@ def _comparisons(summary: Summary, draw: _Figures) -> Section | None:
     s = summary.settings
     parts: list[str] = []
     if "comparisons" in summary:
-        parts.append(f"<p>Paired differences (model a − model b) of {escape(s['metric'])} on the "
-                     f"same test subjects, p-values adjusted with {escape(s['correction'])}; "
-                     "filled markers: adjusted p &lt; α.</p>")  # fmt: skip
-        cols = [("dataset", "dataset"), ("model_a", "a"), ("model_b", "b"),
-                ("estimate", "difference"), ("ci_low", "ci low"), ("ci_high", "ci high"),
-                ("p_value", "p"), ("p_adjusted", "p adjusted"), ("method", "method")]  # fmt: skip
+        parts.append(
+            f"<p>Paired differences (model a − model b) of {escape(s['metric'])} on the "
+            f"same test subjects, p-values adjusted with {escape(s['correction'])}; "
+            "filled markers: adjusted p &lt; α.</p>"
+        )
+        cols = [
+            ("dataset", "dataset"),
+            ("model_a", "a"),
+            ("model_b", "b"),
+            ("estimate", "difference"),
+            ("ci_low", "ci low"),
+            ("ci_high", "ci high"),
+            ("p_value", "p"),
+            ("p_adjusted", "p adjusted"),
+            ("method", "method"),
+        ]
         groups = _by_dataset(summary["comparisons"])
         for dataset, part in groups:
             parts.append(_heading(dataset, len(groups) > 1))
             parts.append(table(part, cols, name="comparisons"))
-            fig = F.difference_plot(part, xlabel=f"difference in {s['metric']}", alpha=s["alpha"])
-            parts.append(draw(fig, _slug("differences", dataset),
-                              f"Paired differences with {_confidence(s['alpha'])} intervals"
-                              + (f", dataset {dataset}" if dataset else "")))  # fmt: skip
+            fig = F.difference_plot(
+                part, xlabel=f"difference in {_metric(part, s['metric'])}", alpha=s["alpha"]
+            )
+            parts.append(
+                draw(
+                    fig,
+                    _slug("differences", dataset),
+                    f"Paired differences with {_confidence(s['alpha'])} intervals"
+                    + (f", dataset {dataset}" if dataset else ""),
+                )
+            )
     if "ranking" in summary:
         parts.append("<h3>Ranking stability</h3>")
-        rank_cols = [("dataset", "dataset"), ("model", "model"), ("rank", "rank"),
-                     ("mean_rank", "mean rank"), ("rank_ci_low", "rank low"),
-                     ("rank_ci_high", "rank high"), ("p_rank_1", "P(first)")]  # fmt: skip
+        rank_cols = [
+            ("dataset", "dataset"),
+            ("model", "model"),
+            ("rank", "rank"),
+            ("mean_rank", "mean rank"),
+            ("rank_ci_low", "rank low"),
+            ("rank_ci_high", "rank high"),
+            ("p_rank_1", "P(first)"),
+        ]
         parts.append(table(summary["ranking"], rank_cols, name="ranking"))
     if "friedman" in summary:
         parts.append("<h3>Across datasets (Friedman, Nemenyi)</h3>")
-        parts.append(table(summary["friedman"], [("test", "test"), ("statistic", "statistic"),
-                     ("df1", "df1"), ("df2", "df2"), ("p_value", "p"),
-                     ("critical_difference", "CD"), ("n_datasets", "datasets")],
-                     name="friedman"))  # fmt: skip
+        parts.append(
+            table(
+                summary["friedman"],
+                [
+                    ("test", "test"),
+                    ("statistic", "statistic"),
+                    ("df1", "df1"),
+                    ("df2", "df2"),
+                    ("p_value", "p"),
+                    ("critical_difference", "CD"),
+                    ("n_datasets", "datasets"),
+                ],
+                name="friedman",
+            )
+        )
         cd = _cliques(summary)
         if cd is not None and "friedman_ranks" in summary:
             fig = F.cd_diagram(summary["friedman_ranks"], cd[0], cd[1])
-            parts.append(draw(fig, "cd-diagram", "Critical-difference diagram (Demšar 2006): mean "
-                              "ranks over datasets (1 = best); models joined by a bar do not "
-                              "differ significantly (Nemenyi)"))  # fmt: skip
+            parts.append(
+                draw(
+                    fig,
+                    "cd-diagram",
+                    "Critical-difference diagram (Demšar 2006): mean "
+                    "ranks over datasets (1 = best); models joined by a bar do not "
+                    "differ significantly (Nemenyi)",
+                )
+            )
     return Section("comparisons", "Comparisons", "".join(parts))
 
 
@@ -220,17 +356,29 @@ def _sites(summary: Summary, draw: _Figures, colors: dict[str, str]) -> Section 
     if "sites" not in summary:
         return None
     s = summary.settings
-    parts = [f"<p>{escape(s['metric'])} at each site, resampling the levels below the site: where "
-             "does a model fail?</p>"]  # fmt: skip
-    cols = [("dataset", "dataset"), ("site", "site"), ("model", "model"),
-            ("estimate", "estimate"), ("ci_low", "ci low"), ("ci_high", "ci high"),
-            ("n_subject_id", "subjects"), ("n_obs", "images")]  # fmt: skip
+    parts = [
+        f"<p>{escape(s['metric'])} at each site, resampling the levels below the site: where "
+        "does a model fail?</p>"
+    ]
+    cols = [
+        ("dataset", "dataset"),
+        ("site", "site"),
+        ("model", "model"),
+        ("estimate", "estimate"),
+        ("ci_low", "ci low"),
+        ("ci_high", "ci high"),
+        ("n_subject_id", "subjects"),
+        ("n_obs", "images"),
+    ]
     groups = _by_dataset(summary["sites"])
     for dataset, part in groups:
         parts.append(_heading(dataset, len(groups) > 1))
         parts.append(table(part.sort("site", "model"), cols, name="sites"))
-        fig = F.site_plot(part, xlabel=f"{s['metric']} ({_confidence(s['alpha'])} CI)",
-                          colors=colors)  # fmt: skip
+        fig = F.site_plot(
+            part,
+            xlabel=f"{_metric(part, s['metric'])} ({_confidence(s['alpha'])} CI)",
+            colors=colors,
+        )
         parts.append(draw(fig, _slug("sites", dataset), "Per-site scores with intervals"))
     return Section("sites", "Per site", "".join(parts))
 
@@ -246,28 +394,45 @@ def _variance_words(frame: pl.DataFrame) -> str:
         "split": "more outer splits (folds or repeats) reduce it; more seeds do not",
         "test_sample": "more test subjects (or more splits) reduce it; more seeds do not",
     }.get(top, "")
-    return (f"<p>On average {100 * share:.0f}% of the variance of a trial's score comes from the "
-            f"{escape(top.replace('_', ' '))} part: {escape(advice)}. To size a study that must "
-            "detect a given difference, use <code>raybench_analysis.sample_size(components, "
-            "delta=...)</code> on these components (docs/statistics.md).</p>")  # fmt: skip
+    return (
+        f"<p>On average {100 * share:.0f}% of the variance of a trial's score comes from the "
+        f"{escape(top.replace('_', ' '))} part: {escape(advice)}. To size a study that must "
+        "detect a given difference, use <code>raybench_analysis.sample_size(components, "
+        "delta=...)</code> on these components (docs/statistics.md).</p>"
+    )
 
 
 def _variance(summary: Summary, draw: _Figures) -> Section | None:
     if "variance" not in summary:
         return None
     frame = summary["variance"]
-    parts = ["<p>Where the spread of a single trial's score comes from (seed, data split, finite "
-             "test sample): a statement about the training procedure (Bouthillier et al. "
-             "2021).</p>", _variance_words(frame)]  # fmt: skip
-    cols = [("dataset", "dataset"), ("model", "model"), ("component", "component"),
-            ("variance", "variance"), ("sd", "sd"), ("share", "share"), ("ci_low", "var ci low"),
-            ("ci_high", "var ci high")]  # fmt: skip
+    parts = [
+        "<p>Where the spread of a single trial's score comes from (seed, data split, finite "
+        "test sample): a statement about the training procedure (Bouthillier et al. "
+        "2021).</p>",
+        _variance_words(frame),
+    ]
+    cols = [
+        ("dataset", "dataset"),
+        ("model", "model"),
+        ("component", "component"),
+        ("variance", "variance"),
+        ("sd", "sd"),
+        ("share", "share"),
+        ("ci_low", "var ci low"),
+        ("ci_high", "var ci high"),
+    ]
     groups = _by_dataset(frame)
     for dataset, part in groups:
         parts.append(_heading(dataset, len(groups) > 1))
         parts.append(table(part, cols, name="variance"))
-        parts.append(draw(F.variance_plot(part), _slug("variance", dataset),
-                          "Share of each variance component of a trial's score"))  # fmt: skip
+        parts.append(
+            draw(
+                F.variance_plot(part),
+                _slug("variance", dataset),
+                "Standard deviation of a trial's score due to each variance component",
+            )
+        )
     return Section("variance", "Variance components", "".join(parts))
 
 
@@ -275,19 +440,36 @@ def _calibration(summary: Summary, draw: _Figures, colors: dict[str, str]) -> Se
     if "reliability" not in summary:
         return None
     frame = summary["reliability"]
-    parts = ["<p>Reliability diagrams: observed frequency of the positive class against the mean "
-             "predicted probability in each bin (the dashed line is perfect calibration), with "
-             "the number of test images per bin underneath; seeds and folds pooled.</p>"]  # fmt: skip
-    cols = [("dataset", "dataset"), ("model", "model"), ("bin_low", "bin low"),
-            ("bin_high", "bin high"), ("n", "n"), ("mean_conf", "mean predicted"),
-            ("frac", "observed"), ("gap", "gap")]  # fmt: skip
+    parts = [
+        "<p>Reliability diagrams: observed frequency of the positive class against the mean "
+        "predicted probability in each bin (the dashed line is perfect calibration), with "
+        "the number of test images per bin underneath; seeds and folds pooled.</p>"
+    ]
+    cols = [
+        ("dataset", "dataset"),
+        ("model", "model"),
+        ("bin_low", "bin low"),
+        ("bin_high", "bin high"),
+        ("n", "n"),
+        ("mean_conf", "mean predicted"),
+        ("frac", "observed"),
+        ("gap", "gap"),
+    ]
     groups = _by_dataset(frame)
     for dataset, part in groups:
         parts.append(_heading(dataset, len(groups) > 1))
-        parts.append(draw(F.reliability_diagram(part, colors=colors),
-                          _slug("reliability", dataset), "Reliability diagrams with bin counts"))  # fmt: skip
-        parts.append("<details><summary>Reliability bins</summary>"
-                     + table(part, cols, name="reliability") + "</details>")  # fmt: skip
+        parts.append(
+            draw(
+                F.reliability_diagram(part, colors=colors),
+                _slug("reliability", dataset),
+                "Reliability diagrams with bin counts",
+            )
+        )
+        parts.append(
+            "<details><summary>Reliability bins</summary>"
+            + table(part, cols, name="reliability")
+            + "</details>"
+        )
     return Section("calibration", "Calibration", "".join(parts))
 
 
@@ -296,19 +478,32 @@ def _robustness(summary: Summary, draw: _Figures, colors: dict[str, str]) -> Sec
         return None
     s = summary.settings
     frame = summary["robustness"]
-    parts = [f"<p>Change of {escape(s['metric'])} when the test images are perturbed, against the "
-             "perturbation's severity, on the same images of the same trained models, with "
-             f"{_confidence(s['alpha'])} paired intervals.</p>"]  # fmt: skip
-    cols = [("dataset", "dataset"), ("model", "model"), ("perturbation", "perturbation"),
-            ("clean", "clean"), ("perturbed", "perturbed"), ("estimate", "change"),
-            ("ci_low", "ci low"), ("ci_high", "ci high"), ("p_value", "p")]  # fmt: skip
+    parts = [
+        f"<p>Change of {escape(s['metric'])} when the test images are perturbed, against the "
+        "perturbation's severity, on the same images of the same trained models, with "
+        f"{_confidence(s['alpha'])} paired intervals.</p>"
+    ]
+    cols = [
+        ("dataset", "dataset"),
+        ("model", "model"),
+        ("perturbation", "perturbation"),
+        ("clean", "clean"),
+        ("perturbed", "perturbed"),
+        ("estimate", "change"),
+        ("ci_low", "ci low"),
+        ("ci_high", "ci high"),
+        ("p_value", "p"),
+    ]
     groups = _by_dataset(frame)
     for dataset, part in groups:
         parts.append(_heading(dataset, len(groups) > 1))
         parts.append(table(part, cols, name="robustness"))
-        fig = F.robustness_plot(part, ylabel=f"change in {s['metric']}", colors=colors)
-        parts.append(draw(fig, _slug("robustness", dataset),
-                          "Metric change against perturbation severity"))  # fmt: skip
+        fig = F.robustness_plot(
+            part, ylabel=f"change in {_metric(part, s['metric'])}", colors=colors
+        )
+        parts.append(
+            draw(fig, _slug("robustness", dataset), "Metric change against perturbation severity")
+        )
     return Section("robustness", "Robustness", "".join(parts))
 
 
@@ -318,9 +513,12 @@ def _curves(results: Results) -> pl.DataFrame | None:
     if epochs.height == 0:
         return None
     trials = results.trials.select(
-        [c for c in ("trial_id", "dataset", "model", "stage") if c in
-         results.trials.collect_schema().names()]
-    ).collect()  # fmt: skip
+        [
+            c
+            for c in ("trial_id", "dataset", "model", "stage")
+            if c in results.trials.collect_schema().names()
+        ]
+    ).collect()
     if "stage" in trials.columns and (trials["stage"] == "refit").any():
         trials = trials.filter(pl.col("stage") == "refit")
     frame = epochs.join(trials, on="trial_id", how="inner")
@@ -330,8 +528,9 @@ def _curves(results: Results) -> pl.DataFrame | None:
         curve=pl.format("{} loss", pl.col("split")), y=pl.col("loss")
     )
     metric = frame.filter(pl.col("value").is_not_null() & pl.col("metric").is_not_null())
-    metric = metric.with_columns(curve=pl.format("{} {}", pl.col("split"), pl.col("metric")),
-                                 y=pl.col("value"))  # fmt: skip
+    metric = metric.with_columns(
+        curve=pl.format("{} {}", pl.col("split"), pl.col("metric")), y=pl.col("value")
+    )
     keys = [c for c in ("dataset", "model") if c in frame.columns]
     long = pl.concat([loss, metric], how="diagonal_relaxed").filter(pl.col("y").is_finite())
     return (
@@ -350,13 +549,20 @@ def _training(results: Results, draw: _Figures, colors: dict[str, str]) -> Secti
     curves = _curves(results)
     if curves is None or curves.height == 0:
         return None
-    parts = ["<p>Learning curves of the refit trials from the <code>epochs</code> table: median "
-             "over trials (folds and seeds) per model, with the interquartile band.</p>"]  # fmt: skip
+    parts = [
+        "<p>Learning curves of the refit trials from the <code>epochs</code> table: median "
+        "over trials (folds and seeds) per model, with the interquartile band.</p>"
+    ]
     groups = _by_dataset(curves)
     for dataset, part in groups:
         parts.append(_heading(dataset, len(groups) > 1))
-        parts.append(draw(F.training_curves(part, colors=colors), _slug("training", dataset),
-                          "Training curves: median and interquartile range over trials"))  # fmt: skip
+        parts.append(
+            draw(
+                F.training_curves(part, colors=colors),
+                _slug("training", dataset),
+                "Training curves: median and interquartile range over trials",
+            )
+        )
     return Section("training", "Training curves", "".join(parts))
 
 
@@ -366,9 +572,11 @@ def _methods(summary: Summary) -> Section | None:
         return None
     body = "".join(f"<p><strong>{escape(t)}.</strong> {escape(p)}</p>" for t, p in paragraphs)
     refs = references_for(summary.tables)
-    body += '<h3>References</h3><ol class="refs">' + "".join(
-        f"<li>{escape(r)}</li>" for r in refs
-    ) + "</ol>"  # fmt: skip
+    body += (
+        '<h3>References</h3><ol class="refs">'
+        + "".join(f"<li>{escape(r)}</li>" for r in refs)
+        + "</ol>"
+    )
     return Section("methods", "Methods", body)
 
 
@@ -380,7 +588,7 @@ def write_report(
     out: str | Path | None = None,
     *,
     summary: Summary | None = None,
-    figures_dir: str | Path | None | bool = None,
+    figures_dir: str | Path | bool | None = None,
     dpi: int = 200,
     **summarize_kwargs: Any,
 ) -> Report:

@@ -18,9 +18,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # before any backend is touched: the report never opens a window
 
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
 
 __all__ = [
     "cd_diagram",
@@ -55,7 +55,7 @@ def model_colors(models: Sequence[str]) -> dict[str, str]:
 
 
 def render(fig: Figure, dpi: int = 200) -> tuple[bytes, bytes]:
-    """``(svg, png)`` bytes of ``fig``; the SVG carries no date or creator, so it is reproducible."""
+    """``(svg, png)`` bytes of ``fig``; no date or creator in the SVG: reproducible."""
     with matplotlib.rc_context(_RC):
         svg, png = io.BytesIO(), io.BytesIO()
         fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
@@ -63,9 +63,9 @@ def render(fig: Figure, dpi: int = 200) -> tuple[bytes, bytes]:
     return svg.getvalue(), png.getvalue()
 
 
-def _figure(width: float, height: float, **kwargs: Any) -> Figure:
+def _figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
     with matplotlib.rc_context(_RC):
-        return Figure(figsize=(width, height), layout="constrained", **kwargs)
+        return Figure(figsize=(width, height), layout=layout)
 
 
 def _fmt(x: float | None) -> str:
@@ -101,11 +101,27 @@ def forest_plot(
         y = np.arange(n)
         for i, row in enumerate(rows.iter_rows(named=True)):
             color = colors.get(row["model"], "#333333")
-            ax.errorbar(row["estimate"], i, xerr=_errors(rows[i]), fmt="o", color=color,
-                        ecolor=color, capsize=3, markersize=5, lw=1.4)  # fmt: skip
+            ax.errorbar(
+                row["estimate"],
+                i,
+                xerr=_errors(rows[i]),
+                fmt="o",
+                color=color,
+                ecolor=color,
+                capsize=3,
+                markersize=5,
+                lw=1.4,
+            )
             text = f"{_fmt(row['estimate'])} [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"
-            ax.annotate(text, xy=(1.0, i), xycoords=("axes fraction", "data"), xytext=(6, 0),
-                        textcoords="offset points", va="center", fontsize=8)  # fmt: skip
+            ax.annotate(
+                text,
+                xy=(1.0, i),
+                xycoords=("axes fraction", "data"),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
         ax.set_yticks(y, rows["model"].to_list())
         ax.set_ylim(-0.6, n - 0.4)
         ax.set_xlabel(xlabel)
@@ -134,24 +150,35 @@ def difference_plot(frame: pl.DataFrame, *, xlabel: str, alpha: float, title: st
                 p = row["p_adjusted"][0] if "p_adjusted" in row.columns else row["p_value"][0]
                 significant = p is not None and math.isfinite(p) and p < alpha
                 color = PALETTE[j % len(PALETTE)]
-                ax.errorbar(row["estimate"][0], len(pairs) - 1 - i + offsets[j],
-                            xerr=_errors(row), fmt=markers[j % len(markers)], color=color,
-                            mfc=color if significant else "white", capsize=3, markersize=5,
-                            label=method.split("(")[0].strip() if i == 0 else None)  # fmt: skip
+                ax.errorbar(
+                    row["estimate"][0],
+                    len(pairs) - 1 - i + offsets[j],
+                    xerr=_errors(row),
+                    fmt=markers[j % len(markers)],
+                    color=color,
+                    mfc=color if significant else "white",
+                    capsize=3,
+                    markersize=5,
+                    label=method.split("(")[0].strip() if i == 0 else None,
+                )
         ax.set_yticks(np.arange(len(pairs))[::-1], [f"{a} − {b}" for a, b in pairs])
         ax.set_xlabel(xlabel)
         ax.grid(axis="x", color="#dddddd", lw=0.6)
-        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(methods), frameon=False,
-                  fontsize=8)  # fmt: skip
+        ax.legend(
+            loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(methods), frameon=False, fontsize=8
+        )
         if title:
             ax.set_title(title, loc="left")
     return fig
 
 
 def cd_diagram(
-    ranks: pl.DataFrame, critical_difference: float, cliques: Sequence[tuple[float, float]],
-    *, title: str = "",
-) -> Figure:  # fmt: skip
+    ranks: pl.DataFrame,
+    critical_difference: float,
+    cliques: Sequence[tuple[float, float]],
+    *,
+    title: str = "",
+) -> Figure:
     """Demšar's (2006) critical-difference diagram: mean ranks, the CD bar and the cliques.
 
     ``ranks``: ``model, mean_rank`` (1 = best); ``cliques``: ``(rank_low, rank_high)`` of each
@@ -162,8 +189,9 @@ def cd_diagram(
     lo, hi = 1.0, float(max(k, math.ceil(rows["mean_rank"].max() or 1)))
     half = math.ceil(k / 2)
     with matplotlib.rc_context(_RC):
-        fig = _figure(6.4, 1.3 + 0.28 * half + 0.12 * len(cliques))
-        ax = fig.add_subplot()
+        # no layout engine: the axes are only a drawing canvas, labels sit inside its limits
+        fig = _figure(6.4, 1.3 + 0.28 * half + 0.12 * len(cliques), layout=None)
+        ax = fig.add_axes((0.01, 0.01, 0.98, 0.86 if title else 0.98))
         ax.set_axis_off()
         ax.hlines(0, lo, hi, color="black", lw=1)
         for r in range(int(lo), int(hi) + 1):
@@ -171,16 +199,28 @@ def cd_diagram(
             ax.text(r, 0.12, str(r), ha="center", va="bottom", fontsize=8)
         ax.hlines(0.55, lo, lo + critical_difference, color="black", lw=1.5)
         ax.vlines([lo, lo + critical_difference], 0.5, 0.6, color="black", lw=1.5)
-        ax.text(lo + critical_difference / 2, 0.62, f"CD = {critical_difference:.2f}",
-                ha="center", va="bottom", fontsize=8)  # fmt: skip
+        ax.text(
+            lo + critical_difference / 2,
+            0.62,
+            f"CD = {critical_difference:.2f}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
         for i, row in enumerate(rows.iter_rows(named=True)):
             r = float(row["mean_rank"])
             left = i < half
             depth = -0.35 - 0.28 * (i if left else k - 1 - i)
             end = lo - 0.15 if left else hi + 0.15
             ax.plot([r, r, end], [0, depth, depth], color="#333333", lw=0.9)
-            ax.text(end + (-0.05 if left else 0.05), depth, f"{row['model']} ({r:.2f})",
-                    ha="right" if left else "left", va="center", fontsize=8)  # fmt: skip
+            ax.text(
+                end + (-0.05 if left else 0.05),
+                depth,
+                f"{row['model']} ({r:.2f})",
+                ha="right" if left else "left",
+                va="center",
+                fontsize=8,
+            )
         for j, (a, b) in enumerate(cliques):
             y = -0.15 - 0.1 * j
             ax.hlines(y, a - 0.03, b + 0.03, color="#D55E00", lw=3)
@@ -203,44 +243,71 @@ def site_plot(frame: pl.DataFrame, *, xlabel: str, colors: Mapping[str, str]) ->
             part = frame.filter(pl.col("model") == model)
             index = {s: len(sites) - 1 - i for i, s in enumerate(sites)}
             y = np.array([index[s] for s in part["site"].to_list()], dtype=float) + offsets[j]
-            ax.errorbar(part["estimate"].to_numpy(), y, xerr=_errors(part), fmt="o",
-                        color=colors[model], capsize=2, markersize=4, label=model)  # fmt: skip
+            ax.errorbar(
+                part["estimate"].to_numpy(),
+                y,
+                xerr=_errors(part),
+                fmt="o",
+                color=colors[model],
+                capsize=2,
+                markersize=4,
+                label=model,
+            )
         ax.set_yticks(np.arange(len(sites))[::-1], sites)
         ax.set_xlabel(xlabel)
         ax.grid(axis="x", color="#dddddd", lw=0.6)
-        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=min(len(models), 5),
-                  frameon=False, fontsize=8)  # fmt: skip
+        ax.legend(
+            loc="lower left",
+            bbox_to_anchor=(0, 1.0),
+            ncol=min(len(models), 5),
+            frameon=False,
+            fontsize=8,
+        )
     return fig
 
 
-_COMPONENT_COLORS = {"seed": "#56B4E9", "split": "#E69F00", "test_sample": "#009E73"}
+_COMPONENT_COLORS = {
+    "seed": "#56B4E9",
+    "split": "#E69F00",
+    "test_sample": "#009E73",
+    "total": "#555555",
+}
 
 
 def variance_plot(frame: pl.DataFrame) -> Figure:
-    """Share of each variance component of a trial's score, one stacked bar per model."""
-    parts = frame.filter(pl.col("component") != "total")
-    models = parts["model"].unique(maintain_order=True).to_list()
-    components = parts["component"].unique(maintain_order=True).to_list()
+    """Standard deviation of a trial's score due to each component, grouped bars per model.
+
+    SDs rather than shares: the parts are estimated separately (the test-sample part from the
+    within-fold resampling), so their shares need not add up to one on a small run.
+    """
+    models = frame["model"].unique(maintain_order=True).to_list()
+    components = frame["component"].unique(maintain_order=True).to_list()
+    height = 0.8 / max(len(components), 1)
     with matplotlib.rc_context(_RC):
-        fig = _figure(6.4, 0.45 * len(models) + 1.4)
+        fig = _figure(6.4, (0.3 + 0.18 * len(components)) * len(models) + 1.2)
         ax = fig.add_subplot()
-        left = np.zeros(len(models))
-        for c in components:
-            rows = {r["model"]: r for r in parts.filter(pl.col("component") == c).to_dicts()}
-            share = np.array([(rows.get(m) or {}).get("share") or 0.0 for m in models])
-            color = _COMPONENT_COLORS.get(c, "#999999")
-            y = np.arange(len(models))[::-1]
-            ax.barh(y, share, left=left, color=color, label=c.replace("_", " "), height=0.6)
-            for yi, x0, w, m in zip(y, left, share, models, strict=True):
-                sd = (rows.get(m) or {}).get("sd")
-                if w > 0.12 and sd is not None:
-                    ax.text(x0 + w / 2, yi, f"sd {sd:.3f}", ha="center", va="center", fontsize=7)
-            left = left + share
-        ax.set_yticks(np.arange(len(models))[::-1], models)
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("share of the variance of a trial's score")
-        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(components),
-                  frameon=False, fontsize=8)  # fmt: skip
+        base = np.arange(len(models))[::-1].astype(float)
+        for j, c in enumerate(components):
+            rows = {r["model"]: r for r in frame.filter(pl.col("component") == c).to_dicts()}
+            sd = _nan((rows.get(m) or {}).get("sd") for m in models)
+            y = base + 0.4 - height * (j + 0.5)
+            ax.barh(
+                y,
+                np.nan_to_num(sd),
+                height=height * 0.9,
+                color=_COMPONENT_COLORS.get(c, "#999999"),
+                label=c.replace("_", " "),
+            )
+        ax.set_yticks(base, models)
+        ax.set_xlabel("standard deviation of a trial's score")
+        ax.grid(axis="x", color="#dddddd", lw=0.6)
+        ax.legend(
+            loc="lower left",
+            bbox_to_anchor=(0, 1.0),
+            ncol=len(components),
+            frameon=False,
+            fontsize=8,
+        )
     return fig
 
 
@@ -265,8 +332,14 @@ def reliability_diagram(frame: pl.DataFrame, *, colors: Mapping[str, str]) -> Fi
             top.set_ylabel("observed frequency" if c == 0 else "")
             top.tick_params(labelbottom=False)
             width = (part["bin_high"] - part["bin_low"]).to_numpy()
-            bottom.bar(part["bin_low"].to_numpy(), part["n"].to_numpy(), width=width * 0.9,
-                       align="edge", color=colors[model], alpha=0.6)  # fmt: skip
+            bottom.bar(
+                part["bin_low"].to_numpy(),
+                part["n"].to_numpy(),
+                width=width * 0.9,
+                align="edge",
+                color=colors[model],
+                alpha=0.6,
+            )
             for x, w, n in zip(part["bin_low"], width, part["n"], strict=True):
                 if n:
                     bottom.text(x + w / 2, n, str(n), ha="center", va="bottom", fontsize=6)
@@ -302,8 +375,9 @@ def robustness_plot(frame: pl.DataFrame, *, ylabel: str, colors: Mapping[str, st
                 x = np.concatenate([[0.0], rows["_x"].to_numpy()])
                 y = np.concatenate([[0.0], rows["estimate"].to_numpy()])
                 err = np.hstack([np.zeros((2, 1)), _errors(rows)])
-                ax.errorbar(x, y, yerr=err, fmt="o-", color=colors[model], capsize=3, ms=4,
-                            label=model)  # fmt: skip
+                ax.errorbar(
+                    x, y, yerr=err, fmt="o-", color=colors[model], capsize=3, ms=4, label=model
+                )
             ax.set_title(str(ptype), loc="left")
             ax.set_xlabel("severity")
             ax.set_ylabel(ylabel if i % ncol == 0 else "")
@@ -328,10 +402,15 @@ def training_curves(frame: pl.DataFrame, *, colors: Mapping[str, str]) -> Figure
             for model in [m for m in colors if m in set(part["model"].to_list())]:
                 rows = part.filter(pl.col("model") == model).sort("epoch")
                 x = rows["epoch"].to_numpy()
-                ax.plot(x, rows["median"].to_numpy(), "-", color=colors[model], lw=1.5,
-                        label=model)  # fmt: skip
-                ax.fill_between(x, rows["q25"].to_numpy(), rows["q75"].to_numpy(),
-                                color=colors[model], alpha=0.2, lw=0)  # fmt: skip
+                ax.plot(x, rows["median"].to_numpy(), "-", color=colors[model], lw=1.5, label=model)
+                ax.fill_between(
+                    x,
+                    rows["q25"].to_numpy(),
+                    rows["q75"].to_numpy(),
+                    color=colors[model],
+                    alpha=0.2,
+                    lw=0,
+                )
             ax.set_title(curve, loc="left")
             ax.set_xlabel("epoch")
             ax.grid(color="#eeeeee", lw=0.6)

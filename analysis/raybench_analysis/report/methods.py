@@ -128,7 +128,7 @@ METHODS: tuple[MethodText, ...] = (
             "field2007",
             "cameron2008",
         ),
-    ),  # fmt: skip
+    ),
     MethodText(
         "comparisons",
         "Paired model comparisons",

@@ -75,13 +75,12 @@ def read_text(root: str, name: str) -> str | None:
 
 
 def _stage_counts(trials: pl.DataFrame, plan: dict[str, Any] | None) -> pl.DataFrame:
-    planned = {
-        st["stage"]: len(st.get("trials", [])) for st in (plan or {}).get("stages", [])
-    }  # fmt: skip
+    planned = {st["stage"]: len(st.get("trials", [])) for st in (plan or {}).get("stages", [])}
     stages = list(planned)
     if "stage" in trials.columns:
-        stages += [s for s in trials["stage"].unique(maintain_order=True).to_list()
-                   if s not in planned]  # fmt: skip
+        stages += [
+            s for s in trials["stage"].unique(maintain_order=True).to_list() if s not in planned
+        ]
     rows = []
     for stage in stages:
         part = trials.filter(pl.col("stage") == stage) if "stage" in trials.columns else trials
@@ -95,8 +94,13 @@ def _stage_counts(trials: pl.DataFrame, plan: dict[str, Any] | None) -> pl.DataF
                 "failed": int((status == "failed").sum()),
             }
         )
-    schema = {"stage": pl.String, "planned": pl.Int64, "committed": pl.Int64,
-              "completed": pl.Int64, "failed": pl.Int64}  # fmt: skip
+    schema = {
+        "stage": pl.String,
+        "planned": pl.Int64,
+        "committed": pl.Int64,
+        "completed": pl.Int64,
+        "failed": pl.Int64,
+    }
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -108,14 +112,18 @@ def _versions(trials: pl.DataFrame) -> pl.DataFrame:
         counts = trials.group_by(col).len().sort(col, nulls_last=True)
         for value, n in counts.iter_rows():
             rows.append({"package": col.removesuffix("_version"), "version": value, "trials": n})
-    return pl.DataFrame(rows, schema={"package": pl.String, "version": pl.String,
-                                      "trials": pl.UInt32})  # fmt: skip
+    return pl.DataFrame(
+        rows, schema={"package": pl.String, "version": pl.String, "trials": pl.UInt32}
+    )
 
 
 def _identity(trials: pl.DataFrame) -> pl.DataFrame:
     keys = [c for c in ("dataset", "model") if c in trials.columns]
-    cols = {"config_hash": "config_hashes", "data_fingerprint": "data_fingerprints",
-            "git_commit": "git_commits"}  # fmt: skip
+    cols = {
+        "config_hash": "config_hashes",
+        "data_fingerprint": "data_fingerprints",
+        "git_commit": "git_commits",
+    }
     present = {c: name for c, name in cols.items() if c in trials.columns}
     if not keys or not present:
         return pl.DataFrame()
@@ -153,8 +161,16 @@ def read_provenance(results: Results) -> Provenance:
                 f"{len(absent)} of {len(planned)} planned trials have not committed results yet "
                 "(run in progress, interrupted, or not started): resume with `raybench run`"
             )
-    failed_cols = ["trial_id", "stage", "dataset", "model", "outer_fold", "seed", "attempts",
-                   "error"]  # fmt: skip
+    failed_cols = [
+        "trial_id",
+        "stage",
+        "dataset",
+        "model",
+        "outer_fold",
+        "seed",
+        "attempts",
+        "error",
+    ]
     failed = (
         trials.filter(pl.col("status") == "failed").select(
             [c for c in failed_cols if c in trials.columns]

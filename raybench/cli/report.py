@@ -1,0 +1,105 @@
+"""``raybench report RESULTS_DIR``: one self-contained HTML report of a run, figures beside it.
+
+A thin command over :func:`raybench_analysis.report.write_report`. Its settings are those of
+``raybench analyze``: :func:`raybench_analysis.summarize` reads the suite saved in the results
+directory, and the same flags override it, so the report's numbers are those of ``analyze``.
+"""
+
+from __future__ import annotations
+
+import json
+import webbrowser
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from raybench.cli.analyze import AlphaOption, HierarchyOption, MetricOption, NBootOption, _names
+from raybench.cli.common import JsonFlag, say
+
+
+def _write(results_dir: str, out: Path | None, **overrides: Any) -> tuple[Any, Any]:
+    """Summarise as ``raybench analyze`` does, write the report; return (report, summary).
+
+    The saved suite's settings apply, each replaced by an override that is not None.
+    """
+    from raybench_analysis import summarize
+    from raybench_analysis.report import write_report
+
+    summary = summarize(results_dir, **{k: v for k, v in overrides.items() if v is not None})
+    return write_report(results_dir, out, summary=summary), summary
+
+
+def report(
+    results_dir: Annotated[str, typer.Argument(help="Results directory (or URI) of a run.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="The HTML file (default RESULTS_DIR/report/index.html); figures go in "
+            "figures/ beside it.",
+        ),
+    ] = None,
+    open_: Annotated[bool, typer.Option("--open", help="Open the report in a browser.")] = False,
+    metric: MetricOption = None,
+    hierarchy: HierarchyOption = None,
+    alpha: AlphaOption = None,
+    n_boot: NBootOption = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    json_: JsonFlag = False,
+) -> None:
+    """Write the HTML report of RESULTS_DIR: provenance, models, comparisons, figures, methods.
+
+    The file loads nothing from another host (figures and styles are inline) and works on a
+    partial run, listing what is missing. Each figure is also written as PNG and SVG. The
+    numbers are those of `raybench analyze` with the same flags.
+    """
+    from raybench.errors import ResultsError
+
+    remote = "://" in results_dir and not results_dir.startswith("file://")
+    if remote and out is None:
+        raise ResultsError(f"{results_dir} is remote: give --out FILE.html for the report.")
+    written, _ = _write(
+        results_dir,
+        out,
+        metric=_names(metric),
+        hierarchy=_names(hierarchy),
+        alpha=alpha,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    if json_:
+        doc = {
+            "report": str(written.path),
+            "figures": [str(p) for p in written.figures],
+            "sections": written.sections,
+            "missing": written.missing,
+            "seconds": written.seconds,
+        }
+        typer.echo(json.dumps(doc))
+    else:
+        say(
+            f"report: {written.path} ({len(written.figures) // 2} figures in "
+            f"{written.path.parent / 'figures'})"
+        )
+    if open_:
+        webbrowser.open(written.path.resolve().as_uri())
+
+
+def report_after_run(results: str) -> None:
+    """Write the report at the end of ``raybench run``, with the settings ``analyze`` uses.
+
+    The report is a bonus there: a failure is printed, never raised, so a finished run keeps its
+    exit status.
+    """
+    try:
+        written, _ = _write(results, None)
+    except Exception as exc:  # never fail a finished run on its report
+        say(f"report unavailable: {exc}", stderr=True)
+        return
+    say(f"report: {written.path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``raybench report`` to the root command."""
+    app.command("report")(report)

@@ -1,0 +1,257 @@
+"""The HTML report: sections by data, numbers equal `raybench analyze`, offline in Chromium."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import warnings
+from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from raybench_analysis.report import REFERENCES, write_report
+from raybench_analysis.report.methods import METHODS
+from typer.testing import CliRunner
+
+from raybench.cli.main import app
+from raybench.cli.report import report_after_run
+
+N_BOOT = 200
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+class Tables(HTMLParser):
+    """Rows of every ``<table data-table=...>``: {column: full value (data-value) or text}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[dict[str, Any]]] = {}
+        self._table: str | None = None
+        self._row: dict[str, Any] | None = None
+        self._cell: tuple[str, str | None] | None = None
+        self._text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "table" and a.get("data-table"):
+            self._table = a["data-table"]
+            self.tables.setdefault(self._table, [])
+        elif tag == "tr" and self._table:
+            self._row = {}
+        elif tag == "td" and self._row is not None and a.get("data-col"):
+            self._cell, self._text = (a["data-col"], a.get("data-value")), ""
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None and self._row is not None:
+            col, value = self._cell
+            self._row[col] = float(value) if value is not None else self._text
+            self._cell = None
+        elif tag == "tr" and self._row is not None and self._table:
+            if self._row:
+                self.tables[self._table].append(self._row)
+            self._row = None
+        elif tag == "table":
+            self._table = None
+
+
+def parse_tables(html_text: str) -> dict[str, list[dict[str, Any]]]:
+    parser = Tables()
+    parser.feed(html_text)
+    return parser.tables
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or (isinstance(a, float) and math.isnan(a)):
+        return b is None or (isinstance(b, float) and math.isnan(b))
+    return math.isclose(float(a), float(b), rel_tol=0, abs_tol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def full_report(full_results: Path) -> Any:
+    with warnings.catch_warnings():  # a figure that matplotlib cannot lay out fails the test
+        warnings.simplefilter("error", UserWarning)
+        return write_report(full_results, n_boot=N_BOOT)
+
+
+def test_full_run_has_every_section_and_figure(full_report: Any) -> None:
+    html_text = full_report.path.read_text()
+    assert full_report.sections == [
+        "provenance",
+        "models",
+        "comparisons",
+        "sites",
+        "variance",
+        "calibration",
+        "robustness",
+        "training",
+        "methods",
+    ]
+    for name in (
+        "cd-diagram",
+        "forest-models-synth",
+        "forest-models-other",
+        "reliability-synth",
+        "robustness-synth",
+        "training-synth",
+        "variance-other",
+        "sites-other",
+    ):
+        assert f'data-figure="{name}"' in html_text, name
+    # every figure inline and also on disk as SVG and PNG, none empty
+    n_inline = html_text.count("<figure ")
+    assert len(full_report.figures) == 2 * n_inline
+    for path in full_report.figures:
+        assert path.parent == full_report.path.parent / "figures"
+        assert path.stat().st_size > 1000, path
+    assert {p.suffix for p in full_report.figures} == {".png", ".svg"}
+    # provenance: the failed trial with its first error line, the run not yet complete, no leak
+    failed = parse_tables(html_text)["failed"]
+    assert [r["error"] for r in failed] == ["RuntimeError: CUDA out of memory"]
+    assert "planned trials have not committed results yet" in html_text
+    assert "No subject appears in two roles" in html_text
+    assert "abc1234" in html_text and "synth-fp" in html_text and "2.13.0" in html_text
+    assert "name: simulated" in html_text  # the saved suite
+    # methods: every cited source is listed in full
+    for key in ("demsar2006", "nadeau2003", "guo2017", "hendrycks2019"):
+        assert html.escape(REFERENCES[key]) in html_text, key
+
+
+def test_report_loads_nothing_from_another_host(full_report: Any) -> None:
+    html_text = full_report.path.read_text()
+    assert not re.search(r"(?i)\b(?:https?|ftp):|//[a-z0-9.-]+\.[a-z]{2,}/", html_text)
+    sources = re.findall(r'\b(?:src|href)="([^"]*)"', html_text)
+    assert sources and all(s.startswith(("data:", "#")) for s in sources), set(sources)
+    assert "<script" not in html_text and "<link" not in html_text and "@import" not in html_text
+
+
+def test_numbers_equal_raybench_analyze_json(full_results: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    json_file = tmp_path / "summary.json"
+    done = runner.invoke(
+        app,
+        [
+            "analyze",
+            str(full_results),
+            "--n-boot",
+            str(N_BOOT),
+            "--json",
+            str(json_file),
+            "--out",
+            str(tmp_path / "tables"),
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    out = tmp_path / "r" / "report.html"
+    done = runner.invoke(
+        app, ["report", str(full_results), "--n-boot", str(N_BOOT), "--out", str(out), "--json"]
+    )
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["report"] == str(out)
+    expected = json.loads(json_file.read_text())["tables"]
+    shown = parse_tables(out.read_text())
+    keys = {
+        "models": ("dataset", "model"),
+        "calibration": ("dataset", "model"),
+        "comparisons": ("dataset", "model_a", "model_b", "method"),
+        "sites": ("dataset", "model", "site"),
+        "variance": ("dataset", "model", "component"),
+        "robustness": ("dataset", "model", "perturbation"),
+        "ranking": ("dataset", "model"),
+        "friedman": ("test",),
+    }
+    for name, key in keys.items():
+        rows = {tuple(r[k] for k in key): r for r in expected[name]}
+        assert len(shown[name]) == len(rows), name
+        for row in shown[name]:
+            ref = rows[tuple(row[k] for k in key)]
+            numeric = [c for c, v in row.items() if isinstance(v, float)]
+            assert numeric, name
+            for col in numeric:
+                assert _same(ref[col], row[col]), (name, col, ref[col], row[col])
+
+
+def test_partial_run_one_model_no_perturbation_no_epochs(results_factory: Any, tmp_path: Path):
+    root = results_factory(
+        tmp_path / "small", models={"cnn": 1.0}, datasets=("synth",), epochs=False, failed=True
+    )
+    report = write_report(root, n_boot=N_BOOT)
+    html_text = report.path.read_text()
+    assert report.sections == [
+        "provenance",
+        "models",
+        "sites",
+        "variance",
+        "calibration",
+        "methods",
+    ]
+    for empty in ("comparisons", "robustness", "training", "cd-diagram"):
+        assert f'id="{empty}"' not in html_text and f'data-figure="{empty}' not in html_text
+    # no section without content, no table without rows
+    assert not re.search(r"<h2>[^<]*</h2></section>", html_text)
+    assert "<tbody></tbody>" not in html_text
+    assert "only one model in the predictions" in html_text  # said, not silently dropped
+    assert "CUDA out of memory" in html_text
+    assert REFERENCES["nadeau2003"] not in html_text  # never cites a method not used
+
+
+def test_bare_directory_without_provenance_files(results_factory: Any, tmp_path: Path):
+    root = results_factory(
+        tmp_path / "bare", datasets=("synth",), epochs=False, failed=False, provenance=False
+    )
+    report = write_report(root, tmp_path / "elsewhere" / "r.html", n_boot=50, figures_dir=False)
+    assert report.figures == [] and not (tmp_path / "elsewhere" / "figures").exists()
+    assert any("suite.yaml" in m for m in report.missing)
+    assert "<figure " in report.path.read_text()  # inline figures all the same
+
+
+def test_cli_refuses_a_directory_without_trials(tmp_path: Path) -> None:
+    done = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert done.exit_code == 2
+    assert "not a raybench results directory" in done.output
+
+
+def test_run_ends_with_the_report_and_never_fails_on_it(
+    full_results: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    suite = SimpleNamespace(
+        analysis=SimpleNamespace(
+            hierarchy=["site", "subject_id"], alpha=0.05, metric=None, n_boot=50
+        )
+    )
+    report_after_run(str(full_results), suite)
+    assert (full_results / "report" / "index.html").is_file()
+    assert f"report: {full_results / 'report' / 'index.html'}" in capsys.readouterr().out
+    report_after_run(str(tmp_path / "nothing"), suite)  # no results: a message, no exception
+    assert "report unavailable" in capsys.readouterr().err
+
+
+def test_method_citations_are_those_of_docs_statistics() -> None:
+    docs = re.sub(r"\s+", " ", (DOCS / "statistics.md").read_text().replace("*", ""))
+    for key, citation in REFERENCES.items():
+        assert citation in docs, key
+    cited = {k for m in METHODS for k in m.cites}
+    assert cited <= set(REFERENCES)
+    assert set(REFERENCES) <= cited  # no reference kept that no method cites
+
+
+def test_renders_in_headless_chromium_offline(
+    full_report: Any, chromium: Any, artifacts: Path
+) -> None:
+    screenshot = artifacts / "report-full.png"
+    state = chromium.render(full_report.path, screenshot)
+    assert state["errors"] == [], state["errors"]
+    external = [u for u in state["requests"] if not u.startswith(("file:", "data:", "about:"))]
+    assert external == [], external
+    assert state["sections"] == full_report.sections
+    assert len(state["figures"]) == len(full_report.figures) // 2
+    for fig in state["figures"]:
+        assert fig["complete"] and min(fig["natural"]) > 0 and min(fig["box"]) > 50, fig
+    assert screenshot.stat().st_size > 50_000
