@@ -86,18 +86,38 @@ def report(
         webbrowser.open(written.path.resolve().as_uri())
 
 
-def report_after_run(results: str) -> None:
-    """Write the report at the end of ``raybench run``, with the settings ``analyze`` uses.
+def report_after_run(results: str, suite: Any, wandb_dir: Path | None = None) -> None:
+    """End ``raybench run``: the report, the suite's W&B analysis run, the ``wandb sync`` hint.
 
-    The report is a bonus there: a failure is printed, never raised, so a finished run keeps its
-    exit status.
+    The settings are those ``raybench analyze`` uses. The report and the W&B run are bonuses
+    there: a failure is printed, never raised, so a finished run keeps its exit status.
+    ``wandb_dir`` is where the trial runs were written (the suite run goes beside them).
     """
+    from raybench.runner.tracking import log_suite_run, sync_command
+
+    written = summary = None
     try:
-        written, _ = _write(results, None)
+        written, summary = _write(results, None)
+        say(f"report: {written.path}")
     except Exception as exc:  # never fail a finished run on its report
         say(f"report unavailable: {exc}", stderr=True)
+    tracking = getattr(getattr(suite, "tracking", None), "wandb", None)
+    if tracking is None or tracking.mode == "disabled" or wandb_dir is None:
         return
-    say(f"report: {written.path}")
+    if summary is not None:
+        try:
+            log_suite_run(
+                suite.name,
+                tracking.model_dump(),
+                wandb_dir,
+                summary,
+                report=written,
+                results_dir=None if "://" in results else results,
+            )
+        except Exception as exc:  # W&B trouble must not fail the run either
+            say(f"W&B analysis run not written: {exc}", stderr=True)
+    if tracking.mode == "offline":
+        say(f"W&B runs were written offline; upload them with: {sync_command(wandb_dir)}")
 
 
 def register(app: typer.Typer) -> None:

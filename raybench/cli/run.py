@@ -223,7 +223,7 @@ def run(
             console.print(f"  [red]failed[/] {trial_id}: {error}", highlight=False)
         say(f"results: {uri}")
         _closing_analysis(uri, show=True)
-        report_after_run(uri)
+        report_after_run(uri, prep.suite, wandb_dir)
     if not summary.ok:
         raise typer.Exit(1)
 

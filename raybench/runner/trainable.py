@@ -142,6 +142,8 @@ def run_one(config: dict[str, Any], payload: Payload) -> None:
             tables = payload.trial_fn(spec, payload.cohorts[spec.dataset], ctx)
             check_tables(trial_id, tables)
             tables = with_override(spec, tables)
+            if on_epoch is not None:  # W&B summary: best epoch, val score, test metrics
+                on_epoch.log_result(tables)
         payload.store.commit(trial_id, tables)
     except Exception as exc:
         raise wrap(exc) from None
