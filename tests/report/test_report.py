@@ -6,6 +6,8 @@ import html
 import json
 import math
 import re
+import subprocess
+import sys
 import warnings
 from html.parser import HTMLParser
 from pathlib import Path
@@ -255,3 +257,31 @@ def test_renders_in_headless_chromium_offline(
     for fig in state["figures"]:
         assert fig["complete"] and min(fig["natural"]) > 0 and min(fig["box"]) > 50, fig
     assert screenshot.stat().st_size > 50_000
+
+
+ISOLATED = """
+import sys
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("ray", "torch", "monai", "raybench", "wandb"):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked for this test)")
+
+sys.meta_path.insert(0, Block())
+from raybench_analysis.report import write_report
+
+report = write_report(sys.argv[1], sys.argv[2], n_boot=20, figures_dir=False)
+print(len(report.sections))
+"""
+
+
+def test_report_needs_neither_ray_nor_torch(full_results: Path, tmp_path: Path) -> None:
+    """Analysts without Ray, torch or raybench get the report from the analysis package."""
+    done = subprocess.run(
+        [sys.executable, "-c", ISOLATED, str(full_results), str(tmp_path / "r.html")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.strip()) == 9

@@ -366,13 +366,15 @@ def robustness_plot(frame: pl.DataFrame, *, ylabel: str, colors: Mapping[str, st
             part = frame.filter(pl.col("perturbation_type") == ptype)
             ax.axhline(0, color="#888888", lw=0.8, ls="--")
             models = [m for m in colors if m in set(part["model"].to_list())]
-            for model in models:
+            for j, model in enumerate(models):
                 rows = part.filter(pl.col("model") == model)
                 sev = rows["severity"].to_list()
                 if any(s is None for s in sev):
                     sev = list(range(1, rows.height + 1))
                 rows = rows.with_columns(_x=pl.Series(sev, dtype=pl.Float64)).sort("_x")
-                x = np.concatenate([[0.0], rows["_x"].to_numpy()])
+                # models side by side at each severity, so that their intervals do not overlap
+                dodge = (j - (len(models) - 1) / 2) * 0.015 * max(max(sev), 1e-12)
+                x = np.concatenate([[0.0], rows["_x"].to_numpy() + dodge])
                 y = np.concatenate([[0.0], rows["estimate"].to_numpy()])
                 err = np.hstack([np.zeros((2, 1)), _errors(rows)])
                 ax.errorbar(
