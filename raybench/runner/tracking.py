@@ -131,6 +131,7 @@ class TrialRun:
 
     def __init__(self, run: Any, spec: TrialSpec) -> None:
         self.run, self.spec = run, spec
+        self.epochs: dict[int, dict[str, float]] = {}
 
     def __call__(self, row: dict[str, Any]) -> None:
         """Log one epoch's numbers (``epoch`` is the step)."""
@@ -140,10 +141,16 @@ class TrialRun:
             if isinstance(v, int | float) and not isinstance(v, bool) and k != "epoch"
         }
         epoch = row.get("epoch")
+        if isinstance(epoch, int):
+            self.epochs[epoch] = data
         self.run.log(data, step=int(epoch) if isinstance(epoch, int) else None)
 
     def log_result(self, tables: Mapping[str, Any]) -> None:
-        """Summarise the trial: ``best_epoch``, ``val_score``, test metrics per perturbation."""
+        """Summarise the trial: ``best_epoch``, ``val_score``, test metrics per perturbation.
+
+        The per-epoch values in the summary (losses, learning rate) are set to those of
+        ``best_epoch``, the epoch whose model was evaluated, rather than W&B's default, the last.
+        """
         summary: dict[str, Any] = {"trial_id": self.spec.trial_id}
         trials = tables.get("trials")
         if trials is not None and trials.num_rows:
@@ -151,6 +158,8 @@ class TrialRun:
             for key in ("best_epoch", "val_score", "n_train", "n_val", "n_test"):
                 if row.get(key) is not None:
                     summary[key] = row[key]
+            # the epoch curves' summary values are those of the selected epoch, not the last
+            summary |= self.epochs.get(row.get("best_epoch"), {})
         metrics = list(self.spec.config.get("evaluation", {}).get("metrics") or [])
         if tables.get("predictions") is not None and metrics:
             summary |= trial_test_metrics(tables["predictions"], metrics)

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import fakes
@@ -124,6 +125,42 @@ def test_test_metrics_per_perturbation_skip_undefined():
     out = trial_test_metrics(preds.to_arrow(), ["accuracy", "auc"])
     # auc of the noisy rows is undefined (one class): left out, never logged as NaN
     assert out == {"test/none/accuracy": 1.0, "test/noise(0.1)/accuracy": 0.5, "test/none/auc": 1.0}
+
+
+class _Run:
+    """What TrialRun uses of a wandb run: ``log`` and a dict-like ``summary``."""
+
+    def __init__(self) -> None:
+        self.logged: list[tuple[dict[str, float], int | None]] = []
+        self.summary: dict[str, Any] = {}
+
+    def log(self, data: dict[str, float], step: int | None = None) -> None:
+        self.logged.append((data, step))
+        self.summary |= data  # W&B's default: the summary holds the last logged values
+
+
+def test_trial_summary_is_that_of_the_selected_epoch():
+    from raybench.runner.tracking import TrialRun
+    from raybench.store import table_from_rows
+
+    spec = fakes.spec("x")
+    spec.config["evaluation"]["metrics"] = ["accuracy"]
+    tables = fakes.fake_trial(
+        spec,
+        fakes.cohort(),
+        SimpleNamespace(on_epoch=None, attempt=1, node="n", node_id="i", device="cpu"),
+    )
+    row = tables["trials"].to_pylist()[0] | {"best_epoch": 0, "val_score": 0.7}
+    tables["trials"] = table_from_rows("trials", [row])
+    tracker = TrialRun(_Run(), spec)
+    for epoch in range(3):
+        tracker({"epoch": epoch, "train_loss": 1.0 / (1 + epoch), "flag": True})
+    tracker.log_result(tables)
+    assert [step for _, step in tracker.run.logged] == [0, 1, 2]
+    summary = tracker.run.summary
+    assert summary["train_loss"] == 1.0  # epoch 0, the selected one, not the last (1/3)
+    assert summary["best_epoch"] == 0 and summary["val_score"] == 0.7
+    assert summary["test/none/accuracy"] == 1.0 and "flag" not in summary
 
 
 @pytest.mark.slow
