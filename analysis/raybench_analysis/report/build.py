@@ -90,7 +90,7 @@ def _confidence(alpha: float) -> str:
 # --- sections ------------------------------------------------------------------------------------
 
 
-def _provenance(prov: Provenance, summary: Summary, results: Results) -> Section:
+def _provenance(prov: Provenance, summary: Summary) -> Section:
     s = summary.settings
     parts = ["<h3>Analysis settings</h3>"]
     settings = {
@@ -507,21 +507,13 @@ def _robustness(summary: Summary, draw: _Figures, colors: dict[str, str]) -> Sec
     return Section("robustness", "Robustness", "".join(parts))
 
 
-def _curves(results: Results) -> pl.DataFrame | None:
+def _curves(results: Results, trials: pl.DataFrame) -> pl.DataFrame | None:
     """Median and quartiles over refit trials of each curve, per (dataset, model, epoch)."""
-    epochs = results.epochs.collect()
-    if epochs.height == 0:
-        return None
-    trials = results.trials.select(
-        [
-            c
-            for c in ("trial_id", "dataset", "model", "stage")
-            if c in results.trials.collect_schema().names()
-        ]
-    ).collect()
+    keep = [c for c in ("trial_id", "dataset", "model", "stage") if c in trials.columns]
+    trials = trials.select(keep)
     if "stage" in trials.columns and (trials["stage"] == "refit").any():
         trials = trials.filter(pl.col("stage") == "refit")
-    frame = epochs.join(trials, on="trial_id", how="inner")
+    frame = results.epochs.join(trials.lazy(), on="trial_id", how="inner").collect()
     if frame.height == 0:
         return None
     loss = frame.filter(pl.col("loss").is_not_null()).with_columns(
@@ -545,8 +537,10 @@ def _curves(results: Results) -> pl.DataFrame | None:
     )
 
 
-def _training(results: Results, draw: _Figures, colors: dict[str, str]) -> Section | None:
-    curves = _curves(results)
+def _training(
+    results: Results, trials: pl.DataFrame, draw: _Figures, colors: dict[str, str]
+) -> Section | None:
+    curves = _curves(results, trials)
     if curves is None or curves.height == 0:
         return None
     parts = [
@@ -645,23 +639,22 @@ def write_report(
         folder = None if figures_dir is False else Path(figures_dir)
     draw = _Figures(folder, dpi)
     prov = read_provenance(loaded)
-    models = sorted(
-        loaded.predictions.select(pl.col("model").unique()).collect()["model"].drop_nulls()
-    )
+    trials = prov.trials
+    models = sorted(trials["model"].drop_nulls().unique()) if "model" in trials.columns else []
     colors = F.model_colors(models)
     builders: list[Callable[[], Section | None]] = [
-        lambda: _provenance(prov, summary, loaded),
+        lambda: _provenance(prov, summary),
         lambda: _models(summary, draw, colors),
         lambda: _comparisons(summary, draw),
         lambda: _sites(summary, draw, colors),
         lambda: _variance(summary, draw),
         lambda: _calibration(summary, draw, colors),
         lambda: _robustness(summary, draw, colors),
-        lambda: _training(loaded, draw, colors),
+        lambda: _training(loaded, trials, draw, colors),
         lambda: _methods(summary),
     ]
     sections = [s for s in (b() for b in builders) if s is not None]
-    suite = _suite_name(loaded, root)
+    suite = _suite_name(trials, root)
     n_done = prov.stages["completed"].sum() if prov.stages.height else 0
     n_failed = prov.stages["failed"].sum() if prov.stages.height else 0
     subtitle = [
@@ -680,8 +673,8 @@ def write_report(
     )
 
 
-def _suite_name(results: Results, root: str) -> str:
-    names = results.trials.select(pl.col("suite").drop_nulls().unique()).collect()["suite"]
+def _suite_name(trials: pl.DataFrame, root: str) -> str:
+    names = trials["suite"].drop_nulls().unique() if "suite" in trials.columns else pl.Series([])
     if names.len():
         return ", ".join(sorted(names.to_list()))
     return Path(root.rstrip("/")).name or root

@@ -30,6 +30,8 @@ class Provenance:
     ----------
     suite_yaml, plan:
         The saved suite text and the parsed ``plan.json`` (None when absent).
+    trials:
+        The ``trials`` table of the committed trials (read once, shared by the report).
     stages:
         ``stage, planned, committed, completed, failed`` per stage.
     failed:
@@ -50,6 +52,7 @@ class Provenance:
 
     suite_yaml: str | None
     plan: dict[str, Any] | None
+    trials: pl.DataFrame
     stages: pl.DataFrame
     failed: pl.DataFrame
     versions: pl.DataFrame
@@ -127,14 +130,31 @@ def _identity(trials: pl.DataFrame) -> pl.DataFrame:
     present = {c: name for c, name in cols.items() if c in trials.columns}
     if not keys or not present:
         return pl.DataFrame()
+
+    def listed(col: str) -> pl.Expr:
+        # a few values in full; beyond three, the count and the first three
+        values = pl.col(col).drop_nulls().unique().sort()
+        shown = values.head(3).str.join(", ")
+        return (
+            pl.when(values.len() > 3)
+            .then(pl.format("{} distinct: {}, ...", values.len(), shown))
+            .otherwise(shown)
+        )
+
     return (
         trials.group_by(keys, maintain_order=True)
-        .agg(
-            pl.col(c).drop_nulls().unique().sort().str.join(", ").alias(name)
-            for c, name in present.items()
-        )
+        .agg(listed(c).alias(name) for c, name in present.items())
         .sort(keys)
     )
+
+
+def _audited(results: Results) -> int:
+    """Committed trials with a splits file (one Parquet file per trial: listed, not read)."""
+    root = results.root
+    if "://" not in root or root.startswith("file://"):
+        folder = Path(root.removeprefix("file://")) / "splits"
+        return len({p.stem for p in folder.glob("*.parquet")} & set(results.committed))
+    return int(results.splits.select(pl.col("trial_id").n_unique()).collect().item())
 
 
 def read_provenance(results: Results) -> Provenance:
@@ -180,14 +200,14 @@ def read_provenance(results: Results) -> Provenance:
     )
     if "error" in failed.columns:
         failed = failed.with_columns(pl.col("error").str.split("\n").list.first())
-    splits = results.splits
-    n_audited = splits.select(pl.col("trial_id").n_unique()).collect().item()
-    leakage = check_leakage(splits) if n_audited else None
+    n_audited = _audited(results)
+    leakage = check_leakage(results.splits) if n_audited else None
     if not n_audited:
         missing.append("splits: no splits table, so the leakage audit could not run")
     return Provenance(
         suite_yaml=suite_yaml,
         plan=plan,
+        trials=trials,
         stages=_stage_counts(trials, plan),
         failed=failed,
         versions=_versions(trials),
