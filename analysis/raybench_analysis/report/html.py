@@ -36,7 +36,9 @@ h2 { font-size: 19px; border-bottom: 2px solid var(--accent); padding-bottom: 4p
 h3 { font-size: 15px; margin: 18px 0 6px; }
 table { border-collapse: collapse; margin: 8px 0 4px; font-size: 13px; max-width: 100%; }
 th, td { padding: 3px 10px; border-bottom: 1px solid var(--line); text-align: left;
-         vertical-align: top; overflow-wrap: anywhere; }
+         vertical-align: top; }
+td[data-col$="hashes"], td[data-col$="fingerprints"], td[data-col$="commits"],
+td[data-col="error"] { overflow-wrap: anywhere; min-width: 10em; }
 th { background: #f2f4f6; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.sig { font-weight: 700; }
