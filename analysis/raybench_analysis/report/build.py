@@ -286,6 +286,7 @@ def _comparisons(summary: Summary, draw: _Figures) -> Section | None:
             ("dataset", "dataset"),
             ("model_a", "a"),
             ("model_b", "b"),
+            ("metric", "metric"),
             ("estimate", "difference"),
             ("ci_low", "ci low"),
             ("ci_high", "ci high"),
