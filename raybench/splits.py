@@ -47,7 +47,7 @@ __all__ = [
     "StratifiedGroupKFold",
     "check_disjoint",
     "check_no_leakage",
-    "derive_seed",
+    "protocol_seed",
     "splitter_from_protocol",
     "unit_map",
 ]
@@ -72,15 +72,15 @@ class Fold:
     test_ids: tuple[str, ...]
 
 
-def derive_seed(*parts: Any) -> int:
+def protocol_seed(*parts: Any) -> int:
     """A 63-bit seed derived from JSON-able ``parts`` (stable across processes and machines).
 
     Used to give each protocol and each outer fold's inner splitter its own random stream from the
     one split seed of the suite, without Python's salted ``hash``.
 
-    >>> derive_seed(0, "outer") == derive_seed(0, "outer")
+    >>> protocol_seed(0, "outer") == protocol_seed(0, "outer")
     True
-    >>> derive_seed(0, "outer") != derive_seed(1, "outer")
+    >>> protocol_seed(0, "outer") != protocol_seed(1, "outer")
     True
     """
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()

@@ -28,7 +28,9 @@ from typing import Any
 
 from raybench_analysis._frames import AnalysisError
 from raybench_analysis.vocabulary import (
+    DEFAULT_ALPHA,
     DEFAULT_HIERARCHY,
+    DEFAULT_N_BOOT,
     HIERARCHY_LEVELS,
     METRICS_BY_TASK,
     SAMPLE_UNIT,
@@ -47,10 +49,6 @@ __all__ = [
 
 #: The copy of the suite that ``raybench run`` writes into its results directory.
 SUITE_FILE = "suite.yaml"
-
-#: ``analysis.alpha`` and ``analysis.n_boot`` of a suite that does not set them.
-DEFAULT_ALPHA = 0.05
-DEFAULT_N_BOOT = 2000
 
 
 @dataclass(frozen=True)

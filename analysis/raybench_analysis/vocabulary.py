@@ -20,7 +20,9 @@ from typing import Final
 __all__ = [
     "ARCHITECTURES",
     "ARCHITECTURE_KINDS",
+    "DEFAULT_ALPHA",
     "DEFAULT_HIERARCHY",
+    "DEFAULT_N_BOOT",
     "HIERARCHY_LEVELS",
     "LOWER_IS_BETTER",
     "METRICS_BY_TASK",
@@ -83,6 +85,10 @@ SAMPLE_UNIT: Final[str] = "subject_id"
 
 #: The hierarchy resampled when a suite does not name one.
 DEFAULT_HIERARCHY: Final[tuple[str, ...]] = ("site", "subject_id")
+
+#: Significance level (1 - interval coverage) and bootstrap replicates when a suite names none.
+DEFAULT_ALPHA: Final[float] = 0.05
+DEFAULT_N_BOOT: Final[int] = 2000
 
 #: The one parameter (its strength, the severity) that each perturbation type carries.
 PERTURBATION_PARAMS: Final[dict[str, str]] = {

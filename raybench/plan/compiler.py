@@ -37,7 +37,7 @@ from raybench.splits import (
     Fold,
     check_disjoint,
     check_no_leakage,
-    derive_seed,
+    protocol_seed,
     splitter_from_protocol,
     unit_map,
 )
@@ -270,7 +270,7 @@ def _splits(
 ) -> list[_Split]:
     task, inner_protocol = suite.task, suite.validation.inner
     where = _where(dataset, name)
-    outer_splitter = splitter_from_protocol(protocol, task, derive_seed(seed, name))
+    outer_splitter = splitter_from_protocol(protocol, task, protocol_seed(seed, name))
     outer_folds = outer_splitter.split(table)
     check_no_leakage(outer_folds, table, "subject_id")
     if protocol.strategy == "leave_one_site_out":
@@ -282,7 +282,7 @@ def _splits(
         if inner_protocol is not None:
             inner_table = table.filter(pl.col("sample_id").is_in(list(fold.train_ids)))
             splitter = splitter_from_protocol(
-                inner_protocol, task, derive_seed(seed, name, fold.index, "inner")
+                inner_protocol, task, protocol_seed(seed, name, fold.index, "inner")
             )
             inner_where = f"{where} fold {fold.name!r}, validation.inner"
             try:

@@ -31,7 +31,9 @@ from pydantic import (
     model_validator,
 )
 from raybench_analysis.vocabulary import (
+    DEFAULT_ALPHA,
     DEFAULT_HIERARCHY,
+    DEFAULT_N_BOOT,
     HIERARCHY_LEVELS,
     METRICS_BY_TASK,
     OPTIMIZERS,
@@ -412,9 +414,9 @@ class Analysis(Strict):
         default_factory=lambda: list(DEFAULT_HIERARCHY),
         description="nesting levels for resampling and mixed models, outermost first",
     )
-    alpha: float = Field(0.05, gt=0, lt=1, description="significance level (1 - CI coverage)")
+    alpha: float = Field(DEFAULT_ALPHA, gt=0, lt=1, description="significance level (1 - CI coverage)")
     metric: str | None = Field(None, description="primary metric (default: first of evaluation)")
-    n_boot: int = Field(2000, ge=100, le=MAX_BOOT, description="bootstrap resamples")
+    n_boot: int = Field(DEFAULT_N_BOOT, ge=100, le=MAX_BOOT, description="bootstrap resamples")
 
 
 class WandB(Strict):
