@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent(
 
     import numpy as np
     import polars as pl
-    import raybench_analysis as ra
+    import raybench_analysis as rba
 
     rng = np.random.default_rng(0)
     n = 200
@@ -35,11 +35,11 @@ SCRIPT = textwrap.dedent(
         "y_true": (np.arange(n) % 2).astype(float),
         "score": rng.random(n),
     })
-    out = ra.bootstrap(frame, metric="auc", levels=["site", "subject_id"], n_boot=100)
+    out = rba.bootstrap(frame, metric="auc", levels=["site", "subject_id"], n_boot=100)
     assert out["n_boot"][0] > 0, out
     loaded = [m for m in sys.modules if m.split(".")[0] in BLOCKED]
     assert not loaded, loaded
-    assert issubclass(ra.AnalysisError, ValueError)
+    assert issubclass(rba.AnalysisError, ValueError)
     print("ok", out["unit"][0])
     """
 )

@@ -414,7 +414,9 @@ class Analysis(Strict):
         default_factory=lambda: list(DEFAULT_HIERARCHY),
         description="nesting levels for resampling and mixed models, outermost first",
     )
-    alpha: float = Field(DEFAULT_ALPHA, gt=0, lt=1, description="significance level (1 - CI coverage)")
+    alpha: float = Field(
+        DEFAULT_ALPHA, gt=0, lt=1, description="significance level (1 - CI coverage)"
+    )
     metric: str | None = Field(None, description="primary metric (default: first of evaluation)")
     n_boot: int = Field(DEFAULT_N_BOOT, ge=100, le=MAX_BOOT, description="bootstrap resamples")
 
