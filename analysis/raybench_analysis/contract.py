@@ -37,6 +37,7 @@ from raybench_analysis._frames import AnalysisError, require_columns, to_polars
 __all__ = [
     "CONTRACT",
     "DATA_TABLES",
+    "OPTIONAL_TABLES",
     "TABLE_NAMES",
     "Column",
     "Damage",
@@ -153,8 +154,35 @@ _SPLITS = TableSpec(
     ),
 )
 
+_EXPLANATIONS = TableSpec(
+    "explanations",
+    "one row per (trial, explained test sample, method, metric); docs/explanations.md",
+    _cols(
+        ("trial_id", "string", "the refit trial whose network was explained", False),
+        ("dataset", "string", "dataset name in the suite (denormalised from `trials`)"),
+        ("model", "string", "model name in the suite (denormalised from `trials`)"),
+        ("protocol", "string", "validation protocol (see `trials.protocol`)"),
+        ("outer_fold", "int64", "fold index within the protocol"),
+        ("seed", "int64", "the suite seed of the trial"),
+        ("sample_id", "string", "the explained test image"),
+        ("subject_id", "string", "subject of the image (hierarchy level)"),
+        ("session_id", "string", "session of the image (hierarchy level)"),
+        ("scanner", "string", "scanner of the image (hierarchy level)"),
+        ("site", "string", "site of the image (hierarchy level)"),
+        ("method", "string", "attribution method: `gradcam`, `integrated_gradients`, ..."),
+        ("target", "string", "the explained output: positive or predicted class, or `value`"),
+        ("metric", "string", "`auroc`, `mass_accuracy`, `deletion_auc`, ... (EXPLANATION_METRICS)"),
+        ("value", "float64", "the metric's value; NaN when undefined (see `note`)"),
+        ("note", "string", "why a value is NaN (no or empty mask, non-finite map); else null"),
+        ("map_path", "string", "the kept map, relative to the results directory; else null"),
+    ),
+)
+
 #: The tables other than ``trials``, each a file per trial whose row count ``trials`` records.
-DATA_TABLES: tuple[str, ...] = ("predictions", "epochs", "splits")
+DATA_TABLES: tuple[str, ...] = ("predictions", "epochs", "splits", "explanations")
+
+#: Tables only some suites fill (an absent one is not worth a note when loading results).
+OPTIONAL_TABLES: tuple[str, ...] = ("explanations",)
 
 
 def count_column(table: str) -> str:
@@ -226,7 +254,9 @@ _TRIALS = TableSpec(
 )
 
 #: Every table of the contract, in commit order (``trials`` last: it marks the trial committed).
-CONTRACT: dict[str, TableSpec] = {t.name: t for t in (_PREDICTIONS, _EPOCHS, _SPLITS, _TRIALS)}
+CONTRACT: dict[str, TableSpec] = {
+    t.name: t for t in (_PREDICTIONS, _EPOCHS, _SPLITS, _EXPLANATIONS, _TRIALS)
+}
 TABLE_NAMES: tuple[str, ...] = tuple(CONTRACT)
 
 

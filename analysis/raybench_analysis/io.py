@@ -9,7 +9,7 @@ down, so millions of prediction rows are aggregated without loading them whole.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import polars as pl
 from raybench_analysis._frames import AnalysisError
 from raybench_analysis.contract import (
     DATA_TABLES,
+    OPTIONAL_TABLES,
     TABLE_NAMES,
     Inventory,
     check_leakage,
@@ -42,8 +43,9 @@ class Results:
     ----------
     root : str
         The directory (or URI) read.
-    trials, predictions, epochs, splits : polars.LazyFrame
-        The four tables; a table with no file is an empty frame with the contract's schema.
+    trials, predictions, epochs, splits, explanations : polars.LazyFrame
+        The tables; a table with no file is an empty frame with the contract's schema
+        (``explanations`` is filled only by suites with ``evaluation.explanations``).
     committed : tuple of str
         Ids of the committed trials (those with a ``trials`` file).
     missing : tuple of str
@@ -57,6 +59,9 @@ class Results:
     splits: pl.LazyFrame
     committed: tuple[str, ...]
     missing: tuple[str, ...]
+    explanations: pl.LazyFrame = field(
+        default_factory=lambda: pl.LazyFrame(schema=polars_schema("explanations"))
+    )
 
     def __repr__(self) -> str:
         notes = f"; missing: {list(self.missing)}" if self.missing else ""
@@ -149,7 +154,11 @@ def load(results_dir: str | Path) -> Results:
     if inv.damaged:
         raise _damage_error(inv)
     committed = inv.committed
-    notes = [f"{t}: no Parquet file in {root}/{t}/" for t in TABLE_NAMES if not inv.files[t]]
+    notes = [
+        f"{t}: no Parquet file in {root}/{t}/"
+        for t in TABLE_NAMES
+        if not inv.files[t] and t not in OPTIONAL_TABLES
+    ]
     for table, paths in inv.orphans.items():
         notes.append(
             f"{table}: {len(paths)} file(s) of uncommitted trials skipped "
@@ -164,6 +173,7 @@ def load(results_dir: str | Path) -> Results:
         predictions=frames["predictions"],
         epochs=frames["epochs"],
         splits=frames["splits"],
+        explanations=frames["explanations"],
         committed=committed,
         missing=tuple(notes),
     )

@@ -23,6 +23,8 @@ __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_HIERARCHY",
     "DEFAULT_N_BOOT",
+    "EXPLANATION_METHODS",
+    "EXPLANATION_METRICS",
     "HIERARCHY_LEVELS",
     "LOWER_IS_BETTER",
     "METRICS_BY_TASK",
@@ -152,6 +154,32 @@ SYNTHETIC_LABELS: Final[dict[str, tuple[str, ...]]] = {
 
 #: The synthetic cohort's diagnosis classes (negative first).
 SYNTHETIC_CLASSES: Final[tuple[str, ...]] = ("CN", "AD")
+
+#: Attribution methods of ``evaluation.explanations`` (docs/explanations.md).
+EXPLANATION_METHODS: Final[tuple[str, ...]] = (
+    "gradcam",
+    "gradcampp",
+    "occlusion",
+    "gradient",
+    "smoothgrad",
+    "integrated_gradients",
+    "kernel_shap",
+    "lime",
+)
+
+#: Metrics of the ``explanations`` table and whether a larger value is better. Localisation
+#: against the ground-truth mask, faithfulness (deletion/insertion areas), complexity, cost.
+EXPLANATION_METRICS: Final[dict[str, bool]] = {
+    "auroc": True,
+    "mass_accuracy": True,
+    "rank_accuracy": True,
+    "pointing_game": True,
+    "energy_pointing_game": True,
+    "deletion_auc": False,
+    "insertion_auc": True,
+    "sparseness": True,
+    "seconds": False,
+}
 
 
 def metrics_for(task_type: str) -> tuple[str, ...]:

@@ -41,6 +41,8 @@ from raybench.suite import schema
 __all__ = [
     "EarlyStoppingConfig",
     "EvaluationConfig",
+    "ExplainConfig",
+    "ExplanationMethodConfig",
     "ModelConfig",
     "PerturbationLevel",
     "ResourcesConfig",
@@ -178,14 +180,48 @@ def selection_of(metric: str | None, task_type: str) -> Selection:
 
 
 @dataclass(frozen=True)
+class ExplanationMethodConfig:
+    """One attribution method (a name of ``EXPLANATION_METHODS``) and its settings."""
+
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """The attribution methods of a refit trial, samples explained and maps kept (issue 8)."""
+
+    methods: tuple[ExplanationMethodConfig, ...]
+    samples: int = field(default=_default(schema.Explain, "samples"))
+    save_maps: int = field(default=_default(schema.Explain, "save_maps"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> ExplainConfig | None:
+        """The typed ``evaluation.explain`` section, or None when nothing is explained."""
+        if data is None:
+            return None
+        data = dict(data)
+        methods = tuple(
+            _build(ExplanationMethodConfig, m, "evaluation.explain.methods[]")
+            for m in data.pop("methods", ())
+        )
+        return _build(cls, data, "evaluation.explain", methods=methods)
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
-    """Reported metrics, the selection metric and the expanded perturbation levels."""
+    """Reported metrics, the selection metric, the expanded perturbation levels and explanations.
+
+    ``explain`` is None unless the suite asks for explanations; it is then left out of the config
+    dict, so trials of suites without explanations keep their ids.
+    """
 
     metrics: tuple[str, ...] = field(default=_default(schema.Evaluation, "metrics"))
     selection_metric: str | None = field(default=_default(schema.Evaluation, "selection_metric"))
     perturbations: tuple[PerturbationLevel, ...] = field(
         default=_default(schema.Evaluation, "perturbations")
     )
+    explain: ExplainConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -245,6 +281,8 @@ class TrialConfig:
     def to_dict(self) -> dict[str, Any]:
         """The canonical plain dict (``TrialSpec.config``): what ids hash and plan.json holds."""
         out = _plain({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        if out["evaluation"]["explain"] is None:
+            del out["evaluation"]["explain"]  # no explanations: the id is that of earlier versions
         out.update(out.pop("extra"))
         return out
 
@@ -279,6 +317,7 @@ class TrialConfig:
                     evaluation,
                     "evaluation",
                     metrics=tuple(evaluation.get("metrics") or ()),
+                    explain=ExplainConfig.from_dict(evaluation.get("explain")),
                     perturbations=tuple(
                         _build(PerturbationLevel, p, "evaluation.perturbations[]") for p in levels
                     ),
@@ -328,9 +367,21 @@ class TrialConfig:
                 metrics=tuple(ev.metrics) or (default_metric(suite.task.type),),
                 selection_metric=ev.selection_metric,
                 perturbations=tuple(perturbations),
+                explain=_explain_of(ev),
             ),
             resources=ResourcesConfig(**suite.resources.model_dump()),
             plugins={model.arch: suite.plugins[model.arch]} if model.arch in suite.plugins else {},
             suite=suite.name,
             wandb=None if wandb is None else WandbConfig(**wandb.model_dump()),
         )
+
+
+def _explain_of(evaluation: schema.Evaluation) -> ExplainConfig | None:
+    """The trial's explanations from the suite's ``evaluation`` (None when it names no method)."""
+    if not evaluation.explanations:
+        return None
+    methods = tuple(
+        ExplanationMethodConfig(m.method, m.model_dump(exclude={"method"}))
+        for m in evaluation.explanations
+    )
+    return ExplainConfig(methods, evaluation.explain.samples, evaluation.explain.save_maps)

@@ -32,9 +32,16 @@ def execute_trial(spec: TrialSpec, cohort: Cohort, ctx: Any) -> dict[str, pa.Tab
         ),
     )
     provenance = {**collect_provenance(), "node": ctx.node}
-    return {
+    store = getattr(ctx, "store", None)
+    if store is not None:
+        for path, data in outcome.maps.items():  # before the commit: a committed trial has them
+            store.write_file(path, data)
+    tables = {
         "trials": trial_row(spec, outcome, provenance, attempts=ctx.attempt),
         "predictions": outcome.predictions,
         "epochs": outcome.epochs,
         "splits": outcome.splits,
     }
+    if outcome.explanations is not None:
+        tables["explanations"] = outcome.explanations
+    return tables

@@ -52,6 +52,7 @@ class WorkerContext:
     node: str
     node_id: str
     started_at: float = field(default_factory=time.time)
+    store: Any = None  # the ResultStore: kept explanation maps are written through it
 
 
 @ray.remote(num_cpus=0)
@@ -138,6 +139,7 @@ def run_one(config: dict[str, Any], payload: Payload) -> None:
                 attempt=attempt,
                 node=socket.gethostname(),
                 node_id=ray.get_runtime_context().get_node_id(),
+                store=payload.store,
             )
             tables = payload.trial_fn(spec, payload.cohorts[spec.dataset], ctx)
             check_tables(trial_id, tables)

@@ -215,12 +215,14 @@ class ResultStore:
         return check_suite(self, suite_yaml, planned, allow_change=allow_change)
 
     def write_file(self, name: str, data: bytes) -> None:
-        """Write ``<root>/name`` (``suite.yaml``, ``plan.json``) whole or not at all (write aside,
-        rename); a full or read-only store is a :class:`~raybench.errors.StorageError`."""
+        """Write ``<root>/name`` (``suite.yaml``, ``plan.json``, ``maps/<trial>/<file>``) whole or
+        not at all (write aside, rename); a full or read-only store is a
+        :class:`~raybench.errors.StorageError`."""
         final = f"{self.root}/{name}"
-        tmp = f"{self.root}/.{name}.{uuid.uuid4().hex[:12]}.tmp"
+        folder, _, base = final.rpartition("/")
+        tmp = f"{folder}/.{base}.{uuid.uuid4().hex[:12]}.tmp"
         with storage_errors(name, final):
-            self.fs.create_dir(self.root, recursive=True)
+            self.fs.create_dir(folder, recursive=True)
             try:
                 with self.fs.open_output_stream(tmp) as out:
                     out.write(data)

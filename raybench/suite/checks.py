@@ -525,3 +525,31 @@ def resources(data: dict[str, Any]) -> Iterator[Problem]:
             found=show(gpu),
             allowed="a fraction in (0, 1] or a whole number",
         )
+
+
+@check
+def explanations(data: dict[str, Any]) -> Iterator[Problem]:
+    """Attribution methods need a class or value score, are not repeated, and fit their windows."""
+    evaluation = data.get("evaluation") or {}
+    items = [(i, m) for i, m in _items(evaluation, "explanations") if isinstance(m, dict)]
+    if items and _task_type(data) == "segmentation":
+        yield Problem(
+            ("evaluation", "explanations"),
+            "attribution methods explain one class or value score per image; a segmentation "
+            "network has one per voxel",
+            found="task.type 'segmentation'",
+            allowed="classification or regression",
+        )
+    for i, method in items:
+        window, stride = method.get("window"), method.get("stride")
+        if isinstance(window, int) and isinstance(stride, int) and stride > window:
+            yield Problem(
+                ("evaluation", "explanations", i, "stride"),
+                f"a stride larger than the window ({window}) leaves voxels never occluded",
+                found=show(stride),
+            )
+    yield from _duplicates(
+        [(("evaluation", "explanations", i), m) for i, m in items],
+        "explanation method",
+        format_path,
+    )

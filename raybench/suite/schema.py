@@ -369,6 +369,95 @@ class Perturbation(Strict):
     )
 
 
+#: Samples scored per trial, maps kept per trial, and attribution-method budgets.
+MAX_EXPLAIN_SAMPLES = 10_000
+MAX_STEPS = 10_000
+
+
+class GradCam(Strict):
+    """Grad-CAM (Selvaraju et al. 2017) with MONAI's ``GradCAM``, upsampled to the image grid."""
+
+    method: Literal["gradcam"] = Field(description="attribution method")
+    layer: str = Field(
+        "auto", description="module name of the target layer; auto: the last 3-D convolution"
+    )
+
+
+class GradCamPP(Strict):
+    """Grad-CAM++ (Chattopadhay et al. 2018) with MONAI's ``GradCAMpp``."""
+
+    method: Literal["gradcampp"] = Field(description="attribution method")
+    layer: str = Field(
+        "auto", description="module name of the target layer; auto: the last 3-D convolution"
+    )
+
+
+class Occlusion(Strict):
+    """Occlusion sensitivity (Zeiler & Fergus 2014) with MONAI's ``OcclusionSensitivity``."""
+
+    method: Literal["occlusion"] = Field(description="attribution method")
+    window: int = Field(8, ge=1, le=MAX_SHAPE, description="occluding cube edge, in voxels")
+    stride: int = Field(4, ge=1, le=MAX_SHAPE, description="step between cubes (<= window)")
+
+
+class Gradient(Strict):
+    """Vanilla gradient saliency (Simonyan et al. 2014), Captum ``Saliency`` (absolute value)."""
+
+    method: Literal["gradient"] = Field(description="attribution method")
+
+
+class SmoothGrad(Strict):
+    """SmoothGrad (Smilkov et al. 2017): gradients averaged over noisy copies (Captum)."""
+
+    method: Literal["smoothgrad"] = Field(description="attribution method")
+    samples: int = Field(16, ge=1, le=MAX_STEPS, description="noisy copies per sample")
+    sigma: float = Field(
+        0.15, gt=0, le=MAX_SEVERITY, description="noise SD relative to the image's value range"
+    )
+
+
+class IntegratedGradients(Strict):
+    """Integrated Gradients (Sundararajan et al. 2017), Captum, from an all-zero baseline."""
+
+    method: Literal["integrated_gradients"] = Field(description="attribution method")
+    steps: int = Field(32, ge=2, le=MAX_STEPS, description="Riemann steps of the path integral")
+
+
+class KernelShap(Strict):
+    """KernelSHAP (Lundberg & Lee 2017), Captum, over cubic super-voxels (model-agnostic)."""
+
+    method: Literal["kernel_shap"] = Field(description="attribution method")
+    window: int = Field(4, ge=1, le=MAX_SHAPE, description="super-voxel cube edge, in voxels")
+    samples: int = Field(128, ge=2, le=MAX_STEPS, description="coalitions evaluated per sample")
+
+
+class Lime(Strict):
+    """LIME (Ribeiro et al. 2016), Captum, over cubic super-voxels (model-agnostic)."""
+
+    method: Literal["lime"] = Field(description="attribution method")
+    window: int = Field(4, ge=1, le=MAX_SHAPE, description="super-voxel cube edge, in voxels")
+    samples: int = Field(128, ge=2, le=MAX_STEPS, description="perturbed copies per sample")
+
+
+ExplanationMethod = Annotated[
+    Union[
+        GradCam, GradCamPP, Occlusion, Gradient, SmoothGrad, IntegratedGradients, KernelShap, Lime
+    ],
+    Field(discriminator="method"),
+]
+
+
+class Explain(Strict):
+    """Which test samples of each refit trial are explained, and how many maps are kept."""
+
+    samples: int = Field(
+        16, ge=1, le=MAX_EXPLAIN_SAMPLES, description="test samples scored per trial (stratified)"
+    )
+    save_maps: int = Field(
+        4, ge=0, le=MAX_EXPLAIN_SAMPLES, description="samples per trial whose maps are kept (NIfTI)"
+    )
+
+
 class Evaluation(Strict):
     """How trained models are scored on the test folds."""
 
@@ -382,6 +471,11 @@ class Evaluation(Strict):
     selection_metric: str | None = Field(
         None, description="validation metric for early stopping and selection (default: loss)"
     )
+    explanations: list[ExplanationMethod] = Field(
+        default_factory=list,
+        description="attribution methods scored on refit trials (docs/explanations.md; [] = none)",
+    )
+    explain: Explain = Field(Explain(), description="samples explained and maps kept per trial")
 
 
 # --------------------------------------------------------------------------- the rest

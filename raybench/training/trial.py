@@ -9,7 +9,9 @@ result store. The order of events is what makes a result trustworthy:
    ``spec.val_ids`` only, which drive early stopping and the choice of the best epoch;
 3. only then are the best weights evaluated on the evaluation ids — ``spec.test_ids`` for a
    ``refit`` trial (clean and under each perturbation), ``spec.val_ids`` for a ``search`` trial
-   (clean) — so the test fold is never seen before the final evaluation.
+   (clean) — so the test fold is never seen before the final evaluation;
+4. a refit trial of a suite with ``evaluation.explanations`` then explains a stratified subset of
+   its test samples (:mod:`raybench.training.explain`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from raybench.training.determinism import (
     seed_everything,
     seed_worker,
 )
+from raybench.training.explain import ExplainResult, explain_samples, select_samples
 from raybench.training.loop import Predictions, TaskHead, make_head, predict, train_epoch
 from raybench.training.metrics import score
 from raybench.training.models import build_network, check_forward
@@ -84,6 +87,8 @@ class TrialOutcome:
     n_val: int
     n_test: int
     cache: dict[str, int] = field(default_factory=dict)
+    explanations: pa.Table | None = None
+    maps: dict[str, bytes] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- labels
@@ -248,6 +253,7 @@ def run_trial(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> TrialOutcom
     train_seconds = time.perf_counter() - t0
     t_eval = time.perf_counter()
     prediction_rows = _evaluate(run, model)
+    explained = _explain(run, model)
     eval_seconds = time.perf_counter() - t_eval
     return TrialOutcome(
         predictions=table_from_rows("predictions", prediction_rows),
@@ -265,6 +271,8 @@ def run_trial(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> TrialOutcom
         n_val=len(run.val_rows),
         n_test=len(rows_of(cohort, spec.test_ids)) if spec.test_ids else 0,
         cache={"hits": run.cache.stats.hits, "misses": run.cache.stats.misses},
+        explanations=None if explained is None else table_from_rows("explanations", explained.rows),
+        maps={} if explained is None else explained.maps,
     )
 
 
@@ -392,6 +400,97 @@ def _evaluate(run: _Run, model: torch.nn.Module) -> list[dict[str, Any]]:
             run.spec, run.eval_rows, run.eval_split, perturbation, out, run.targets
         )
     return rows
+
+
+def _explain(run: _Run, model: torch.nn.Module) -> ExplainResult | None:
+    """Attribution maps of a refit trial's test samples, scored (None when none are asked for).
+
+    The samples are drawn stratified on the label, seeded by the trial seed; the explained output
+    is the positive class of a binary task, the predicted class of a multi-class task, the value of
+    a regression. Masks come from the cohort's ``mask`` column, on the network's grid.
+    """
+    explain = run.config.evaluation.explain
+    if explain is None or run.spec.stage != "refit" or not explain.methods:
+        return None
+    if run.targets.task_type == "segmentation":
+        raise SuiteError(
+            "evaluation.explanations: attribution methods need one score per image; "
+            "task.type 'segmentation' has one per voxel"
+        )
+    rows = run.eval_rows
+    labels = [row.get(run.targets.label) for row in rows]
+    chosen = [rows[i] for i in select_samples(rows, labels, explain.samples, run.spec.seed)]
+    has_mask = "mask" in run.cohort.table.columns
+    masks = (
+        VolumeCache(
+            Path(run.ctx.cache_dir),
+            run.cohort,
+            preprocess_for(
+                run.cohort, with_mask=True, spatial_size=run.cache.preprocess.spatial_size
+            ),
+        )
+        if has_mask
+        else None
+    )
+    samples = []
+    for row in chosen:
+        image = torch.from_numpy(run.cache.load(row)["image"])[None].to(run.device)
+        mask = None
+        if masks is not None and row.get("mask"):
+            mask = masks.load(row)["mask"][0]
+        samples.append({"row": row, "image": image, "mask": mask})
+    base = {
+        "trial_id": run.spec.trial_id,
+        "dataset": run.spec.dataset,
+        "model": run.spec.model,
+        "protocol": run.spec.protocol,
+        "outer_fold": run.spec.outer_fold,
+        "seed": run.spec.seed,
+    }
+    return explain_samples(
+        model,
+        samples,
+        explain,
+        target_of=lambda x: _explained_output(model, x, run.targets),
+        score_of=lambda t: _output_score(model, t, run.targets),
+        trial_seed=run.spec.seed,
+        base_row=base,
+        affine_of=lambda row: _affine(run, row),
+    )
+
+
+def _explained_output(
+    model: torch.nn.Module, x: torch.Tensor, targets: _Targets
+) -> tuple[int, str]:
+    """The output explained: the positive class (binary), the predicted class, or the value."""
+    if targets.task_type == "regression":
+        return 0, "value"
+    if len(targets.classes) == 2:
+        return 1, targets.classes[1]
+    with torch.no_grad():
+        k = int(model(x).argmax(dim=1)[0])
+    return k, targets.classes[k]
+
+
+def _output_score(
+    model: torch.nn.Module, target: int, targets: _Targets
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What the deletion/insertion curves follow: the target's probability, or the value."""
+
+    def score(batch: torch.Tensor) -> torch.Tensor:
+        out = model(batch)
+        if targets.task_type == "classification":
+            return torch.softmax(out.float(), dim=1)[:, target]
+        return out.float().reshape(out.shape[0], -1)[:, target]
+
+    return score
+
+
+def _affine(run: _Run, row: Mapping[str, Any]) -> np.ndarray:
+    """Voxel-to-world matrix of a sample on the network's grid (the image's after preprocessing)."""
+    out = run.cache.preprocess.transforms()({"image": row["image"]})
+    affine = getattr(out["image"], "affine", None)
+    return np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
 
 
 def _train_and_select(run: _Run, model: torch.nn.Module) -> tuple[list[dict[str, Any]], _Best]:
