@@ -125,4 +125,13 @@ __all__ = [
     "variance_components",
     "variants_as_models",
     "write_results_dir",
+    # explanations (issue 8)
+    "compare_methods",
+    "compare_models",
+    "explanations",
 ]
+from raybench_analysis.explanations import (  # noqa: E402
+    compare_methods,
+    compare_models,
+    explanations,
+)

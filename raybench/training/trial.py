@@ -405,7 +405,7 @@ def _evaluate(run: _Run, model: torch.nn.Module) -> list[dict[str, Any]]:
 def _explain(run: _Run, model: torch.nn.Module) -> ExplainResult | None:
     """Attribution maps of a refit trial's test samples, scored (None when none are asked for).
 
-    The samples are drawn stratified on the label, seeded by the trial seed; the explained output
+    The samples are drawn stratified on the label, seeded by the test fold; the explained output
     is the positive class of a binary task, the predicted class of a multi-class task, the value of
     a regression. Masks come from the cohort's ``mask`` column, on the network's grid.
     """
@@ -419,7 +419,11 @@ def _explain(run: _Run, model: torch.nn.Module) -> ExplainResult | None:
         )
     rows = run.eval_rows
     labels = [row.get(run.targets.label) for row in rows]
-    chosen = [rows[i] for i in select_samples(rows, labels, explain.samples, run.spec.seed)]
+    # the draw depends on the test fold only, not on the model or its seed: every model and seed
+    # of a fold explains the same samples (paired comparisons, stability across seeds)
+    spec = run.spec
+    draw = derive_seed(0, "explain", spec.dataset, spec.protocol, spec.outer_fold)
+    chosen = [rows[i] for i in select_samples(rows, labels, explain.samples, draw)]
     has_mask = "mask" in run.cohort.table.columns
     masks = (
         VolumeCache(

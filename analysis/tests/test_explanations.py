@@ -1,0 +1,93 @@
+"""Explanations summaries: nested estimand, hierarchical intervals, paired method/model comparisons."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from raybench_analysis import bootstrap, compare_methods, compare_models, explanations
+from raybench_analysis._frames import AnalysisError
+
+
+def _table(effect: float = 0.2, nan_rows: int = 0, seed: int = 0) -> pl.DataFrame:
+    """2 models x 2 methods x 2 folds x 2 seeds x 6 subjects; gradcam beats gradient by `effect`."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for fold in (0, 1):
+        for s in range(6):
+            subject = f"f{fold}-s{s}"
+            base = rng.normal(0.6, 0.1)
+            for model, shift in (("cnn", 0.0), ("resnet", 0.05)):
+                for seed_ in (0, 1):
+                    for method, gain in (("gradcam", effect), ("gradient", 0.0)):
+                        for metric in ("auroc", "deletion_auc"):
+                            value = base + shift + gain + rng.normal(0, 0.02)
+                            rows.append(
+                                {
+                                    "trial_id": f"{model}-{fold}-{seed_}",
+                                    "dataset": "syn",
+                                    "model": model,
+                                    "outer_fold": fold,
+                                    "seed": seed_,
+                                    "sample_id": subject + "-ses1",
+                                    "subject_id": subject,
+                                    "site": f"site{s % 2}",
+                                    "method": method,
+                                    "metric": metric,
+                                    "value": value,
+                                }
+                            )
+    frame = pl.DataFrame(rows)
+    if nan_rows:
+        idx = pl.Series(range(frame.height)).is_in(list(range(nan_rows)))
+        frame = frame.with_columns(pl.when(idx).then(math.nan).otherwise("value").alias("value"))
+    return frame
+
+
+def test_estimate_is_the_nested_mean_and_the_interval_comes_from_bootstrap() -> None:
+    frame = _table()
+    out = explanations(frame, metrics="auroc", n_boot=300)
+    assert out.height == 4  # 2 models x 2 methods
+    row = out.filter((pl.col("model") == "cnn") & (pl.col("method") == "gradcam")).row(0, named=True)
+    cell = frame.filter(
+        (pl.col("model") == "cnn") & (pl.col("method") == "gradcam") & (pl.col("metric") == "auroc")
+    )
+    by_fold = cell.group_by("outer_fold", "seed").agg(pl.col("value").mean())
+    nested = by_fold.group_by("outer_fold").agg(pl.col("value").mean())["value"].mean()
+    assert row["estimate"] == pytest.approx(nested)
+    direct = bootstrap(cell, value="value", n_boot=300, average_over=("outer_fold", "seed"))
+    assert row["ci_low"] == pytest.approx(direct["ci_low"][0])
+    assert row["ci_low"] < row["estimate"] < row["ci_high"]
+    assert row["higher_is_better"] and row["n_undefined"] == 0
+
+
+def test_nan_values_are_counted_and_left_out() -> None:
+    out = explanations(_table(nan_rows=1), metrics="auroc", n_boot=200)
+    assert out["n_undefined"].sum() == 1
+    assert out["estimate"].is_finite().all()
+    deletion = explanations(_table(), metrics="deletion_auc", n_boot=200)
+    assert not deletion["higher_is_better"].any()
+
+
+def test_compare_methods_finds_a_real_difference_and_not_a_null_one() -> None:
+    out = compare_methods(_table(effect=0.2), metric="auroc", n_boot=500)
+    assert set(out["model"]) == {"cnn", "resnet"}
+    assert (out["method_a"] == "gradcam").all() and (out["method_b"] == "gradient").all()
+    assert (out["estimate"] - 0.2).abs().max() < 0.03
+    assert (out["p_adjusted"] < 0.05).all()
+    null = compare_methods(_table(effect=0.0, seed=3), metric="auroc", n_boot=500)
+    assert (null["ci_low"] < 0).all() and (null["ci_high"] > 0).all()
+
+
+def test_compare_models_is_paired_within_a_method() -> None:
+    out = compare_models(_table(), metric="auroc", n_boot=300)
+    assert set(out["method"]) == {"gradcam", "gradient"}
+    assert out["estimate"].to_list() == pytest.approx([-0.05, -0.05], abs=0.02)
+
+
+def test_unknown_metric_is_an_error() -> None:
+    with pytest.raises(AnalysisError, match="not in the explanations table"):
+        explanations(_table(), metrics="dice")
