@@ -102,11 +102,24 @@ def _tables(trial_id: str) -> dict[str, pa.Table]:
                 for s, r in (("a", "train"), ("b", "val"), ("c", "test"))
             ],
         ),
+        "explanations": table_from_rows(
+            "explanations",
+            [
+                {
+                    **{k: pred[k] for k in list(pred)[:11]},
+                    "method": "gradcam",
+                    "target": "AD",
+                    "metric": "auroc",
+                    "value": 0.9,
+                    "map_path": f"maps/{trial_id}/c_gradcam.nii.gz",
+                }
+            ],
+        ),
         "trials": trial_row(spec, _outcome(), collect_provenance()),
     }
 
 
 @pytest.fixture()
 def make_tables() -> Callable[[str], dict[str, pa.Table]]:
-    """``make_tables(trial_id)``: the four tables of one completed trial, ready to commit."""
+    """``make_tables(trial_id)``: the tables of one completed trial, ready to commit."""
     return _tables
