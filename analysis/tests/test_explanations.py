@@ -51,7 +51,9 @@ def test_estimate_is_the_nested_mean_and_the_interval_comes_from_bootstrap() -> 
     frame = _table()
     out = explanations(frame, metrics="auroc", n_boot=300)
     assert out.height == 4  # 2 models x 2 methods
-    row = out.filter((pl.col("model") == "cnn") & (pl.col("method") == "gradcam")).row(0, named=True)
+    row = out.filter((pl.col("model") == "cnn") & (pl.col("method") == "gradcam")).row(
+        0, named=True
+    )
     cell = frame.filter(
         (pl.col("model") == "cnn") & (pl.col("method") == "gradcam") & (pl.col("metric") == "auroc")
     )

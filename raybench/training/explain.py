@@ -167,7 +167,12 @@ def attribute(
         from monai.visualize import GradCAM, GradCAMpp
 
         cls = GradCAM if name == "gradcam" else GradCAMpp
-        cam = cls(nn_module=model, target_layers=resolve_layer(model, str(p.get("layer", "auto"))))
+        # MONAI's default post-processing rescales each map to (1, 0), flipping it: keep it raw
+        cam = cls(
+            nn_module=model,
+            target_layers=resolve_layer(model, str(p.get("layer", "auto"))),
+            postprocessing=lambda m: m,
+        )
         out = cam(x, class_idx=target)
         return _spatial(out)
     if name == "occlusion":
@@ -272,7 +277,7 @@ def localisation(attr: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     ``auroc``: voxel attributions as scores of mask membership; ``mass_accuracy``: share of the
     positive relevance inside the mask; ``rank_accuracy``: share of the K most relevant voxels
     inside the mask (K = mask size); ``pointing_game``: 1 when the most relevant voxel is inside
-    the mask; ``energy_pointing_game``: share of the positive relevance inside the mask's bounding
+    the mask (with ties, as in super-voxel maps, when one of the tied maxima is); ``energy_pointing_game``: share of the positive relevance inside the mask's bounding
     box. All NaN for an empty mask; the mass scores NaN for a map without positive relevance.
     """
     r = np.asarray(attr, dtype=np.float64).ravel()
@@ -293,7 +298,7 @@ def localisation(attr: np.ndarray, mask: np.ndarray) -> dict[str, float]:
         "auroc": _auroc(r, m),
         "mass_accuracy": float(pos[m].sum() / total) if total > 0 else math.nan,
         "rank_accuracy": float(m[top].mean()),
-        "pointing_game": float(m[int(np.argmax(r))]),
+        "pointing_game": float(m[r == r.max()].any()),
         "energy_pointing_game": float(pos[box.ravel()].sum() / total) if total > 0 else math.nan,
     }
 

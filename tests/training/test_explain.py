@@ -1,0 +1,209 @@
+"""Explanations: metrics with known truth, a network whose answer is known, determinism, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from raybench.data.cohort import Cohort
+from raybench.errors import SuiteError
+from raybench.plan.config import ExplanationMethodConfig
+from raybench.store.schemas import SCHEMAS
+from raybench.training.explain import (
+    attribute,
+    deletion_insertion,
+    localisation,
+    resolve_layer,
+    select_samples,
+    sparseness,
+)
+from raybench.training.trial import TrialContext, run_trial
+
+SHAPE = (16, 16, 16)
+
+
+def _lesion() -> tuple[np.ndarray, np.ndarray]:
+    """A brain-like image (1 inside a ball, 0 outside) with a bright lesion, and its mask."""
+    grid = np.stack(np.meshgrid(*(np.arange(s) for s in SHAPE), indexing="ij"))
+    centre = np.array(SHAPE).reshape(3, 1, 1, 1) / 2
+    brain = ((grid - centre) ** 2).sum(0) < 6.5**2
+    mask = ((grid - np.array([9, 7, 8]).reshape(3, 1, 1, 1)) ** 2).sum(0) < 2.5**2
+    image = brain * 1.0 + 1.5 * mask
+    return image.astype(np.float32), mask.astype(np.uint8)
+
+
+class LesionMean(torch.nn.Module):
+    """A hand-built network whose positive-class logit is the mean intensity inside the lesion."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, 1, kernel_size=1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0)
+        weights = torch.as_tensor(mask, dtype=torch.float32) / float(mask.sum())
+        self.register_buffer("weights", weights[None, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        score = (self.conv(x) * self.weights).sum(dim=(1, 2, 3, 4))
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+METHODS = [
+    ExplanationMethodConfig("gradcam", {"layer": "auto"}),
+    ExplanationMethodConfig("gradcampp", {"layer": "conv"}),
+    ExplanationMethodConfig("occlusion", {"window": 4, "stride": 2}),
+    ExplanationMethodConfig("gradient"),
+    ExplanationMethodConfig("smoothgrad", {"samples": 4, "sigma": 0.1}),
+    ExplanationMethodConfig("integrated_gradients", {"steps": 8}),
+    ExplanationMethodConfig("kernel_shap", {"window": 4, "samples": 64}),
+    ExplanationMethodConfig("lime", {"window": 4, "samples": 64}),
+]
+
+
+def test_the_mask_itself_localises_perfectly_and_a_random_map_at_chance() -> None:
+    _, mask = _lesion()
+    perfect = localisation(mask.astype(float), mask)
+    assert perfect == {
+        "auroc": 1.0,
+        "mass_accuracy": 1.0,
+        "rank_accuracy": 1.0,
+        "pointing_game": 1.0,
+        "energy_pointing_game": 1.0,
+    }
+    rng = np.random.default_rng(0)
+    share = mask.mean()
+    scores = [localisation(rng.random(SHAPE), mask) for _ in range(200)]
+    auroc = np.array([s["auroc"] for s in scores])
+    # the null SD of a Mann-Whitney AUROC with k mask voxels among n: sqrt((n + 1) / (12 k (n - k)))
+    n, k = mask.size, int(mask.sum())
+    sd = np.sqrt((n + 1) / (12 * k * (n - k)))
+    assert abs(auroc.mean() - 0.5) < 4 * sd / np.sqrt(len(auroc))
+    assert np.mean(np.abs(auroc - 0.5) < 2 * sd) > 0.9
+    assert np.mean([s["mass_accuracy"] for s in scores]) == pytest.approx(share, abs=0.01)
+    assert np.mean([s["rank_accuracy"] for s in scores]) == pytest.approx(share, abs=0.02)
+    assert np.mean([s["pointing_game"] for s in scores]) == pytest.approx(share, abs=0.05)
+
+
+def test_empty_mask_and_non_finite_maps_are_undefined_not_dropped() -> None:
+    _, mask = _lesion()
+    assert all(np.isnan(v) for v in localisation(np.ones(SHAPE), np.zeros(SHAPE)).values())
+    bad = np.ones(SHAPE)
+    bad[0, 0, 0] = np.nan
+    assert all(np.isnan(v) for v in localisation(bad, mask).values())
+    assert np.isnan(sparseness(np.zeros(SHAPE)))
+
+
+def test_sparseness_is_zero_for_a_flat_map_and_near_one_for_a_single_voxel() -> None:
+    assert sparseness(np.ones(SHAPE)) == pytest.approx(0.0)
+    spike = np.zeros(SHAPE)
+    spike[3, 3, 3] = 5.0
+    n = spike.size
+    assert sparseness(spike) == pytest.approx((n - 1) / n)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=[m.method for m in METHODS])
+def test_every_method_finds_the_lesion_a_known_network_looks_at(
+    method: ExplanationMethodConfig,
+) -> None:
+    image, mask = _lesion()
+    net = LesionMean(mask)
+    x = torch.as_tensor(image)[None, None]
+    attr = attribute(net, x, 1, method, seed=0)
+    assert attr.shape == SHAPE and np.isfinite(attr).all()
+    scores = localisation(attr, mask)
+    assert scores["auroc"] > 0.9, scores
+    assert scores["pointing_game"] == 1.0 or scores["energy_pointing_game"] > 0.5, scores
+    # deletion removes the evidence faster along the map than in a random order
+    score = lambda b: net(b)[:, 1]  # noqa: E731
+    deletion, insertion = deletion_insertion(score, x, attr)
+    random_deletion, random_insertion = deletion_insertion(
+        score, x, np.random.default_rng(1).random(SHAPE)
+    )
+    assert deletion < random_deletion and insertion > random_insertion
+
+
+@pytest.mark.parametrize("method", METHODS[:2] + METHODS[4:], ids=lambda m: m.method)
+def test_methods_are_deterministic_given_the_seed(method: ExplanationMethodConfig) -> None:
+    image, mask = _lesion()
+    net = LesionMean(mask)
+    x = torch.as_tensor(image)[None, None]
+    assert np.array_equal(attribute(net, x, 1, method, 3), attribute(net, x, 1, method, 3))
+
+
+def test_a_layer_the_network_lacks_is_a_located_error_with_a_suggestion() -> None:
+    _, mask = _lesion()
+    net = LesionMean(mask)
+    assert resolve_layer(net, "auto") == "conv"
+    with pytest.raises(SuiteError, match=r"layer='cnov' is not a module.*did you mean 'conv'"):
+        resolve_layer(net, "cnov")
+    with pytest.raises(SuiteError, match="needs a 3-D convolution"):
+        resolve_layer(torch.nn.Sequential(torch.nn.Linear(2, 2)), "auto")
+
+
+def test_samples_are_stratified_seeded_and_independent_of_row_order() -> None:
+    rows = [{"sample_id": f"s{i:02d}"} for i in range(20)]
+    labels = ["AD" if i < 5 else "CN" for i in range(20)]
+    chosen = select_samples(rows, labels, 8, seed=4)
+    assert len(chosen) == 8 and sum(labels[i] == "AD" for i in chosen) == 2
+    assert chosen == select_samples(rows, labels, 8, seed=4)
+    order = list(reversed(range(20)))
+    again = select_samples([rows[i] for i in order], [labels[i] for i in order], 8, seed=4)
+    assert sorted(rows[order[i]]["sample_id"] for i in again) == sorted(
+        rows[i]["sample_id"] for i in chosen
+    )
+    assert select_samples(rows, labels, 50, seed=0) == list(range(20))
+    # a rare stratum still gets one sample when n allows
+    assert any(labels[i] == "AD" for i in select_samples(rows, labels, 2, seed=1))
+
+
+TRIAL_METHODS = [
+    {"method": "gradcam", "params": {"layer": "auto"}},
+    {"method": "gradient", "params": {}},
+    {"method": "kernel_shap", "params": {"window": 8, "samples": 16}},
+]
+
+
+def test_a_refit_trial_explains_its_test_samples_identically_twice(
+    cohort: Cohort, spec_of: Any, tmp_path: Path
+) -> None:
+    explain = {"methods": TRIAL_METHODS, "samples": 2, "save_maps": 1}
+    spec = spec_of(cohort, evaluation={"explain": explain})
+    first = run_trial(spec, cohort, TrialContext(tmp_path / "a"))
+    second = run_trial(spec, cohort, TrialContext(tmp_path / "b"))
+    assert first.explanations is not None and first.explanations.schema.equals(
+        SCHEMAS["explanations"]
+    )
+    frame = pl.from_arrow(first.explanations)
+    assert set(frame["sample_id"]) == set(spec.test_ids)
+    assert set(frame["method"]) == {m["method"] for m in TRIAL_METHODS}
+    assert set(frame["target"]) == {"AD"}  # the positive class of a binary task
+    # sub-06 is CN (empty mask): localisation undefined with a note, faithfulness defined
+    cn = frame.filter((pl.col("sample_id") == "sub-06_ses-1") & (pl.col("metric") == "auroc"))
+    assert cn["value"].is_nan().all() and cn["note"].str.contains("empty").all()
+    ad = frame.filter((pl.col("sample_id") == "sub-07_ses-1") & (pl.col("metric") == "auroc"))
+    assert ad["value"].is_finite().all() and ad["note"].is_null().all()
+    timing = pl.col("metric") != "seconds"
+    assert frame.filter(timing).equals(pl.from_arrow(second.explanations).filter(timing))
+    assert first.maps == second.maps and len(first.maps) == len(TRIAL_METHODS)
+    path = next(iter(first.maps))
+    assert path.startswith(f"maps/{spec.trial_id}/sub-06_ses-1_")
+    saved = tmp_path / "map.nii.gz"
+    saved.write_bytes(first.maps[path])
+    assert nib.load(saved).shape == (16, 16, 16)
+
+
+def test_search_trials_and_suites_without_explanations_explain_nothing(
+    cohort: Cohort, spec_of: Any, tmp_path: Path
+) -> None:
+    explain = {"methods": TRIAL_METHODS[:1], "samples": 2, "save_maps": 0}
+    search = spec_of(cohort, evaluation={"explain": explain}, stage="search")
+    assert run_trial(search, cohort, TrialContext(tmp_path)).explanations is None
+    plain = run_trial(spec_of(cohort), cohort, TrialContext(tmp_path))
+    assert plain.explanations is None and plain.maps == {}
+    assert "explain" not in spec_of(cohort).settings.to_dict()["evaluation"]
