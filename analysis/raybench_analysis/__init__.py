@@ -16,6 +16,7 @@ from raybench_analysis.conformal import conformal, conformal_quantile, conformal
 from raybench_analysis.delong import delong, delong_auc
 
 # A3: Friedman/Nemenyi, ranking stability, robustness, simulation, summary
+from raybench_analysis.explanations import compare_methods, compare_models, explanations
 from raybench_analysis.formula import FormulaError, parse_formula
 from raybench_analysis.friedman import FriedmanResult, friedman
 from raybench_analysis.io import Results, check_leakage, load
@@ -83,6 +84,8 @@ __all__ = [
     "calibration_slope",
     "check_leakage",
     "compare",
+    "compare_methods",
+    "compare_models",
     "conformal",
     "conformal_quantile",
     "conformal_sets",
@@ -91,6 +94,7 @@ __all__ = [
     "delong_auc",
     "dice",
     "ece",
+    "explanations",
     "f1",
     "fit_temperature",
     "friedman",
@@ -125,13 +129,4 @@ __all__ = [
     "variance_components",
     "variants_as_models",
     "write_results_dir",
-    # explanations (issue 8)
-    "compare_methods",
-    "compare_models",
-    "explanations",
 ]
-from raybench_analysis.explanations import (  # noqa: E402
-    compare_methods,
-    compare_models,
-    explanations,
-)

@@ -1,4 +1,4 @@
-"""Explanations as a benchmark axis: localisation and faithfulness of attribution maps, with intervals.
+"""Explanations as a benchmark axis: localisation and faithfulness of attribution maps, summarised.
 
 The ``explanations`` table (docs/results.md, docs/explanations.md) holds one row per (refit trial,
 explained test sample, method, metric). This module summarises it the way predictions are
@@ -35,7 +35,7 @@ _TRAINED = ("outer_fold", "seed")
 
 
 def _table(data: Any) -> pl.DataFrame:
-    """The explanations table of ``data`` (a frame, or what :func:`raybench_analysis.load` gives)."""
+    """The explanations table of ``data`` (a frame, or :func:`raybench_analysis.load`'s result)."""
     frame = getattr(data, "explanations", data)
     if isinstance(frame, pl.LazyFrame):
         frame = frame.collect()
@@ -217,8 +217,9 @@ def compare_methods(
 
     Samples where a method's value is NaN are left out for every method of that model. ``test``
     is :func:`raybench_analysis.compare`'s ``method`` (``"bootstrap"``, default, or
-    ``"corrected_ttest"``); other arguments (``n_boot``, ``seed``, ``alpha``, ...) go to it too, which scores each method
-    per (fold, seed), averages over seeds then folds, and adjusts p-values over the pairs.
+    ``"corrected_ttest"``); other arguments (``n_boot``, ``seed``, ``alpha``, ...) go to it too.
+    It scores each method per (fold, seed), averages over seeds then folds, and adjusts the
+    p-values over the pairs.
 
     Returns
     -------

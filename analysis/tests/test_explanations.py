@@ -1,4 +1,4 @@
-"""Explanations summaries: nested estimand, hierarchical intervals, paired method/model comparisons."""
+"""Explanation summaries: nested estimand, hierarchical intervals, paired comparisons."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import math
 import numpy as np
 import polars as pl
 import pytest
-
 from raybench_analysis import bootstrap, compare_methods, compare_models, explanations
 from raybench_analysis._frames import AnalysisError
 

@@ -277,8 +277,9 @@ def localisation(attr: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     ``auroc``: voxel attributions as scores of mask membership; ``mass_accuracy``: share of the
     positive relevance inside the mask; ``rank_accuracy``: share of the K most relevant voxels
     inside the mask (K = mask size); ``pointing_game``: 1 when the most relevant voxel is inside
-    the mask (with ties, as in super-voxel maps, when one of the tied maxima is); ``energy_pointing_game``: share of the positive relevance inside the mask's bounding
-    box. All NaN for an empty mask; the mass scores NaN for a map without positive relevance.
+    the mask (with ties, as in super-voxel maps: when one of the tied maxima is);
+    ``energy_pointing_game``: share of the positive relevance inside the mask's bounding box.
+    All NaN for an empty mask; the mass scores NaN for a map without positive relevance.
     """
     r = np.asarray(attr, dtype=np.float64).ravel()
     m = np.asarray(mask).ravel() > 0

@@ -1,4 +1,4 @@
-"""Explanations: metrics with known truth, a network whose answer is known, determinism, bad input."""
+"""Explanations: metrics with known truth, a network with a known answer, determinism, bad input."""
 
 from __future__ import annotations
 
