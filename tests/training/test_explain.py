@@ -207,3 +207,37 @@ def test_search_trials_and_suites_without_explanations_explain_nothing(
     plain = run_trial(spec_of(cohort), cohort, TrialContext(tmp_path))
     assert plain.explanations is None and plain.maps == {}
     assert "explain" not in spec_of(cohort).settings.to_dict()["evaluation"]
+
+
+def test_explained_trial_commits_its_table_and_maps_and_the_analysis_reads_them(
+    cohort: Cohort, spec_of: Any, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    import raybench_analysis as rba
+
+    from raybench.runner.execute import execute_trial
+    from raybench.store import ResultStore
+
+    store = ResultStore(tmp_path / "res")
+    explain = {"methods": TRIAL_METHODS[:2], "samples": 2, "save_maps": 1}
+    for seed in (0, 1):
+        spec = spec_of(cohort, evaluation={"explain": explain}, seed=seed, trial_id=f"t{seed}")
+        ctx = SimpleNamespace(
+            cache_dir=tmp_path / "cache",
+            device="cpu",
+            num_threads=1,
+            on_epoch=None,
+            attempt=1,
+            node="here",
+            store=store,
+        )
+        store.commit(spec.trial_id, execute_trial(spec, cohort, ctx))
+    res = rba.load(tmp_path / "res")
+    table = res.explanations.collect()
+    assert table.height == 2 * 2 * 2 * 9  # trials x samples x methods x metrics
+    for path in table["map_path"].drop_nulls().unique():
+        assert nib.load(tmp_path / "res" / path).shape == (16, 16, 16)
+    summary = rba.explanations(res, metrics="deletion_auc", n_boot=200)
+    assert set(summary["method"]) == {"gradcam", "gradient"}
+    assert summary["n_seed"].to_list() == [2, 2]
