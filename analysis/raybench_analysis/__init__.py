@@ -16,7 +16,12 @@ from raybench_analysis.conformal import conformal, conformal_quantile, conformal
 from raybench_analysis.delong import delong, delong_auc
 
 # A3: Friedman/Nemenyi, ranking stability, robustness, simulation, summary
-from raybench_analysis.explanations import compare_methods, compare_models, explanations
+from raybench_analysis.explanations import (
+    compare_methods,
+    compare_models,
+    explanations,
+    map_stability,
+)
 from raybench_analysis.formula import FormulaError, parse_formula
 from raybench_analysis.friedman import FriedmanResult, friedman
 from raybench_analysis.io import Results, check_leakage, load
@@ -102,6 +107,7 @@ __all__ = [
     "load",
     "log_loss",
     "mae",
+    "map_stability",
     "mcc",
     "metric_by",
     "mixed",

@@ -8,7 +8,9 @@ summarised, through the same machinery, never a copy of it:
   (one ``outer_fold`` × ``seed`` cell), averaged over seeds within a fold and then over folds, with
   the hierarchical bootstrap interval of :func:`raybench_analysis.bootstrap` (``average_over``);
 - :func:`compare_methods` and :func:`compare_models`: paired differences (same samples, same
-  resamples) with Holm or BH adjusted p-values, through :func:`raybench_analysis.compare`.
+  resamples) with Holm or BH adjusted p-values, through :func:`raybench_analysis.compare`;
+- :func:`map_stability`: "retrain it, does the explanation stay?": rank correlation and top-k%
+  overlap of one sample's maps across training seeds, with the same intervals.
 
 Every model and seed of one test fold explains the same samples (the draw depends on the fold
 only), so methods and models are paired sample by sample.
@@ -28,7 +30,7 @@ from raybench_analysis.compare import compare
 from raybench_analysis.metrics import Metric, _mean_finalize
 from raybench_analysis.vocabulary import EXPLANATION_METRICS
 
-__all__ = ["compare_methods", "compare_models", "explanations"]
+__all__ = ["compare_methods", "compare_models", "explanations", "map_stability"]
 
 #: One trained model: its scores are averaged over seeds within a fold, then over folds.
 _TRAINED = ("outer_fold", "seed")
@@ -248,3 +250,112 @@ def compare_models(
     frame = _table(data)
     names = as_names(by, name="by")
     return _compare(frame, metric, "model", names, levels=levels, correction=correction, **kwargs)
+
+
+def _pair_scores(a: np.ndarray, b: np.ndarray, top: float) -> tuple[float, float]:
+    """Spearman rank correlation of two maps and the overlap of their top ``top`` fractions."""
+    from scipy.stats import spearmanr
+
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("nan"), float("nan")
+    rho = spearmanr(a, b).statistic
+    k = max(1, round(top * a.size))
+    top_a = set(np.argsort(-a, kind="stable")[:k].tolist())
+    top_b = set(np.argsort(-b, kind="stable")[:k].tolist())
+    return float(rho), len(top_a & top_b) / k
+
+
+def map_stability(
+    maps: Any,
+    top: float = 0.1,
+    levels: Sequence[str] = ("subject_id",),
+    by: str | Sequence[str] | None = ("dataset",),
+    n_boot: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> pl.DataFrame:
+    """Retrain it, does the explanation stay? Similarity of one sample's maps across seeds.
+
+    Parameters
+    ----------
+    maps : polars/pandas DataFrame
+        One row per kept map: ``model``, ``method``, ``outer_fold``, ``seed``, ``sample_id``, the
+        ``levels`` and ``by`` columns, and ``map`` (the flattened map, a list of floats; read the
+        NIfTI files at the ``explanations`` table's ``map_path``, e.g. with nibabel).
+    top : float
+        Fraction of the voxels that counts as a map's most relevant part (0.1: top 10%).
+    levels, by, n_boot, seed, alpha :
+        As in :func:`explanations`.
+
+    Returns
+    -------
+    polars.DataFrame
+        Per ``by`` × model × method × ``quantity`` (``spearman``: rank correlation of the voxel
+        attributions; ``top_overlap``: shared share of the top-``top`` voxels), the mean over
+        samples of the mean over seed pairs, with the hierarchical bootstrap interval of
+        :func:`raybench_analysis.bootstrap`, and ``n_pairs`` (seed pairs per sample).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> base = [rng.random(64) for _ in range(6)]
+    >>> rows = [{"dataset": "d", "model": "m", "method": "gradcam", "outer_fold": 0, "seed": s,
+    ...          "sample_id": f"x{i}", "subject_id": f"x{i}", "map": (b + 0.01 * s).tolist()}
+    ...         for i, b in enumerate(base) for s in (0, 1)]
+    >>> out = map_stability(pl.DataFrame(rows), n_boot=200)
+    >>> [(q, round(e, 6)) for q, e in out.select("quantity", "estimate").rows()]
+    [('spearman', 1.0), ('top_overlap', 1.0)]
+    """
+    if not 0 < top <= 1:
+        raise AnalysisError(f"top={top!r}: a fraction of the voxels in (0, 1]")
+    frame = to_polars(maps, name="maps")
+    keys = [*as_names(by, name="by"), "model", "method"]
+    unit = ["outer_fold", "sample_id"]
+    require_columns(
+        frame,
+        [*keys, *unit, *levels, "seed", "map"],
+        name="maps",
+        why="to compare maps across seeds",
+    )
+    rows = []
+    for group in frame.partition_by([*keys, *unit], maintain_order=True):
+        arrays = [np.asarray(m, dtype=float) for m in group.sort("seed").get_column("map")]
+        pairs = [
+            _pair_scores(arrays[i], arrays[j], top)
+            for i in range(len(arrays))
+            for j in range(i + 1, len(arrays))
+            if arrays[i].shape == arrays[j].shape
+        ]
+        if not pairs:
+            continue
+        first = group.row(0, named=True)
+        for q, quantity in enumerate(("spearman", "top_overlap")):
+            rows.append(
+                {
+                    **{c: first[c] for c in dict.fromkeys([*keys, *unit, *levels])},
+                    "quantity": quantity,
+                    "value": float(np.mean([p[q] for p in pairs])),
+                    "n_pairs": len(pairs),
+                }
+            )
+    if not rows:
+        raise AnalysisError("no sample has maps of two seeds of one model and method")
+    per_sample = _finite(pl.DataFrame(rows)).rename({"method": "_method"})
+    summary = bootstrap(
+        per_sample,
+        value="value",
+        levels=levels,
+        by=[*keys[:-1], "_method", "quantity"],
+        n_boot=n_boot,
+        seed=seed,
+        alpha=alpha,
+    )
+    pairs = per_sample.group_by([*keys[:-1], "_method", "quantity"]).agg(
+        pl.col("n_pairs").mean().alias("n_pairs")
+    )
+    return (
+        summary.join(pairs, on=[*keys[:-1], "_method", "quantity"])
+        .drop("metric")
+        .rename({"method": "interval_method", "_method": "method"})
+        .sort([*keys, "quantity"])
+    )

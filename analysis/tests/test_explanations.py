@@ -7,7 +7,13 @@ import math
 import numpy as np
 import polars as pl
 import pytest
-from raybench_analysis import bootstrap, compare_methods, compare_models, explanations
+from raybench_analysis import (
+    bootstrap,
+    compare_methods,
+    compare_models,
+    explanations,
+    map_stability,
+)
 from raybench_analysis._frames import AnalysisError
 
 
@@ -92,3 +98,38 @@ def test_compare_models_is_paired_within_a_method() -> None:
 def test_unknown_metric_is_an_error() -> None:
     with pytest.raises(AnalysisError, match="not in the explanations table"):
         explanations(_table(), metrics="dice")
+
+
+def _maps(noise: float, n_samples: int = 8, seeds: int = 3, size: int = 400) -> pl.DataFrame:
+    """Maps of one sample across seeds: a shared pattern plus seed noise of SD ``noise``."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(n_samples):
+        pattern = rng.random(size)
+        for s in range(seeds):
+            rows.append(
+                {
+                    "dataset": "syn",
+                    "model": "cnn",
+                    "method": "gradcam",
+                    "outer_fold": i % 2,
+                    "seed": s,
+                    "sample_id": f"x{i}",
+                    "subject_id": f"x{i}",
+                    "map": (pattern * (noise < 10) + noise * rng.random(size)).tolist(),
+                }
+            )
+    return pl.DataFrame(rows)
+
+
+def test_map_stability_is_high_for_stable_maps_and_chance_for_unrelated_ones() -> None:
+    stable = map_stability(_maps(noise=0.05), top=0.1, n_boot=300)
+    assert stable.filter(pl.col("quantity") == "spearman")["estimate"][0] > 0.95
+    assert stable["n_pairs"].to_list() == [3.0, 3.0]  # 3 seeds: 3 pairs per sample
+    unrelated = map_stability(_maps(noise=100.0), top=0.1, n_boot=300)
+    rho = unrelated.filter(pl.col("quantity") == "spearman").row(0, named=True)
+    assert rho["ci_low"] < 0 < rho["ci_high"]
+    overlap = unrelated.filter(pl.col("quantity") == "top_overlap")["estimate"][0]
+    assert overlap == pytest.approx(0.1, abs=0.05)  # chance overlap of two random top-10% sets
+    with pytest.raises(AnalysisError, match="fraction"):
+        map_stability(_maps(0.1), top=0.0)
