@@ -167,14 +167,18 @@ def attribute(
         from monai.visualize import GradCAM, GradCAMpp
 
         cls = GradCAM if name == "gradcam" else GradCAMpp
-        # MONAI's default post-processing rescales each map to (1, 0), flipping it: keep it raw
-        cam = cls(
-            nn_module=model,
-            target_layers=resolve_layer(model, str(p.get("layer", "auto"))),
-            postprocessing=lambda m: m,
-        )
-        out = cam(x, class_idx=target)
-        return _spatial(out)
+        layer = resolve_layer(model, str(p.get("layer", "auto")))
+        module = dict(model.named_modules())[layer]
+        hooks = (module._forward_hooks, module._backward_hooks)
+        before = [set(h) for h in hooks]
+        try:
+            # MONAI's default post-processing rescales each map to (1, 0), flipping it: keep it raw
+            cam = cls(nn_module=model, target_layers=layer, postprocessing=lambda m: m)
+            return _spatial(cam(x, class_idx=target))
+        finally:  # MONAI never removes the hooks it adds: leave the network as it was
+            for h, old in zip(hooks, before, strict=True):
+                for key in set(h) - old:
+                    del h[key]
     if name == "occlusion":
         from monai.visualize import OcclusionSensitivity
 

@@ -241,3 +241,12 @@ def test_explained_trial_commits_its_table_and_maps_and_the_analysis_reads_them(
     summary = rba.explanations(res, metrics="deletion_auc", n_boot=200)
     assert set(summary["method"]) == {"gradcam", "gradient"}
     assert summary["n_seed"].to_list() == [2, 2]
+
+
+def test_grad_cam_leaves_no_hook_on_the_network() -> None:
+    image, mask = _lesion()
+    net = LesionMean(mask)
+    x = torch.as_tensor(image)[None, None]
+    for method in METHODS[:2]:
+        attribute(net, x, 1, method, 0)
+    assert not net.conv._forward_hooks and not net.conv._backward_hooks
