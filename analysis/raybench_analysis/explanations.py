@@ -28,7 +28,7 @@ from raybench_analysis._frames import AnalysisError, as_names, require_columns, 
 from raybench_analysis.bootstrap import bootstrap
 from raybench_analysis.compare import compare
 from raybench_analysis.metrics import Metric, _mean_finalize
-from raybench_analysis.vocabulary import EXPLANATION_METRICS
+from raybench_analysis.vocabulary import DEFAULT_ALPHA, DEFAULT_N_BOOT, EXPLANATION_METRICS
 
 __all__ = ["compare_methods", "compare_models", "explanations", "map_stability"]
 
@@ -70,9 +70,9 @@ def explanations(
     metrics: str | Sequence[str] | None = None,
     levels: Sequence[str] = ("subject_id",),
     by: str | Sequence[str] | None = ("dataset",),
-    n_boot: int = 2000,
+    n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
-    alpha: float = 0.05,
+    alpha: float = DEFAULT_ALPHA,
     **options: Any,
 ) -> pl.DataFrame:
     """Per model × method × metric: the estimate with its hierarchical bootstrap interval.
@@ -270,9 +270,9 @@ def map_stability(
     top: float = 0.1,
     levels: Sequence[str] = ("subject_id",),
     by: str | Sequence[str] | None = ("dataset",),
-    n_boot: int = 2000,
+    n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
-    alpha: float = 0.05,
+    alpha: float = DEFAULT_ALPHA,
 ) -> pl.DataFrame:
     """Retrain it, does the explanation stay? Similarity of one sample's maps across seeds.
 
