@@ -40,9 +40,8 @@ def override_gpus(plan: Plan, gpus: float | None) -> Plan:
         return plan
 
     def one(spec: TrialSpec) -> TrialSpec:
-        resources = dict(spec.config.get("resources") or {})
-        before = float(resources.get("gpu", 0) or 0)
-        resources["gpu"] = float(gpus)
+        before = spec.resources.gpu
+        resources = {**spec.config["resources"], "gpu": float(gpus)}
         config = {**spec.config, "resources": resources}
         config["resources_override"] = {"gpu": [before, float(gpus)]}
         return dataclasses.replace(spec, config=config)

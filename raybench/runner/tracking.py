@@ -160,7 +160,7 @@ class TrialRun:
                     summary[key] = row[key]
             # the epoch curves' summary values are those of the selected epoch, not the last
             summary |= self.epochs.get(row.get("best_epoch"), {})
-        metrics = list(self.spec.config.get("evaluation", {}).get("metrics") or [])
+        metrics = list(self.spec.settings.evaluation.metrics)
         if tables.get("predictions") is not None and metrics:
             summary |= trial_test_metrics(tables["predictions"], metrics)
         self.run.summary.update(summary)
@@ -171,11 +171,11 @@ def _init(settings: Mapping[str, Any], wandb_dir: Path, **kwargs: Any) -> Any:
 
     wandb_dir = Path(wandb_dir)
     wandb_dir.mkdir(parents=True, exist_ok=True)
-    mode = settings.get("mode", "offline")
+    mode = settings["mode"]
     os.environ["WANDB_MODE"] = mode
     os.environ.setdefault("WANDB_SILENT", "true")
     return wandb.init(
-        project=settings.get("project", "raybench"),
+        project=settings["project"],
         entity=settings.get("entity"),
         dir=str(wandb_dir),
         mode=mode,
@@ -246,7 +246,7 @@ def log_suite_run(
     in place with ``artifacts="reference"`` or copied into the artifact with ``"upload"``).
     Returns None when ``settings`` turn W&B off.
     """
-    if not settings or settings.get("mode", "offline") == "disabled":
+    if not settings or settings["mode"] == "disabled":
         return None
     import wandb
 
