@@ -25,12 +25,25 @@ from scipy import stats as sps
 from raybench_analysis._frames import AnalysisError, as_names, require_columns, to_polars
 from raybench_analysis.metrics import Metric, _mean_finalize, get_metric, weighted_auc
 
-__all__ = ["bootstrap", "bootstrap_replicates", "interval_from_replicates"]
+__all__ = [
+    "MIN_DEFINED_FRACTION",
+    "bootstrap",
+    "bootstrap_replicates",
+    "check_defined",
+    "interval_from_replicates",
+]
 
 Scheme = Literal["cluster", "two_stage"]
 Interval = Literal["t", "t_bc", "percentile"]
 SCHEMES: tuple[str, ...] = ("cluster", "two_stage")
 INTERVALS: tuple[str, ...] = ("t", "t_bc", "percentile")
+
+#: least share of replicates that must be defined (finite) for an interval and p-value to be
+#: reported. Dropping undefined replicates conditions the bootstrap on draws that keep the
+#: statistic defined (e.g. both classes for AUC); when many are dropped that conditional
+#: distribution no longer describes the estimate's sampling variation (with two one-class sites
+#: only draws of both sites once survive, and the interval collapses to a point).
+MIN_DEFINED_FRACTION = 0.9
 
 #: cells (replicates × units or replicates × observations) processed per chunk; bounds memory.
 MAX_CELLS = 8_000_000
@@ -224,6 +237,50 @@ def draw_counts(
         yield counts.astype(np.float64)
 
 
+def check_defined(n_defined: int, n_total: int, where: str, what: str) -> bool:
+    """Warn when bootstrap replicates were undefined; say whether enough are left to report.
+
+    The one rule of :func:`bootstrap` and :func:`raybench_analysis.compare` (and
+    :func:`interval_from_replicates` with ``n_total``): an interval and p-value need at least
+    ``MIN_DEFINED_FRACTION`` (90%) of the replicates defined.
+
+    Parameters
+    ----------
+    n_defined, n_total : int
+        Finite replicates and replicates drawn.
+    where, what : str
+        The group (for the message) and the statistic's name.
+
+    Returns
+    -------
+    bool
+        True when ``n_defined >= ceil(MIN_DEFINED_FRACTION · n_total)`` (and at least 2).
+
+    Examples
+    --------
+    >>> check_defined(200, 200, "data", "auc")
+    True
+    """
+    need = max(2, math.ceil(MIN_DEFINED_FRACTION * n_total))
+    enough = n_defined >= need
+    if n_defined < n_total:
+        tail = (
+            ""
+            if enough
+            else (
+                f"; fewer than the {need} ({MIN_DEFINED_FRACTION:.0%}) needed, so no interval "
+                "or p-value is reported (NaN): the defined replicates are a conditional, biased "
+                "resample. Resample more units per draw (a lower level) or pool the groups."
+            )
+        )
+        warnings.warn(
+            f"{where}: {n_total - n_defined} of {n_total} replicates left {what} undefined "
+            f"(e.g. one class only) and were dropped{tail}",
+            stacklevel=3,
+        )
+    return enough
+
+
 def interval_from_replicates(
     estimate: float,
     replicates: np.ndarray,
@@ -231,6 +288,7 @@ def interval_from_replicates(
     alpha: float = 0.05,
     interval: str = "t",
     n_strata: int = 1,
+    n_total: int | None = None,
 ) -> dict[str, float]:
     """Standard error, interval and two-sided p-value (of "true value = 0") from replicates.
 
@@ -249,6 +307,10 @@ def interval_from_replicates(
         interval.
     n_strata : int
         H, the number of strata the top-level units were resampled within.
+    n_total : int, optional
+        Replicates drawn, undefined ones included; when given, fewer than
+        ``MIN_DEFINED_FRACTION`` of them finite leave every output NaN (see
+        :func:`check_defined`, which also warns).
 
     Returns
     -------
@@ -291,6 +353,8 @@ def interval_from_replicates(
     nan = math.nan
     out = {"se": nan, "ci_low": nan, "ci_high": nan, "p_value": nan, "df": nan, "n_boot": len(ok)}
     if len(ok) < 2 or not math.isfinite(estimate):
+        return out
+    if n_total is not None and len(ok) < math.ceil(MIN_DEFINED_FRACTION * n_total):
         return out
     sd = float(np.std(ok, ddof=1))
     if interval == "percentile":
@@ -729,12 +793,7 @@ def bootstrap(
             part, m, levels, n_boot, seed, cache, scheme, strata_cols, average_over=avg
         )
         n_ok = int(np.isfinite(reps).sum())
-        if n_ok < n_boot:
-            warnings.warn(
-                f"{key or 'data'}: {n_boot - n_ok} of {n_boot} replicates left {name} "
-                "undefined (e.g. one class only) and were dropped",
-                stacklevel=2,
-            )
+        check_defined(n_ok, n_boot, str(key or "data"), name)
         if interval == "t" and h.n_top - h.n_strata < 1:
             warnings.warn(
                 f"{key or 'data'}: {h.n_top} top-level unit(s) in {h.n_strata} stratum/strata "
@@ -742,7 +801,7 @@ def bootstrap(
                 "resample a lower level.",
                 stacklevel=2,
             )
-        ci = interval_from_replicates(est, reps, h.n_top, alpha, interval, h.n_strata)
+        ci = interval_from_replicates(est, reps, h.n_top, alpha, interval, h.n_strata, n_boot)
         method, unit = h.scheme(scheme, interval)
         if isinstance(m, Metric):  # a t interval can reach past 1 (AUC) with few clusters
             low, high = m.value_range

@@ -29,6 +29,7 @@ from raybench_analysis.bootstrap import (
     Scheme,
     auc_inputs,
     build_hierarchy,
+    check_defined,
     draw_counts,
     interval_from_replicates,
     nested_means,
@@ -178,6 +179,7 @@ def _bootstrap(
     alpha: float,
     scheme: str = "cluster",
     interval: str = "t",
+    where: str = "data",
 ) -> list[dict]:
     evals = _evaluators(group)
     rng = np.random.default_rng(seed)
@@ -192,7 +194,11 @@ def _bootstrap(
     rows = []
     for a, b in combinations(group.models, 2):
         est = float(_nanmean_folds(observed[a])[0] - _nanmean_folds(observed[b])[0])
-        ci = interval_from_replicates(est, reps[a] - reps[b], h.n_top, alpha, interval, h.n_strata)
+        diff = reps[a] - reps[b]
+        check_defined(int(np.isfinite(diff).sum()), len(diff), where, f"{a} − {b}")
+        ci = interval_from_replicates(
+            est, diff, h.n_top, alpha, interval, h.n_strata, n_total=len(diff)
+        )
         rows.append(
             {
                 "model_a": a,
@@ -379,7 +385,7 @@ def compare(
         The ``by`` columns, ``model_a``, ``model_b``, ``metric``, ``estimate`` (score of a −
         score of b), ``se``, ``ci_low``, ``ci_high`` (null for the permutation test), ``p_value``,
         ``p_adjusted``, ``method``, ``unit``, ``correction``, ``n_splits``, ``n_seeds``,
-        ``n_resamples``.
+        ``n_resamples`` (defined bootstrap replicates, or permutations).
 
     Notes
     -----
@@ -392,7 +398,11 @@ def compare(
     p = min(1, 2 min(#(d* ≤ 0) + 1, #(d* ≥ 0) + 1)/(B + 1)), the interval inverted. It estimates
     the expected difference of the trained models over new patients of the same sites (or new
     sites when ``site`` is the top level). Its type-I error is in docs/statistics/comparisons.md.
-    *Corrected t-test*: per-fold differences of the
+    Replicates that leave the difference undefined (e.g. a draw of one-class sites for AUC) are
+    dropped with a warning that gives their count; when fewer than
+    :data:`~raybench_analysis.bootstrap.MIN_DEFINED_FRACTION` (90%) are defined, ``se``, the
+    interval and the p-values are NaN (the same rule as :func:`bootstrap`), and ``n_resamples``
+    gives the defined replicates. *Corrected t-test*: per-fold differences of the
     seed-averaged scores, Nadeau & Bengio's variance inflation 1/J + n_test/n_train, df = J − 1
     (Bouckaert & Frank 2004 for repeated k-fold); it targets the training procedure, including
     the variation of training sets. *Permutation*: under H0 the two models' predictions of a unit
@@ -466,16 +476,17 @@ def compare(
         n_seeds = part.get_column("seed").n_unique()
         for meth in methods:
             if meth == "bootstrap":
-                rows = _bootstrap(group, m, n_boot, seed, alpha, scheme, interval)
+                where = str(dict(zip(keys, key, strict=True))) if keys else "data"
+                rows = _bootstrap(group, m, n_boot, seed, alpha, scheme, interval, where)
             elif meth == "corrected_ttest":
                 rows = _ttest(group, m, alpha, n_train)
             else:
                 rows = _permutation(group, m, n_perm, seed)
             p = np.array([r["p_value"] for r in rows], dtype=float)
-            if len(p) > 1 and correction != "none":
-                adjusted = multipletests(p, alpha=alpha, method=correction)[1]
-            else:
-                adjusted = p
+            adjusted = p.copy()
+            ok = np.isfinite(p)  # undefined p-values (NaN) stay NaN and do not count as tests
+            if ok.sum() > 1 and correction != "none":
+                adjusted[ok] = multipletests(p[ok], alpha=alpha, method=correction)[1]
             for r, pa in zip(rows, adjusted, strict=True):
                 r.update(
                     dict(zip(keys, key, strict=True)),

@@ -178,3 +178,54 @@ def test_bootstrap_average_over_is_compare_estimand(predictions):
     n_sites = predictions["site"].n_unique()
     se = np.std(diff, ddof=1) * np.sqrt(n_sites / (n_sites - 1))
     assert out["se"][0] == pytest.approx(se, rel=1e-12)
+
+
+def _two_one_class_sites() -> pl.DataFrame:
+    """Issue 14, item 6: site 0 holds only negatives, site 1 only positives (two folds, 2 seeds)."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for site in (0, 1):
+        for j in range(15):
+            subject = f"{site}-{j}"
+            for model, shift in (("a", 1.0), ("b", 0.3)):
+                for seed in (0, 1):
+                    rows.append(
+                        {
+                            "dataset": "d",
+                            "model": model,
+                            "outer_fold": j % 2,
+                            "seed": seed,
+                            "site": f"site{site}",
+                            "subject_id": subject,
+                            "sample_id": subject,
+                            "y_true": float(site),
+                            "score": float(shift * site + rng.normal()),
+                        }
+                    )
+    return pl.DataFrame(rows)
+
+
+def test_degenerate_resamples_warn_with_count_and_give_no_interval():
+    data = _two_one_class_sites()
+    with pytest.warns(UserWarning, match=r"\d+ of 200 replicates left a − b undefined") as rec:
+        out = compare(data, metric="auc", levels=["site", "subject_id"], n_boot=200, seed=0)
+    assert any("no interval or p-value is reported" in str(w.message) for w in rec)
+    row = out.filter(pl.col("method").str.contains("bootstrap")).row(0, named=True)
+    # only replicates that draw both sites are defined (about half of them): under the 90% rule
+    assert 60 < row["n_resamples"] < 140
+    assert np.isnan(row["se"]) and np.isnan(row["ci_low"]) and np.isnan(row["p_value"])
+    assert np.isnan(row["p_adjusted"])
+    assert np.isfinite(row["estimate"])  # the point estimate is still defined on the data
+    # subjects as the top level: every draw keeps both classes, so nothing is dropped
+    fine = compare(data, metric="auc", levels=["subject_id"], n_boot=200, method="bootstrap")
+    assert fine["n_resamples"][0] == 200 and fine["se"][0] > 1e-3
+
+
+def test_bootstrap_shares_the_defined_replicates_rule():
+    from raybench_analysis import bootstrap
+
+    data = _two_one_class_sites().filter(model="a", seed=0)
+    with pytest.warns(UserWarning, match="no interval or p-value is reported"):
+        out = bootstrap(data, metric="auc", levels=["site", "subject_id"], n_boot=200)
+    assert np.isnan(out["se"][0]) and np.isnan(out["ci_low"][0])
+    assert out["n_boot"][0] < 180
