@@ -24,6 +24,7 @@ from raybench_analysis.explanations import (
 )
 from raybench_analysis.formula import FormulaError, parse_formula
 from raybench_analysis.friedman import FriedmanResult, friedman
+from raybench_analysis.glmm import GlmmResult, glmm
 from raybench_analysis.io import Results, check_leakage, load
 from raybench_analysis.metrics import (
     METRICS,
@@ -72,6 +73,7 @@ __all__ = [
     "AnalysisSettings",
     "FormulaError",
     "FriedmanResult",
+    "GlmmResult",
     "Metric",
     "MixedResult",
     "Results",
@@ -104,6 +106,7 @@ __all__ = [
     "fit_temperature",
     "friedman",
     "get_metric",
+    "glmm",
     "load",
     "log_loss",
     "mae",

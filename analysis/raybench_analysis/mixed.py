@@ -20,6 +20,7 @@ from scipy import stats
 
 from ._frames import AnalysisError, require_columns, to_polars
 from .formula import FormulaError, ParsedFormula, RandomTerm, parse_formula
+from .glmm import GlmmResult, glmm, warn_binary_gaussian
 from .satterthwaite import Block, CrossProducts, SatterthwaiteResult, satterthwaite
 
 __all__ = ["MixedResult", "mixed"]
@@ -297,7 +298,15 @@ def _check_data(parsed: ParsedFormula, frame: pl.DataFrame) -> None:
 # fit
 
 
-def mixed(formula: str, data: Any, method: str = "REML", *, alpha: float = 0.05) -> MixedResult:
+def mixed(
+    formula: str,
+    data: Any,
+    method: str = "REML",
+    *,
+    alpha: float = 0.05,
+    family: str = "gaussian",
+    nagq: int = 1,
+) -> MixedResult | GlmmResult:
     """Fit a linear mixed model written in lme4 syntax; Satterthwaite t-tests for fixed effects.
 
     Parameters
@@ -310,6 +319,11 @@ def mixed(formula: str, data: Any, method: str = "REML", *, alpha: float = 0.05)
     method : ``"REML"`` (default; unbiased variance components) or ``"ML"`` (for likelihood-ratio
         tests of fixed effects).
     alpha : level of the fixed-effect confidence intervals.
+    family : ``"gaussian"`` (default, linear mixed model; a 0/1 response gets a warning) or
+        ``"binomial"`` (logistic mixed model, logit link: :func:`raybench_analysis.glmm.glmm`,
+        which returns a ``GlmmResult`` with Wald z-tests and odds ratios; ``method`` is ignored).
+    nagq : quadrature nodes for ``family="binomial"`` (1: Laplace; more: adaptive Gauss–Hermite
+        quadrature, a single scalar random effect only), as glmer's ``nAGQ``.
 
     Returns
     -------
@@ -347,6 +361,10 @@ def mixed(formula: str, data: Any, method: str = "REML", *, alpha: float = 0.05)
     >>> round(fit.fixed["df"][0], 3)  # balanced one-way: the ANOVA df, groups - 1
     7.0
     """
+    if family == "binomial":
+        return glmm(formula, data, nagq=nagq, alpha=alpha)
+    if family != "gaussian":
+        raise AnalysisError(f"mixed: family={family!r}; allowed: 'gaussian', 'binomial'")
     meth = str(method).upper()
     if meth not in ("REML", "ML"):
         raise AnalysisError(f"mixed: method={method!r} is not allowed; use 'REML' or 'ML'")
@@ -361,6 +379,7 @@ def mixed(formula: str, data: Any, method: str = "REML", *, alpha: float = 0.05)
             f"(got {y_df.shape[1]} columns {list(y_df.columns)}); recode it as numbers"
         )
     y = np.asarray(y_df, dtype=float).ravel()
+    warn_binary_gaussian(y, formula)
     x = np.asarray(x_df, dtype=float)
     names = [_clean(c) for c in x_df.columns]
     if np.linalg.matrix_rank(x) < x.shape[1]:
