@@ -2,6 +2,7 @@
 
 # A1: shared errors, io, metrics, bootstrap, DeLong, corrected t-test, compare
 from raybench_analysis._frames import AnalysisError
+from raybench_analysis.anova import anova
 from raybench_analysis.bootstrap import bootstrap, bootstrap_replicates
 from raybench_analysis.calibration import (
     apply_temperature,
@@ -80,6 +81,7 @@ __all__ = [
     "SimulatedRun",
     "Summary",
     "accuracy",
+    "anova",
     "apply_temperature",
     "auc",
     "balanced_accuracy",

@@ -28,7 +28,7 @@ from ._frames import AnalysisError, to_polars
 from .formula import FormulaError, parse_formula
 from .satterthwaite import Block, random_design
 
-__all__ = ["GlmmResult", "glmm"]
+__all__ = ["GlmmResult", "conditional_modes", "glmm"]
 
 _FIXED_SCHEMA = {
     "term": pl.String,
@@ -44,6 +44,15 @@ _FIXED_SCHEMA = {
     "method": pl.String,
 }
 _RANDOM_SCHEMA = {"group": pl.String, "term": pl.String, "variance": pl.Float64, "sd": pl.Float64}
+_RANEF_SCHEMA = {
+    "group": pl.String,
+    "level": pl.String,
+    "term": pl.String,
+    "estimate": pl.Float64,
+    "std_error": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+}
 _CORR_SCHEMA = {"group": pl.String, "term_a": pl.String, "term_b": pl.String, "corr": pl.Float64}
 
 
@@ -84,6 +93,9 @@ class GlmmResult:
     beta: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     vcov_matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
     _names: list[str] = field(default_factory=list, repr=False)
+    _problem: _Problem | None = field(default=None, repr=False)
+    _levels: list[np.ndarray] = field(default_factory=list, repr=False)
+    _data: pl.DataFrame | None = field(default=None, repr=False)
 
     @property
     def deviance(self) -> float:
@@ -110,6 +122,80 @@ class GlmmResult:
         """Covariance of the fixed effects (glmer's ``vcov``) as a frame with a term column."""
         frame = pl.DataFrame(self.vcov_matrix, schema=self._names, orient="row")
         return frame.insert_column(0, pl.Series("term", self._names))
+
+    def ranef(self, alpha: float = 0.05) -> pl.DataFrame:
+        """Conditional modes of the random effects (logit scale) with conditional SDs.
+
+        Returns
+        -------
+        polars DataFrame with columns group, level, term, estimate, std_error, ci_low, ci_high.
+
+        Notes
+        -----
+        ``b* = Lambda u*`` at the conditional mode of the final fit, with covariance
+        ``Lambda (Lambda' Z' W Z Lambda + I)^-1 Lambda'`` (lme4's ``ranef(condVar = TRUE)``
+        for glmer fits); intervals are ``b* ± z_{1−α/2} sd``.
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(1)
+        >>> g = np.repeat(np.arange(10), 20)
+        >>> y = (rng.random(200) < 0.5).astype(float)
+        >>> glmm("y ~ 1 + (1 | g)", pl.DataFrame({"y": y, "g": g})).ranef().height
+        10
+        """
+        assert self._problem is not None
+        prob = self._problem
+        lam = prob.lam(self.theta)
+        zl = (prob.z @ lam).tocsc()
+        u, _, w = prob.pirls(zl, prob.x @ self.beta, np.zeros(prob.q))
+        a = (zl.T @ sp.diags(w) @ zl + sp.identity(prob.q)).tocsc()
+        blocks = [(b.group, b.terms, lv) for b, lv in zip(prob.blocks, self._levels, strict=True)]
+        return conditional_modes(blocks, lam, a, u, 1.0, alpha)
+
+
+def conditional_modes(
+    blocks: list[tuple[str, tuple[str, ...], np.ndarray]],
+    lam: sp.csc_matrix,
+    a: sp.csc_matrix,
+    u: np.ndarray,
+    scale: float,
+    alpha: float,
+) -> pl.DataFrame:
+    """Conditional modes ``b = Lambda u`` and SDs from ``scale · Lambda A^-1 Lambda'``.
+
+    Shared by linear and logistic mixed models. ``blocks`` lists (group, coefficient names,
+    level labels) in the order of the random-effects design (level-major within a block);
+    ``A`` is ``Lambda' Z' W Z Lambda + I`` at the mode (``W = I`` for a linear model).
+
+    Returns
+    -------
+    polars DataFrame with columns group, level, term, estimate, std_error, ci_low, ci_high.
+    """
+    b = np.asarray(lam @ u).ravel()
+    q = a.shape[0]
+    if q == 1:
+        ainv_lt = lam.T.toarray() / a.toarray()[0, 0]
+    else:
+        ainv_lt = spla.splu(a.tocsc()).solve(np.asarray(lam.T.toarray(), dtype=float))
+    var = scale * np.asarray((lam.multiply(ainv_lt.T)).sum(axis=1)).ravel()
+    sd = np.sqrt(np.clip(var, 0.0, None))
+    zq = float(stats.norm.ppf(1.0 - alpha / 2.0))
+    cols: dict[str, list] = {k: [] for k in _RANEF_SCHEMA}
+    off = 0
+    for group, terms, levels in blocks:
+        k = len(terms)
+        n = len(levels) * k
+        cols["group"].extend([group] * n)
+        cols["level"].extend(np.repeat(np.asarray(levels).astype(str), k).tolist())
+        cols["term"].extend(list(terms) * len(levels))
+        est, s = b[off : off + n], sd[off : off + n]
+        cols["estimate"].extend(est.tolist())
+        cols["std_error"].extend(s.tolist())
+        cols["ci_low"].extend((est - zq * s).tolist())
+        cols["ci_high"].extend((est + zq * s).tolist())
+        off += n
+    return pl.DataFrame(cols, schema=_RANEF_SCHEMA)
 
 
 class _Problem:
@@ -458,6 +544,9 @@ def glmm(
         beta=beta,
         vcov_matrix=vcov,
         _names=names,
+        _problem=prob,
+        _levels=[t.levels for t in terms],
+        _data=frame,
     )
 
 

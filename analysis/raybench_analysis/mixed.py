@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 from scipy import stats
 
 from ._frames import AnalysisError, require_columns, to_polars
 from .formula import FormulaError, ParsedFormula, RandomTerm, parse_formula
-from .glmm import GlmmResult, glmm, warn_binary_gaussian
+from .glmm import GlmmResult, conditional_modes, glmm, warn_binary_gaussian
 from .satterthwaite import Block, CrossProducts, SatterthwaiteResult, satterthwaite
 
 __all__ = ["MixedResult", "mixed"]
@@ -75,6 +77,101 @@ class MixedResult:
     _names: list[str] = field(default_factory=list, repr=False)
     _beta: np.ndarray | None = field(default=None, repr=False)
     _n_par: int = field(default=0, repr=False)
+    _cp: CrossProducts | None = field(default=None, repr=False)
+    _theta: np.ndarray | None = field(default=None, repr=False)
+    _levels: list[np.ndarray] = field(default_factory=list, repr=False)
+    _data: pl.DataFrame | None = field(default=None, repr=False)
+    _slices: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    @property
+    def n_par(self) -> int:
+        """Estimated parameters: fixed effects, variance parameters and the residual SD."""
+        return self._n_par
+
+    def ranef(self, alpha: float = 0.05) -> pl.DataFrame:
+        """Conditional modes (BLUPs) of every random effect with their conditional SDs.
+
+        Answers "which site is worse than average, and how sure are we?".
+
+        Parameters
+        ----------
+        alpha : 1 − level of the normal intervals.
+
+        Returns
+        -------
+        polars DataFrame with columns group, level, term, estimate (conditional mode),
+        std_error (conditional SD), ci_low, ci_high, one row per level and coefficient.
+
+        Notes
+        -----
+        With ``b = Lambda u`` the conditional modes are ``u* = (Lambda' Z' Z Lambda + I)^-1
+        Lambda' Z' (y − X beta)``, and the conditional covariance is
+        ``sigma^2 Lambda (Lambda' Z' Z Lambda + I)^-1 Lambda'`` (lme4's ``ranef(condVar = TRUE)``,
+        Bates et al. 2015, §5.1); it ignores the uncertainty in beta and theta, so the intervals
+        ``estimate ± z_{1−α/2} std_error`` are somewhat narrow with few groups.
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(0)
+        >>> g = np.repeat(np.arange(6), 8)
+        >>> y = rng.normal(0, 1, 6)[g] + rng.normal(0, 0.5, 48)
+        >>> re = mixed("y ~ 1 + (1 | g)", pl.DataFrame({"y": y, "g": g})).ranef()
+        >>> re.columns
+        ['group', 'level', 'term', 'estimate', 'std_error', 'ci_low', 'ci_high']
+        """
+        assert self._cp is not None and self._theta is not None and self._beta is not None
+        cp, theta = self._cp, self._theta
+        lam = sp.csc_matrix((theta[cp.lam_index], (cp.lam_rows, cp.lam_cols)), shape=(cp.q, cp.q))
+        a = (lam.T @ cp.ztz @ lam + sp.identity(cp.q)).tocsc()
+        rhs = np.asarray(lam.T @ (cp.zty - cp.ztx @ self._beta)).ravel()
+        u = spla.spsolve(a, rhs) if cp.q > 1 else rhs / a.toarray().ravel()
+        blocks = [(b.group, b.terms, lv) for b, lv in zip(cp.blocks, self._levels, strict=True)]
+        return conditional_modes(blocks, lam, a, np.asarray(u).ravel(), self.sigma**2, alpha)
+
+    def anova(self) -> pl.DataFrame:
+        """F-test of each fixed-effect term (all its columns = 0), Satterthwaite's df.
+
+        Returns
+        -------
+        polars DataFrame with columns term, num_df, den_df, statistic (F), p_value, method; one
+        row per term of the fixed part except the intercept (a factor with k levels: k − 1
+        numerator df).
+
+        Notes
+        -----
+        ``F = (L beta)' (L V L')^-1 (L beta) / q`` with ``L`` selecting the term's columns; the
+        denominator df combine the per-eigenvector Satterthwaite df as lmerTest does
+        (Kuznetsova et al. 2017, §3.3). This is a marginal (type III) test of the columns as
+        coded; for a term that is in no interaction it equals lmerTest's ``anova(m)``.
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(0)
+        >>> g = np.repeat(np.arange(6), 9)
+        >>> arm = np.tile(["a", "b", "c"], 18)
+        >>> y = rng.normal(0, 1, 6)[g] + (arm == "b") + rng.normal(0, 0.5, 54)
+        >>> fit = mixed("y ~ arm + (1 | g)", pl.DataFrame({"y": y, "g": g, "arm": arm}))
+        >>> fit.anova().select("term", "num_df").row(0)
+        ('arm', 2.0)
+        """
+        assert self._satt is not None and self._beta is not None
+        rows = []
+        for term, (lo, hi) in self._slices.items():
+            if term == "(Intercept)":
+                continue
+            ell = np.zeros((hi - lo, len(self._names)))
+            ell[np.arange(hi - lo), np.arange(lo, hi)] = 1.0
+            res = self._satt.ftest(ell, self._beta)
+            rows.append({"term": term, **res, "method": "F-test, Satterthwaite df"})
+        schema = {
+            "term": pl.String,
+            "num_df": pl.Float64,
+            "den_df": pl.Float64,
+            "statistic": pl.Float64,
+            "p_value": pl.Float64,
+            "method": pl.String,
+        }
+        return pl.DataFrame(rows, schema=schema)
 
     @property
     def deviance(self) -> float:
@@ -389,7 +486,12 @@ def mixed(
         )
     terms = _evaluate_terms(parsed, frame, pdf)
     fit, sm_warnings = _fit_statsmodels(terms, y, x, meth == "REML", formula)
-    return _assemble(parsed, meth, terms, y, x, names, fit, sm_warnings, alpha)
+    out = _assemble(parsed, meth, terms, y, x, names, fit, sm_warnings, alpha)
+    out._data = frame
+    out._slices = {
+        _clean(k): (v.start, v.stop) for k, v in x_df.design_info.term_name_slices.items()
+    }
+    return out
 
 
 def _fit_statsmodels(terms: list[_Term], y: np.ndarray, x: np.ndarray, reml: bool, formula: str):
@@ -482,10 +584,18 @@ def _assemble(parsed, meth, terms, y, x, names, fit, sm_warnings, alpha) -> Mixe
     refined = _refine(cp, theta, reml)
     if refined is not None:  # statsmodels stopped short of the optimum (boundary fits)
         theta, gain = refined
+        # statsmodels' messages described the optimum that was just replaced: report the final
+        # fit only (its boundary, if any)
         sm_warnings = [
-            *sm_warnings,
-            f"statsmodels' optimum refined on lme4's profiled deviance (lower by {gain:.3g})",
+            f"statsmodels' optimum refined on lme4's profiled deviance (lower by {gain:.3g})"
         ]
+        diagonal = np.concatenate(
+            [np.tril_indices(b.k)[0] == np.tril_indices(b.k)[1] for b in blocks]
+        )
+        if np.any(theta[diagonal] < 1e-4):
+            sm_warnings.append(
+                "boundary (singular) fit: a random-effect variance is estimated at (nearly) 0"
+            )
     # beta, sigma and the log-likelihood follow from theta (profiled, as in lme4); statsmodels'
     # own scale can be off at boundary fits
     ev = cp.evaluate(theta, None, reml)
@@ -554,4 +664,7 @@ def _assemble(parsed, meth, terms, y, x, names, fit, sm_warnings, alpha) -> Mixe
         _names=names,
         _beta=beta,
         _n_par=n_par,
+        _cp=cp,
+        _theta=theta,
+        _levels=[t.levels for t in terms],
     )

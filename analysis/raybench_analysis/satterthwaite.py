@@ -216,6 +216,40 @@ class SatterthwaiteResult:
         p = float(2.0 * stats.t.sf(abs(t), df)) if np.isfinite(t) else float("nan")
         return {"estimate": estimate, "std_error": se, "df": df, "statistic": t, "p_value": p}
 
+    def ftest(self, contrasts: np.ndarray, estimate: np.ndarray) -> dict[str, float]:
+        """F-test of ``L beta = 0`` for a ``(q, p)`` matrix ``L`` with Satterthwaite's df.
+
+        Returns num_df, den_df, statistic (F) and p_value. As lmerTest (Kuznetsova et al. 2017,
+        §3.3): ``L V L' = P D P'``; each row ``P_m' L`` gets its own df ``nu_m`` and, with
+        ``E = sum nu_m/(nu_m - 2)``, the denominator df is ``2E/(E - q)`` (2 when some
+        ``nu_m <= 2``; their common value when all ``nu_m`` are equal).
+        """
+        ell = np.atleast_2d(np.asarray(contrasts, dtype=float))
+        lvl = ell @ self.vcov @ ell.T
+        d, pmat = np.linalg.eigh((lvl + lvl.T) / 2.0)
+        keep = d > 1e-8 * max(float(d.max()), 0.0)
+        d, pmat = d[keep], pmat[:, keep]
+        rows = pmat.T @ ell
+        q = len(d)
+        proj = rows @ np.asarray(estimate, dtype=float)
+        f = float(np.sum(proj**2 / d) / q)
+        nu = np.array([self.df(r) for r in rows])
+        if q == 1:
+            den = float(nu[0])
+        elif np.all(np.abs(np.diff(nu)) < 1e-8):
+            den = float(nu.mean())
+        elif np.any(nu <= 2):
+            den = 2.0
+        else:
+            e = float(np.sum(nu / (nu - 2.0)))
+            den = 2.0 * e / (e - q)
+        return {
+            "num_df": float(q),
+            "den_df": den,
+            "statistic": f,
+            "p_value": float(stats.f.sf(f, q, den)),
+        }
+
 
 def _steps(x: np.ndarray) -> np.ndarray:
     """Finite-difference steps: 0.3% of each parameter, at least 3e-4 (theta may be 0)."""
