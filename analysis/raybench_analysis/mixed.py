@@ -25,7 +25,12 @@ from .formula import FormulaError, ParsedFormula, RandomTerm, parse_formula
 from .glmm import GlmmResult, conditional_modes, glmm, warn_binary_gaussian
 from .satterthwaite import Block, CrossProducts, SatterthwaiteResult, satterthwaite
 
-__all__ = ["MixedResult", "mixed"]
+__all__ = ["DIRECT_ROWS", "MixedResult", "mixed"]
+
+#: above this many rows ``mixed`` skips statsmodels (whose per-group dense algebra grows with the
+#: group sizes) and minimises lme4's profiled deviance directly from lme4's start, with a sparse
+#: factorisation of the random-effects system (module ``satterthwaite``).
+DIRECT_ROWS = 5000
 
 _FIXED_SCHEMA = {
     "term": pl.String,
@@ -485,7 +490,11 @@ def mixed(
             "drop collinear or empty terms"
         )
     terms = _evaluate_terms(parsed, frame, pdf)
-    fit, sm_warnings = _fit_statsmodels(terms, y, x, meth == "REML", formula)
+    if len(y) > DIRECT_ROWS:  # statsmodels' dense per-group algebra is too slow here
+        _plan(terms, formula)  # the same model checks as the statsmodels path
+        fit, sm_warnings = None, []
+    else:
+        fit, sm_warnings = _fit_statsmodels(terms, y, x, meth == "REML", formula)
     out = _assemble(parsed, meth, terms, y, x, names, fit, sm_warnings, alpha)
     out._data = frame
     out._slices = {
@@ -536,11 +545,12 @@ def _fit_statsmodels(terms: list[_Term], y: np.ndarray, x: np.ndarray, reml: boo
     return (result[0], re_index), result[1]
 
 
-def _refine(cp: CrossProducts, theta: np.ndarray, reml: bool):
+def _refine(cp: CrossProducts, theta: np.ndarray, reml: bool, direct: bool = False):
     """Minimise lme4's profiled deviance from statsmodels' estimate; None if nothing is gained.
 
     Returns ``(theta, deviance gain)`` when the bounded L-BFGS-B search (diagonal
-    Cholesky entries >= 0, as lme4) lowers the deviance by more than 1e-7 relative.
+    Cholesky entries >= 0, as lme4) lowers the deviance by more than 1e-7 relative, or always
+    with ``direct`` (the fit itself, from lme4's start; None only if it is not finite).
     """
     from scipy import optimize
 
@@ -560,14 +570,37 @@ def _refine(cp: CrossProducts, theta: np.ndarray, reml: bool):
     dev0 = deviance(theta)
     res = optimize.minimize(deviance, start, method="L-BFGS-B", bounds=bounds)
     gain = dev0 - float(res.fun)
+    if direct and np.isfinite(res.fun):
+        # restart with tolerances absolute in effect: the deviance of 50,000 rows is ~1e5, and
+        # the default relative ftol would stop 1e-4 short
+        # and with central-difference gradients (forward differences of a 1e5 deviance with
+        # steps of 1e-8 carry rounding errors of 1e-3)
+        tight = {"ftol": 1e-15, "gtol": 1e-7}
+
+        def gradient(t: np.ndarray) -> np.ndarray:
+            out = np.empty(len(t))
+            for i in range(len(t)):
+                h = 1e-5 * max(1.0, abs(t[i]))
+                up, down = t.copy(), t.copy()
+                up[i] += h
+                down[i] = max(down[i] - h, 0.0) if bounds[i][0] == 0.0 else down[i] - h
+                out[i] = (deviance(up) - deviance(down)) / (up[i] - down[i])
+            return out
+
+        again = optimize.minimize(
+            deviance, res.x, jac=gradient, method="L-BFGS-B", bounds=bounds, options=tight
+        )
+        return (again.x if again.fun <= res.fun else res.x), gain
     if not np.isfinite(res.fun) or gain <= 1e-7 * max(1.0, abs(dev0)):
         return None
     return res.x, gain
 
 
-def _assemble(parsed, meth, terms, y, x, names, fit, sm_warnings, alpha) -> MixedResult:
+def _start(cp: CrossProducts, terms: list[_Term], fit) -> np.ndarray:
+    """theta of statsmodels' fit, or lme4's start (identity factors) without one."""
+    if fit is None:
+        return np.concatenate([np.eye(b.k)[np.tril_indices(b.k)] for b in cp.blocks]).astype(float)
     result, re_index = fit
-    reml = meth == "REML"
     scale = float(result.scale)
     # relative covariance of each term, in term order (same blocks as the Z we build)
     relative: list[np.ndarray] = []
@@ -578,10 +611,20 @@ def _assemble(parsed, meth, terms, y, x, names, fit, sm_warnings, alpha) -> Mixe
         else:
             diag = [vc_values[f"{t.spec.group_name}|{c}"] for c in t.names]
             relative.append(np.diag(np.asarray(diag, dtype=float)) / scale)
+    return cp.theta_from_covariances(relative)
+
+
+def _assemble(parsed, meth, terms, y, x, names, fit, sm_warnings, alpha) -> MixedResult:
+    reml = meth == "REML"
     blocks = [Block(t.spec.group_name, t.names, t.codes, len(t.levels), t.design) for t in terms]
     cp = CrossProducts.build(y, x, blocks)
-    theta = cp.theta_from_covariances(relative)
-    refined = _refine(cp, theta, reml)
+    theta = _start(cp, terms, fit)
+    refined = _refine(cp, theta, reml, direct=fit is None)
+    if fit is None:  # lme4's algorithm from its start: the optimum is the fit, not a refinement
+        if refined is None:
+            raise AnalysisError(f"mixed: the profiled deviance of {parsed.text!r} is not finite")
+        theta, _ = refined
+        refined = None
     if refined is not None:  # statsmodels stopped short of the optimum (boundary fits)
         theta, gain = refined
         # statsmodels' messages described the optimum that was just replaced: report the final
@@ -644,7 +687,8 @@ def _assemble(parsed, meth, terms, y, x, names, fit, sm_warnings, alpha) -> Mixe
         corr_rows,
         schema={"group": pl.String, "term_a": pl.String, "term_b": pl.String, "corr": pl.Float64},
     )
-    converged = bool(result.converged) and satt.hessian_ok
+    result = fit[0] if fit is not None else None
+    converged = (result is None or bool(result.converged)) and satt.hessian_ok
     n_levels = {t.spec.group_name: len(t.levels) for t in terms}
     n_par = len(names) + cp.n_theta + 1
     return MixedResult(

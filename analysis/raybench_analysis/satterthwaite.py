@@ -17,13 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 from scipy import stats
 
 __all__ = ["Block", "CrossProducts", "SatterthwaiteResult", "satterthwaite"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
+
+#: random coefficients above which the random-effects system is factored as a sparse matrix
+SPARSE_Q = 400
 
 
 @dataclass(frozen=True)
@@ -159,24 +162,37 @@ class CrossProducts:
         """
         q = self.q
         lam = sp.csc_matrix((theta[self.lam_index], (self.lam_rows, self.lam_cols)), shape=(q, q))
-        a = (lam.T @ self.ztz @ lam).toarray() + np.eye(q)
-        chol = np.linalg.cholesky(a)
         rhs = lam.T @ np.column_stack([self.ztx, self.zty])
-        # one triangular solve for [Z'X, Z'y]; numpy's LU is faster for small q under BLAS
-        # thread contention, LAPACK's triangular solve wins for large q
-        if q <= 400:
+        if q <= SPARSE_Q:
+            a = (lam.T @ self.ztz @ lam).toarray() + np.eye(q)
+            chol = np.linalg.cholesky(a)
             sol = np.linalg.solve(chol, rhs)
+            cross = sol.T @ sol  # [R_ZX, c_u]' [R_ZX, c_u]
+            logdet_a = 2.0 * float(np.sum(np.log(np.diag(chol))))
         else:
-            sol = sla.solve_triangular(chol, rhs, lower=True, check_finite=False)
-        rzx, cu = sol[:, : self.p], sol[:, self.p]
-        xvx = self.xtx - rzx.T @ rzx
-        xvy = self.xty - rzx.T @ cu
-        yvy = self.yty - float(cu @ cu)
+            # sparse LU with a fill-reducing ordering and no pivoting (A is symmetric positive
+            # definite, so this is a Cholesky in LDL' form): nested and crossed designs keep
+            # their sparsity, unlike the dense q x q Cholesky
+            a_sp = (lam.T @ self.ztz @ lam + sp.identity(q, format="csc")).tocsc()
+            lu = spla.splu(
+                a_sp,
+                permc_spec="MMD_AT_PLUS_A",
+                diag_pivot_thresh=0.0,
+                options={"SymmetricMode": True},
+            )
+            diag = lu.U.diagonal()
+            if np.any(diag <= 0):
+                raise np.linalg.LinAlgError("random-effects system not positive definite")
+            cross = rhs.T @ lu.solve(np.asarray(rhs))
+            logdet_a = float(np.sum(np.log(diag)))
+        rzx_rzx, rzx_cu = cross[: self.p, : self.p], cross[: self.p, self.p]
+        xvx = self.xtx - rzx_rzx
+        xvy = self.xty - rzx_cu
+        yvy = self.yty - float(cross[self.p, self.p])
         cx = np.linalg.cholesky(xvx)
         xvx_inv = np.linalg.inv(xvx)
         beta = xvx_inv @ xvy
         rss = max(yvy - float(beta @ xvy), 0.0)
-        logdet_a = 2.0 * float(np.sum(np.log(np.diag(chol))))
         logdet_x = 2.0 * float(np.sum(np.log(np.diag(cx))))
         dof = self.n - self.p if reml else self.n
         s2 = rss / dof if sigma is None else float(sigma) ** 2
