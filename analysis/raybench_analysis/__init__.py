@@ -3,6 +3,7 @@
 # A1: shared errors, io, metrics, bootstrap, DeLong, corrected t-test, compare
 from raybench_analysis._frames import AnalysisError
 from raybench_analysis.anova import anova
+from raybench_analysis.bayes import bayes_ttest
 from raybench_analysis.bootstrap import bootstrap, bootstrap_replicates
 from raybench_analysis.calibration import (
     apply_temperature,
@@ -85,6 +86,7 @@ __all__ = [
     "apply_temperature",
     "auc",
     "balanced_accuracy",
+    "bayes_ttest",
     "bootstrap",
     "bootstrap_replicates",
     "brier",
