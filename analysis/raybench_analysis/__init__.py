@@ -50,6 +50,7 @@ from raybench_analysis.metrics import (
     specificity,
 )
 from raybench_analysis.mixed import MixedResult, mixed
+from raybench_analysis.obuchowski import obuchowski, obuchowski_auc
 from raybench_analysis.ranking import ranking_stability
 from raybench_analysis.repeatability import (
     repeatability,
@@ -118,6 +119,8 @@ __all__ = [
     "mcc",
     "metric_by",
     "mixed",
+    "obuchowski",
+    "obuchowski_auc",
     "parse_formula",
     "r2",
     "ranking_stability",
