@@ -231,8 +231,9 @@ def ranking_stability(
     Notes
     -----
     Each bootstrap sample ``b`` draws units on ``levels`` once; every model's metric ``θ_m^b`` is
-    computed on that same sample (seeds averaged, folds pooled) and the models are ranked by
-    ``θ^b`` (average ranks for ties). ``p_rank_k = (1/B) Σ_b w_mk^b`` where ``w_mk^b`` is 1 when
+    computed on that same sample (per outer fold × seed, averaged over seeds within each fold,
+    then over folds, as :func:`compare`) and the models are ranked by ``θ^b`` (average ranks
+    for ties). ``p_rank_k = (1/B) Σ_b w_mk^b`` where ``w_mk^b`` is 1 when
     model ``m`` alone takes rank ``k`` and ``1/t`` when it is one of ``t`` models tied over ranks
     that include ``k``. This is the
     "bootstrap and rank" stability analysis of challengeR, on the clustered unit.
