@@ -3,8 +3,8 @@
 Two models score the same patients, ``images`` images each, one label per patient (patient-level
 disease), a patient effect shared by both models' scores of all its images (so images are
 correlated), and model-specific noise. Under H0 both models have separation ``shift``; under H1
-model b has ``0.7 · shift``; half the patients are diseased. Per setting (number of patients G) and replicate the paired
-difference AUC(a) − AUC(b) is tested at α = 0.05 by
+model b has ``0.7 · shift``; half the patients are diseased. Per setting (number of patients G)
+and replicate the paired difference AUC(a) − AUC(b) is tested at α = 0.05 by
 
 - ``obuchowski``: :func:`raybench_analysis.obuchowski.obuchowski` (normal interval);
 - ``cluster_bootstrap_t``: patients resampled (B replicates), the few-cluster t interval of
