@@ -5,7 +5,9 @@
 and correlations, the residual SD and the log-likelihood, as polars frames. How the formula maps on
 statsmodels (one grouping factor with correlated effects through ``groups`` + ``exog_re``; nested,
 crossed and extra factors through variance components, with one all-data group for crossed designs)
-is described in docs/statistics/mixed-models.md.
+is described in docs/statistics/mixed-models.md. Above ``DIRECT_ROWS`` rows statsmodels is skipped
+and lme4's profiled deviance is minimised directly (sparse algebra; same estimates, far faster).
+``family="binomial"`` fits a logistic mixed model (module ``glmm``).
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ asymptotic covariance ``A`` of the variance parameters) and the gradient of ``L 
 taken by central finite differences, as lmerTest does with numDeriv.
 
 Everything is computed from cross-products (``X'X``, ``Z'X``, ``Z'Z``, ...) prepared once, so one
-deviance evaluation costs a dense Cholesky of a ``q x q`` matrix (``q`` = number of random
-coefficients), independent of the number of observations.
+deviance evaluation costs one factorisation of the ``q x q`` random-effects system (``q`` = number
+of random coefficients), independent of the number of observations: dense Cholesky up to
+``SPARSE_Q`` coefficients, a sparse LU without pivoting (a Cholesky in LDL' form for this
+symmetric positive definite matrix) above, which keeps nested and crossed designs sparse.
 """
 
 from __future__ import annotations
