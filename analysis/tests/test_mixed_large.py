@@ -57,14 +57,16 @@ def test_fifty_thousand_rows_match_lme4():
 
 
 def test_direct_path_equals_statsmodels_path(monkeypatch):
-    data = _data(sites=5, subjects=8, obs=10)  # 400 rows: statsmodels, unless forced
+    data = _data(sites=10, subjects=6, obs=8)  # 480 rows: statsmodels, unless forced
     via_statsmodels = mixed("y ~ model + (1 | site/subject)", data)
     monkeypatch.setattr(mixed_module, "DIRECT_ROWS", 0)
     direct = mixed("y ~ model + (1 | site/subject)", data)
     assert direct.statsmodels_result is None and via_statsmodels.statsmodels_result is not None
     assert direct.fixed["estimate"].to_numpy() == pytest.approx(
-        via_statsmodels.fixed["estimate"].to_numpy(), rel=1e-7
+        via_statsmodels.fixed["estimate"].to_numpy(), rel=1e-5
     )
+    # the direct fit is at least as good an optimum as statsmodels' (refined) one
+    assert direct.loglik >= via_statsmodels.loglik - 1e-9
     assert direct.random["sd"].to_numpy() == pytest.approx(
         via_statsmodels.random["sd"].to_numpy(), rel=1e-4
     )
