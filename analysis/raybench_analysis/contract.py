@@ -49,6 +49,7 @@ __all__ = [
     "inventory",
     "markdown_table",
     "polars_schema",
+    "raw_rows",
     "render_docs",
     "schema_problem",
     "write_docs",
@@ -100,7 +101,7 @@ def _cols(*specs: tuple[str, str, str] | tuple[str, str, str, bool]) -> tuple[Co
 
 _PREDICTIONS = TableSpec(
     "predictions",
-    "one row per (trial, test sample, perturbation)",
+    "one row per (trial, sample, split, perturbation, variant)",
     _cols(
         ("trial_id", "string", "the trial that made the prediction", False),
         ("dataset", "string", "dataset name in the suite (denormalised from `trials`)"),
@@ -113,7 +114,12 @@ _PREDICTIONS = TableSpec(
         ("session_id", "string", "session of the image (hierarchy level)"),
         ("scanner", "string", "scanner of the image (hierarchy level)"),
         ("site", "string", "site of the image (hierarchy level)"),
-        ("split", "string", "`test` for refit trials, `val` for search trials"),
+        (
+            "split",
+            "string",
+            "`test` (refit trials' test fold) or `val` (search trials; refit trials' validation "
+            "samples, which calibrate and are never test rows)",
+        ),
         ("perturbation", "string", "`none`, or the perturbation id (`gaussian_noise(std=0.1)`)"),
         ("perturbation_type", "string", "`none`, `gaussian_noise`, `bias_field`, ..."),
         ("severity", "float64", "the perturbation's strength parameter; null for `none`"),
@@ -122,7 +128,31 @@ _PREDICTIONS = TableSpec(
         ("score", "float64", "probability of the positive class (binary classification)"),
         ("probs", "list<float64>", "class probabilities (classification)"),
         ("dice", "float64", "per-sample Dice of the foreground (segmentation)"),
-        ("loss", "float64", "per-sample loss"),
+        ("loss", "float64", "per-sample loss (of this variant's prediction)"),
+        (
+            "variant",
+            "string",
+            "`raw` (the network's output; null in files that predate variants), `calibrated`, "
+            "`input_noise` or `mc_dropout` (docs/uncertainty.md); never pool two variants",
+        ),
+        ("draws", "int64", "`input_noise` / `mc_dropout`: stochastic forward passes K"),
+        (
+            "input_noise_sd",
+            "float64",
+            "`input_noise`: SD over the K draws of the score (binary), of the top class's "
+            "probability (multi-class) or of the value (regression)",
+        ),
+        ("input_noise_q05", "float64", "`input_noise`: 5% quantile over the draws, same quantity"),
+        ("input_noise_q50", "float64", "`input_noise`: median over the draws, same quantity"),
+        ("input_noise_q95", "float64", "`input_noise`: 95% quantile over the draws, same quantity"),
+        ("predictive_entropy", "float64", "`mc_dropout`: H[mean_k p_k] (nats)"),
+        ("expected_entropy", "float64", "`mc_dropout`: mean_k H[p_k] (nats; aleatoric part)"),
+        (
+            "mutual_information",
+            "float64",
+            "`mc_dropout`: predictive − expected entropy (nats; epistemic part, >= 0)",
+        ),
+        ("temperature", "float64", "`calibrated`: T fitted on the trial's `val` rows"),
     ),
 )
 
@@ -536,6 +566,23 @@ def check_leakage(splits: Any) -> pl.DataFrame:
         .sort("trial_id", "subject_id")
         .collect()
     )
+
+
+# --------------------------------------------------------------------------- variants
+
+
+def raw_rows(predictions: pl.DataFrame) -> pl.DataFrame:
+    """The rows of the network's own predictions: ``variant`` is ``raw``, or null (files written
+    before variants existed, imported trials). Every analysis that scores models reads these only;
+    the other variants are told apart by the uncertainty analyses.
+
+    >>> df = pl.DataFrame({"variant": ["raw", None, "calibrated"], "y": [1, 2, 3]})
+    >>> raw_rows(df)["y"].to_list()
+    [1, 2]
+    """
+    if "variant" not in predictions.columns:
+        return predictions
+    return predictions.filter(pl.col("variant").is_null() | (pl.col("variant") == "raw"))
 
 
 # --------------------------------------------------------------------------- docs

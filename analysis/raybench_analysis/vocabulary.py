@@ -20,16 +20,19 @@ from typing import Final
 __all__ = [
     "ARCHITECTURES",
     "ARCHITECTURE_KINDS",
+    "CALIBRATION_METHODS",
     "DEFAULT_ALPHA",
     "DEFAULT_HIERARCHY",
     "DEFAULT_N_BOOT",
     "EXPLANATION_METHODS",
     "EXPLANATION_METRICS",
     "HIERARCHY_LEVELS",
+    "INPUT_NOISE_TYPES",
     "LOWER_IS_BETTER",
     "METRICS_BY_TASK",
     "OPTIMIZERS",
     "PERTURBATION_PARAMS",
+    "PREDICTION_VARIANTS",
     "SAMPLE_UNIT",
     "SCHEDULERS",
     "SEARCHABLE_TRAINING_KEYS",
@@ -39,6 +42,7 @@ __all__ = [
     "SYNTHETIC_CLASSES",
     "SYNTHETIC_LABELS",
     "TASK_TYPES",
+    "UNCERTAINTY_TASKS",
     "WANDB_MODES",
     "default_metric",
     "higher_is_better",
@@ -99,6 +103,23 @@ PERTURBATION_PARAMS: Final[dict[str, str]] = {
     "intensity_scale": "factor",
     "gamma": "gamma",
     "motion": "degrees",
+}
+
+#: Values of the predictions table's ``variant`` column (issue 9): the network's own outputs first
+#: (the default), then temperature-scaled, Monte Carlo input-noise and MC-dropout predictions.
+PREDICTION_VARIANTS: Final[tuple[str, ...]] = ("raw", "calibrated", "input_noise", "mc_dropout")
+
+#: Noise models of ``evaluation.uncertainty.input_noise`` (Monte Carlo propagation).
+INPUT_NOISE_TYPES: Final[tuple[str, ...]] = ("gaussian_noise",)
+
+#: Post-hoc calibration methods of ``evaluation.uncertainty.calibration`` (fitted on validation).
+CALIBRATION_METHODS: Final[tuple[str, ...]] = ("temperature",)
+
+#: The task types each key of ``evaluation.uncertainty`` applies to.
+UNCERTAINTY_TASKS: Final[dict[str, tuple[str, ...]]] = {
+    "input_noise": ("classification", "regression"),
+    "mc_dropout": ("classification",),
+    "calibration": ("classification",),
 }
 
 #: Built-in network architectures and the kind of output they make: ``global`` (one vector per

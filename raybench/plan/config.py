@@ -43,6 +43,8 @@ __all__ = [
     "EvaluationConfig",
     "ExplainConfig",
     "ExplanationMethodConfig",
+    "InputNoiseConfig",
+    "McDropoutConfig",
     "ModelConfig",
     "PerturbationLevel",
     "ResourcesConfig",
@@ -50,6 +52,7 @@ __all__ = [
     "TaskConfig",
     "TrainingConfig",
     "TrialConfig",
+    "UncertaintyConfig",
     "WandbConfig",
     "selection_of",
 ]
@@ -79,10 +82,19 @@ def _build(cls: type, data: Any, where: str, **nested: Any) -> Any:
     return cls(**{**data, **nested})
 
 
+#: Field metadata of an opt-in section added after trial ids were pinned: left out of the plain dict
+#: while it is None, so that the configs (and ids) of suites without it do not change.
+_OPT_IN = {"omit_if_none": True}
+
+
 def _plain(value: Any) -> Any:
     """JSON-able plain data: dataclasses become dicts, tuples lists (as ``plan.json`` has them)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not (f.metadata.get("omit_if_none") and getattr(value, f.name) is None)
+        }
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -209,11 +221,56 @@ class ExplainConfig:
 
 
 @dataclass(frozen=True)
+class InputNoiseConfig:
+    """Monte Carlo input noise: ``draws`` passes under noise of SD ``std`` (normalised units)."""
+
+    type: str = field(default=_default(schema.InputNoise, "type"))
+    std: float = field(default=_default(schema.InputNoise, "std"))
+    draws: int = field(default=_default(schema.InputNoise, "draws"))
+
+
+@dataclass(frozen=True)
+class McDropoutConfig:
+    """MC dropout: ``draws`` passes with the dropout layers in training mode."""
+
+    draws: int = field(default=_default(schema.McDropout, "draws"))
+
+
+@dataclass(frozen=True)
+class UncertaintyConfig:
+    """What a refit trial computes beyond its raw predictions (docs/uncertainty.md)."""
+
+    input_noise: InputNoiseConfig | None = field(
+        default=_default(schema.Uncertainty, "input_noise")
+    )
+    mc_dropout: McDropoutConfig | None = field(default=_default(schema.Uncertainty, "mc_dropout"))
+    calibration: tuple[str, ...] = field(default=_default(schema.Uncertainty, "calibration"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> UncertaintyConfig | None:
+        """The typed ``evaluation.uncertainty`` section, or None when it is off."""
+        if data is None:
+            return None
+        where = "evaluation.uncertainty"
+        if not isinstance(data, Mapping):
+            raise SuiteError(f"trial config {where}: expected a mapping, found {data!r}")
+        noise, dropout = data.get("input_noise"), data.get("mc_dropout")
+        return _build(
+            cls,
+            data,
+            where,
+            input_noise=None if noise is None else _build(InputNoiseConfig, noise, where),
+            mc_dropout=None if dropout is None else _build(McDropoutConfig, dropout, where),
+            calibration=tuple(data.get("calibration") or ()),
+        )
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     """Reported metrics, the selection metric, the expanded perturbation levels and explanations.
 
     ``explain`` is None unless the suite asks for explanations; it is then left out of the config
-    dict, so trials of suites without explanations keep their ids.
+    dict, so trials of suites without explanations keep their ids; ``uncertainty`` likewise.
     """
 
     metrics: tuple[str, ...] = field(default=_default(schema.Evaluation, "metrics"))
@@ -222,6 +279,9 @@ class EvaluationConfig:
         default=_default(schema.Evaluation, "perturbations")
     )
     explain: ExplainConfig | None = None
+    uncertainty: UncertaintyConfig | None = field(
+        default=_default(schema.Evaluation, "uncertainty"), metadata=_OPT_IN
+    )
 
 
 @dataclass(frozen=True)
@@ -321,6 +381,7 @@ class TrialConfig:
                     perturbations=tuple(
                         _build(PerturbationLevel, p, "evaluation.perturbations[]") for p in levels
                     ),
+                    uncertainty=UncertaintyConfig.from_dict(evaluation.get("uncertainty")),
                 ),
                 "resources": ResourcesConfig.from_dict(data.get("resources") or {}),
                 "plugins": dict(data.get("plugins") or {}),
@@ -368,6 +429,9 @@ class TrialConfig:
                 selection_metric=ev.selection_metric,
                 perturbations=tuple(perturbations),
                 explain=_explain_of(ev),
+                uncertainty=None
+                if ev.uncertainty is None
+                else UncertaintyConfig.from_dict(ev.uncertainty.model_dump()),
             ),
             resources=ResourcesConfig(**suite.resources.model_dump()),
             plugins={model.arch: suite.plugins[model.arch]} if model.arch in suite.plugins else {},

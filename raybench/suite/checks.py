@@ -23,9 +23,10 @@ from raybench_analysis.vocabulary import (
     SELECTION_METRICS,
     SYNTHETIC_CLASSES,
     SYNTHETIC_LABELS,
+    UNCERTAINTY_TASKS,
 )
 
-from raybench.suite.networks import NETWORK_PARAMS, REFUSED_PARAMS, SET_BY_RAYBENCH
+from raybench.suite.networks import DROPOUT_PARAMS, NETWORK_PARAMS, REFUSED_PARAMS, SET_BY_RAYBENCH
 from raybench.suite.problems import PathT, Problem, choices, format_path, show, suggest
 
 #: ``module.sub:callable`` (the callable may be dotted: ``module:Class.factory``).
@@ -421,6 +422,91 @@ def perturbations(data: dict[str, Any]) -> Iterator[Problem]:
             sub = (*path, param, j) if isinstance(value, list) else (*path, param)
             seen.append((sub, (ptype, v)))
     yield from _duplicates(seen, "perturbation", format_path)
+
+
+def _dropout_values(model: Any) -> list[tuple[PathT, Any]] | None:
+    """The dropout values of a built-in model's params with their paths (searched: each one);
+    None for a plugin or an unknown architecture (not known before the network is built)."""
+    arch, params = _get(model, "arch"), _get(model, "params")
+    if not isinstance(arch, str) or arch not in NETWORK_PARAMS:
+        return None
+    params = params if isinstance(params, dict) else {}
+    out: list[tuple[PathT, Any]] = []
+    for key in DROPOUT_PARAMS:
+        value = params.get(key)
+        if isinstance(value, list):
+            out += [((key, j), v) for j, v in enumerate(value)]
+        elif key in params:
+            out.append(((key,), value))
+    return out
+
+
+def _no_dropout(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not value > 0)
+
+
+@check
+def uncertainty(data: dict[str, Any]) -> Iterator[Problem]:
+    """``evaluation.uncertainty`` fits the task, calibration has validation samples to fit on, and
+    MC dropout has a dropout layer in every (built-in) network."""
+    unc = _get(data, "evaluation", "uncertainty")
+    if not isinstance(unc, dict):
+        return
+    path: PathT = ("evaluation", "uncertainty")
+    ttype = _task_type(data)
+    for key, tasks in UNCERTAINTY_TASKS.items():
+        if unc.get(key) not in (None, []) and ttype is not None and ttype not in tasks:
+            yield Problem(
+                (*path, key),
+                f"{key} is for {choices(tasks)} tasks, and task.type is {ttype}",
+                anchor="key",
+            )
+    calibration = unc.get("calibration")
+    if isinstance(calibration, list):
+        yield from _duplicates(
+            [((*path, "calibration", i), c) for i, c in enumerate(calibration)],
+            "calibration method",
+            format_path,
+        )
+        validation = data.get("validation")
+        if calibration and isinstance(validation, dict) and validation.get("inner", 0) is None:
+            yield Problem(
+                (*path, "calibration"),
+                "calibration is fitted on each trial's validation samples, and validation.inner "
+                "is null (no validation samples); give validation.inner (e.g. {strategy: "
+                "group_holdout, fraction: 0.2}) or remove calibration",
+                anchor="key",
+            )
+    if not isinstance(unc.get("mc_dropout"), dict):
+        return
+    models = _items(data, "models")
+    dropouts = {i: _dropout_values(m) for i, m in models}
+    with_dropout = [
+        str(_get(m, "name"))
+        for i, m in models
+        if dropouts[i] is None or any(not _no_dropout(v) for _, v in dropouts[i] or ())
+    ]
+    have = f"models with one: {', '.join(with_dropout)}" if with_dropout else "no model has one"
+    for i, model in models:
+        values = dropouts[i]
+        if values is None:
+            continue
+        name = show(_get(model, "name"))
+        if not values or all(_no_dropout(v) for _, v in values):
+            yield Problem(
+                ("models", i),
+                f"model {name} has no dropout layer, and evaluation.uncertainty.mc_dropout needs "
+                f"one: give params.dropout > 0 (every built-in architecture accepts it); {have}",
+            )
+            continue
+        for sub, v in values:
+            if _no_dropout(v):
+                yield Problem(
+                    ("models", i, "params", *sub),
+                    "evaluation.uncertainty.mc_dropout needs a dropout layer, and this candidate "
+                    f"has none; search values > 0 only ({have})",
+                    found=show(v),
+                )
 
 
 @check

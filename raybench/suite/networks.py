@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["NETWORK_PARAMS", "REFUSED_PARAMS", "SET_BY_RAYBENCH"]
+__all__ = ["DROPOUT_PARAMS", "NETWORK_PARAMS", "REFUSED_PARAMS", "SET_BY_RAYBENCH"]
 
 _DENSENET = frozenset({"block_config", "dropout", "growth_rate", "init_features"})
 _RESNET = frozenset(
@@ -118,3 +118,8 @@ SET_BY_RAYBENCH: Final[dict[str, frozenset[str]]] = {
 REFUSED_PARAMS: Final[dict[str, str]] = {
     "pretrained": "pretrained weights are downloaded at run time and break reproducibility"
 }
+
+#: ``params`` keys that give a built-in network a dropout layer when their value is above 0 (the
+#: portable ``dropout``, or the constructor's own ``dropout_prob``). No built-in network has one by
+#: default, so MC dropout (``evaluation.uncertainty.mc_dropout``) needs one of them.
+DROPOUT_PARAMS: Final[tuple[str, ...]] = ("dropout", "dropout_prob")

@@ -31,10 +31,12 @@ from pydantic import (
     model_validator,
 )
 from raybench_analysis.vocabulary import (
+    CALIBRATION_METHODS,
     DEFAULT_ALPHA,
     DEFAULT_HIERARCHY,
     DEFAULT_N_BOOT,
     HIERARCHY_LEVELS,
+    INPUT_NOISE_TYPES,
     METRICS_BY_TASK,
     OPTIMIZERS,
     PERTURBATION_PARAMS,
@@ -105,6 +107,8 @@ MAX_DEGREES = 180.0
 MAX_CPU = 1_024.0
 MAX_GPU = 64.0
 MAX_RETRIES = 100
+#: Monte Carlo draws (forward passes per sample) of the uncertainty evaluation.
+MAX_DRAWS = 10_000
 #: Any other real number of a suite (effect sizes, shifts, noise, min_delta, custom resources).
 MAX_REAL = 1.0e6
 
@@ -458,6 +462,46 @@ class Explain(Strict):
     )
 
 
+class InputNoise(Strict):
+    """Monte Carlo propagation of input noise: ``draws`` noisy copies of each image."""
+
+    type: Literal.__getitem__(INPUT_NOISE_TYPES) = Field(  # type: ignore[valid-type]
+        INPUT_NOISE_TYPES[0], description="noise model"
+    )
+    std: float = Field(
+        0.05,
+        gt=0,
+        le=MAX_SEVERITY,
+        description="noise SD, in units of the normalised image (as gaussian_noise perturbs)",
+    )
+    draws: int = Field(
+        20, ge=2, le=MAX_DRAWS, description="noisy forward passes per sample (K; 2 for an SD)"
+    )
+
+
+class McDropout(Strict):
+    """Monte Carlo dropout: ``draws`` passes with the dropout layers left on (Gal & Ghahramani)."""
+
+    draws: int = Field(
+        20, ge=2, le=MAX_DRAWS, description="stochastic forward passes per sample (K)"
+    )
+
+
+class Uncertainty(Strict):
+    """Per-prediction uncertainty computed by each refit trial (see docs/uncertainty.md)."""
+
+    input_noise: InputNoise | None = Field(
+        None, description="input-noise propagation (classification, regression); null: off"
+    )
+    mc_dropout: McDropout | None = Field(
+        None, description="MC dropout (classification; networks with a dropout layer); null: off"
+    )
+    calibration: list[Literal.__getitem__(CALIBRATION_METHODS)] = Field(  # type: ignore[valid-type]
+        default_factory=list,
+        description="post-hoc calibration fitted on each trial's validation predictions only",
+    )
+
+
 class Evaluation(Strict):
     """How trained models are scored on the test folds."""
 
@@ -476,6 +520,9 @@ class Evaluation(Strict):
         description="attribution methods scored on refit trials (docs/explanations.md; [] = none)",
     )
     explain: Explain = Field(Explain(), description="samples explained and maps kept per trial")
+    uncertainty: Uncertainty | None = Field(
+        None, description="per-prediction uncertainty of refit trials (opt-in; null: none)"
+    )
 
 
 # --------------------------------------------------------------------------- the rest

@@ -11,7 +11,11 @@ result store. The order of events is what makes a result trustworthy:
    ``refit`` trial (clean and under each perturbation), ``spec.val_ids`` for a ``search`` trial
    (clean) — so the test fold is never seen before the final evaluation;
 4. a refit trial of a suite with ``evaluation.explanations`` then explains a stratified subset of
-   its test samples (:mod:`raybench.training.explain`).
+   its test samples (:mod:`raybench.training.explain`); a refit trial also records its validation
+   predictions (``split = "val"``, clean), which calibration needs;
+5. a refit trial with ``evaluation.uncertainty`` then adds its uncertainty variants
+   (:mod:`raybench.training.uncertainty`): temperature scaling fitted on its validation
+   predictions only, input-noise and MC-dropout passes over its validation and test samples.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from raybench.training.loop import Predictions, TaskHead, make_head, predict, tr
 from raybench.training.metrics import score
 from raybench.training.models import build_network, check_forward
 from raybench.training.perturb import Perturbation, build_perturbation
+from raybench.training.uncertainty import Variant, calibrated_rows, uncertainty_variants
 
 __all__ = ["TrialContext", "TrialOutcome", "run_trial"]
 
@@ -239,7 +244,8 @@ def run_trial(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> TrialOutcom
 
     The phases: set up (:func:`_prepare`: config, device, seeds, samples, targets, cache), build the
     network (:func:`_network`), train and keep the best epoch (:func:`_train_and_select`),
-    evaluate (:func:`_evaluate`), and gather the outcome.
+    evaluate (:func:`_evaluate`), the uncertainty variants (:func:`_uncertainty`), and gather the
+    outcome.
 
     Raises :class:`TrialError` for a non-finite loss (``"non-finite loss at epoch E, batch B"``),
     :class:`SuiteError` / :class:`DataError` for a bad config or dataset.
@@ -254,6 +260,7 @@ def run_trial(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> TrialOutcom
     t_eval = time.perf_counter()
     prediction_rows = _evaluate(run, model)
     explained = _explain(run, model)
+    prediction_rows += _uncertainty(run, model, prediction_rows)
     eval_seconds = time.perf_counter() - t_eval
     return TrialOutcome(
         predictions=table_from_rows("predictions", prediction_rows),
@@ -399,6 +406,9 @@ def _evaluate(run: _Run, model: torch.nn.Module) -> list[dict[str, Any]]:
         rows += _prediction_rows(
             run.spec, run.eval_rows, run.eval_split, perturbation, out, run.targets
         )
+    if run.spec.stage == "refit" and run.val_rows:
+        out = predict(model, run.loader(run.val_rows, shuffle=False), head, run.device, amp=run.amp)
+        rows += _prediction_rows(run.spec, run.val_rows, "val", None, out, run.targets)
     return rows
 
 
@@ -495,6 +505,39 @@ def _affine(run: _Run, row: Mapping[str, Any]) -> np.ndarray:
     out = run.cache.preprocess.transforms()({"image": row["image"]})
     affine = getattr(out["image"], "affine", None)
     return np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+
+
+def _uncertainty(
+    run: _Run, model: torch.nn.Module, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The uncertainty variants of a refit trial (none without ``evaluation.uncertainty``)."""
+    config = run.config.evaluation.uncertainty
+    if config is None or run.spec.stage != "refit":
+        return []
+    head = make_head(run.targets.task_type, mean=run.targets.mean, sd=run.targets.sd)
+    splits = {"val": run.val_rows, "test": run.eval_rows}
+    loaders = {
+        split: (run.loader(r, shuffle=False), [str(x["sample_id"]) for x in r])
+        for split, r in splits.items()
+        if r
+    }
+    batch = int(run.config.training.batch_size)  # type: ignore[arg-type]  # resolved
+    out: list[dict[str, Any]] = calibrated_rows(rows) if config.calibration else []
+    variants: list[Variant] = uncertainty_variants(
+        model,
+        config,
+        loaders,
+        head,
+        run.device,
+        seed=run.spec.seed,
+        chunk=max([batch, *(m.draws for m in (config.input_noise, config.mc_dropout) if m)]),
+        amp=run.amp,
+    )
+    for v in variants:
+        out += _prediction_rows(
+            run.spec, splits[v.split], v.split, None, v.predictions, run.targets, v.name, v.extra
+        )
+    return out
 
 
 def _train_and_select(run: _Run, model: torch.nn.Module) -> tuple[list[dict[str, Any]], _Best]:
@@ -633,9 +676,13 @@ def _prediction_rows(
     perturbation: Perturbation | None,
     out: Predictions,
     targets: _Targets,
+    variant: str = "raw",
+    extra: Mapping[str, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
+    """One predictions row per sample of ``out`` (``extra``: per-sample columns of a variant)."""
     result = []
     binary = targets.task_type == "classification" and len(targets.classes) == 2
+    extra = extra or {}
     for k, i in enumerate(out.index.tolist()):
         row = rows[i]
         probs = out.probs[k].tolist() if out.probs is not None else None
@@ -662,6 +709,8 @@ def _prediction_rows(
                 "probs": probs,
                 "dice": float(out.dice[k]) if out.dice is not None else None,
                 "loss": float(out.loss[k]),
+                "variant": variant,
+                **{name: values[k].item() for name, values in extra.items()},
             }
         )
     return result

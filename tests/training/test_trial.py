@@ -42,10 +42,15 @@ def test_every_task_runs_and_fills_the_contract(
     out = run_trial(spec, cohort, TrialContext(tmp_path, on_epoch=rows.append))
     for table_name in ("predictions", "epochs", "splits"):
         assert getattr(out, table_name).schema.equals(SCHEMAS[table_name])
-    preds = out.predictions.to_pylist()
+    every = out.predictions.to_pylist()
+    val = [p for p in every if p["split"] == "val"]  # the refit's validation samples, clean
+    assert {p["sample_id"] for p in val} == set(spec.val_ids) and len(val) == 2
+    assert {(p["perturbation"], p["variant"]) for p in val} == {("none", "raw")}
+    preds = [p for p in every if p["split"] == "test"]
+    assert len(every) == len(preds) + len(val)
     assert len(preds) == 2 * 3  # 2 test samples x (clean + 2 perturbations)
     assert {p["sample_id"] for p in preds} == set(spec.test_ids)
-    assert {p["split"] for p in preds} == {"test"}
+    assert {p["variant"] for p in preds} == {"raw"}
     assert [p["perturbation"] for p in preds] == ["none"] * 2 + [NOISE["id"]] * 2 + [
         GAMMA["id"]
     ] * 2
