@@ -35,6 +35,7 @@ from raybench_analysis.bootstrap import (
     nested_means,
     unit_sums,
 )
+from raybench_analysis.contract import raw_rows
 from raybench_analysis.metrics import Metric, get_metric
 from raybench_analysis.ttest import corrected_ttest
 
@@ -348,7 +349,8 @@ def compare(
     predictions : polars/pandas DataFrame
         Predictions (docs/results.md): ``model``, ``outer_fold``, ``seed``, ``sample_id``, the
         ``levels`` and ``by`` columns and those the metric reads. Rows with ``split != "test"``
-        are dropped, and, when ``perturbation`` is given, rows of other perturbations.
+        are dropped, as are uncertainty variants other than ``raw`` (see ``variants_as_models``)
+        and, when ``perturbation`` is given, rows of other perturbations.
     metric : str or Metric
         Metric name (settings in ``metric_params``). The score of a model is the metric on each
         (fold, seed) test set, averaged over seeds within the fold, then over folds.
@@ -456,6 +458,7 @@ def compare(
     data = to_polars(predictions, name="predictions")
     if "split" in data.columns:
         data = data.filter(pl.col("split") == "test")
+    data = raw_rows(data)  # other variants of the same samples: compare via variants_as_models
     if perturbation is not None and "perturbation" in data.columns:
         data = data.filter(pl.col("perturbation") == perturbation)
     keys = as_names(by, name="by")

@@ -22,6 +22,7 @@ from scipy import stats
 
 from raybench_analysis._frames import AnalysisError, require_columns, to_polars
 from raybench_analysis.bootstrap import SCHEMES, build_hierarchy, draw_counts, nested_average
+from raybench_analysis.contract import raw_rows
 from raybench_analysis.metrics import Metric, get_metric
 
 __all__ = ["ResampleScheme", "ranking_stability", "replicate_metric", "resample_weights"]
@@ -173,6 +174,7 @@ def clean_predictions(predictions: Any, name: str = "predictions") -> pl.DataFra
     frame = to_polars(predictions, name=name)
     if "split" in frame.columns:
         frame = frame.filter(pl.col("split") == "test")
+    frame = raw_rows(frame)
     if "perturbation" in frame.columns:
         frame = frame.filter(pl.col("perturbation") == "none")
     if frame.height == 0:

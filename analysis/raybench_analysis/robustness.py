@@ -17,6 +17,7 @@ import polars as pl
 
 from raybench_analysis._frames import AnalysisError, require_columns, to_polars
 from raybench_analysis.bootstrap import INTERVALS, SCHEMES, interval_from_replicates
+from raybench_analysis.contract import raw_rows
 from raybench_analysis.metrics import Metric, get_metric
 from raybench_analysis.ranking import replicate_metric, resample_weights
 
@@ -115,6 +116,7 @@ def robustness(
     require_columns(frame, [*_COLUMNS, *m.columns], name="predictions", why="for robustness")
     if "split" in frame.columns:
         frame = frame.filter(pl.col("split") == "test")
+    frame = raw_rows(frame)
     for col in ("perturbation_type", "severity"):
         if col not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(col))

@@ -24,6 +24,7 @@ import polars as pl
 from raybench_analysis._frames import AnalysisError, to_polars
 from raybench_analysis.bootstrap import bootstrap
 from raybench_analysis.compare import compare
+from raybench_analysis.contract import raw_rows
 from raybench_analysis.friedman import friedman
 from raybench_analysis.io import Results, load
 from raybench_analysis.metrics import Metric, calibration_bins, get_metric, metric_by
@@ -309,7 +310,7 @@ def summarize(
     for c in cfg.hierarchy:
         if c not in predictions.columns:
             notes.append(f"hierarchy level {c!r} is not a predictions column; resampled without it")
-    test = (
+    test = raw_rows(  # the networks' own predictions; uncertainty variants are analysed apart
         predictions.filter(pl.col("split") == "test")
         if "split" in predictions.columns
         else predictions
