@@ -572,7 +572,8 @@ def apply_temperature(
     -------
     polars.DataFrame
         ``predictions``' columns with ``score`` / ``probs`` rescaled and ``variant`` set
-        (``y_pred`` unchanged: a temperature keeps the argmax).
+        (``y_pred`` unchanged: a temperature keeps the argmax); a ``temperature`` column (the
+        predictions table has one) holds the T applied.
 
     Notes
     -----
@@ -596,13 +597,14 @@ def apply_temperature(
     require_columns(temps, ["temperature"], name="temperatures")
     skip = {"temperature", "inverse_temperature", "nll_raw", "nll_scaled", "n_obs", "method"}
     keys = [c for c in temps.columns if c not in skip]
+    base = frame.drop("temperature", strict=False)  # a run's own column: replaced by the new T
     if keys:
         require_columns(frame, keys, name="predictions", why="to join the temperatures")
-        joined = frame.join(temps.select(*keys, "temperature"), on=keys, how="left")
+        joined = base.join(temps.select(*keys, "temperature"), on=keys, how="left")
     else:
         if temps.height != 1:
             raise AnalysisError("temperatures: several rows but no key column to join them on")
-        joined = frame.with_columns(temperature=pl.lit(temps["temperature"][0]))
+        joined = base.with_columns(temperature=pl.lit(temps["temperature"][0]))
     t = joined.get_column("temperature").to_numpy()
     if np.any(~np.isfinite(t)) or np.any(t <= 0):
         raise AnalysisError(

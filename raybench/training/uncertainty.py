@@ -330,10 +330,7 @@ def calibrated_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "evaluation.uncertainty.calibration: the trial has no validation samples to fit the "
             "temperature on (validation.inner must give some)"
         )
-    temps = fit_temperature(frame, by=None)
-    scaled = apply_temperature(frame.drop("temperature"), temps).with_columns(
-        temperature=pl.lit(float(temps["temperature"][0]))
-    )
+    scaled = apply_temperature(frame, fit_temperature(frame, by=None))
     probs = np.array(scaled.get_column("probs").to_list(), dtype=float)
     y = scaled.get_column("y_true").to_numpy().astype(np.int64)
     loss = -np.log(np.maximum(probs[np.arange(len(y)), y], np.finfo(float).tiny))
