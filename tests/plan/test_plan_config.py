@@ -20,6 +20,9 @@ SECTIONS = [
     (cfg.EarlyStoppingConfig, schema.EarlyStopping, set()),
     (cfg.EvaluationConfig, schema.Evaluation, set()),
     (cfg.ResourcesConfig, schema.Resources, set()),
+    (cfg.UncertaintyConfig, schema.Uncertainty, set()),
+    (cfg.InputNoiseConfig, schema.InputNoise, set()),
+    (cfg.McDropoutConfig, schema.McDropout, set()),
     (cfg.WandbConfig, schema.WandB, set()),
 ]
 
@@ -55,6 +58,40 @@ def test_compiled_configs_round_trip_through_the_typed_view() -> None:
     assert TrialConfig.from_dict(resolved).training.unresolved() == []
     perturbation = refit.settings.evaluation.perturbations[0]
     assert (perturbation.id, perturbation.severity) == ("gaussian_noise(std=0.05)", 0.05)
+
+
+UNCERTAINTY = {
+    "input_noise": {"std": 0.1},
+    "mc_dropout": {"draws": 5},
+    "calibration": ["temperature"],
+}
+
+
+def _uncertain_suite(uncertainty: dict | None) -> schema.Suite:
+    models = [{"name": "small", "arch": "classifier", "params": {"dropout": 0.2}}]
+    evaluation = {"metrics": ["auc"]} | ({"uncertainty": uncertainty} if uncertainty else {})
+    return make_suite(models=models, evaluation=evaluation, training={"epochs": 2})
+
+
+def test_uncertainty_enters_the_config_and_the_ids_only_when_asked() -> None:
+    off = compile_suite(_uncertain_suite(None), {"synth": cohort()})
+    on = compile_suite(_uncertain_suite(UNCERTAINTY), {"synth": cohort()})
+    assert all("uncertainty" not in t.config["evaluation"] for t in off.trials)
+    assert all(t.settings.evaluation.uncertainty is None for t in off.trials)
+    typed = on.trials[0].settings.evaluation.uncertainty
+    assert typed == cfg.UncertaintyConfig(
+        input_noise=cfg.InputNoiseConfig(type="gaussian_noise", std=0.1, draws=20),
+        mc_dropout=cfg.McDropoutConfig(draws=5),
+        calibration=("temperature",),
+    )
+    for spec in on.trials:
+        assert TrialConfig.from_dict(spec.config) == spec.settings
+        assert spec.settings.to_dict() == spec.config
+    assert {t.trial_id for t in on.trials}.isdisjoint(t.trial_id for t in off.trials)
+    with pytest.raises(SuiteError, match=r"evaluation.uncertainty: unknown key\(s\) \['drawz'\]"):
+        TrialConfig.from_dict(
+            {**on.trials[0].config, "evaluation": {"uncertainty": {"mc_dropout": {"drawz": 3}}}}
+        )
 
 
 def test_missing_keys_get_schema_defaults_unknown_keys_are_refused() -> None:

@@ -117,7 +117,10 @@ def test_selection_uses_validation_only(
     during_training = set(loaded[: seen_at_epoch[-1]])
     assert during_training == set(spec.train_ids) | set(spec.val_ids)
     assert not during_training & set(spec.test_ids)
-    assert set(loaded[seen_at_epoch[-1] :]) == set(spec.test_ids)
+    after = loaded[seen_at_epoch[-1] :]
+    n_test = len(after) - len(spec.val_ids)
+    assert set(after[:n_test]) == set(spec.test_ids)  # the final evaluation of the test fold
+    assert set(after[n_test:]) == set(spec.val_ids)  # then the refit's validation predictions
     epochs = out.epochs.to_pylist()
     last = max(r["epoch"] for r in epochs)
     assert last <= out.best_epoch + 1  # patience 1: stopped one epoch after the best at most
