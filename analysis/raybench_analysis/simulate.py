@@ -716,4 +716,5 @@ def simulate_uncertainty(
     out = pl.concat(parts).with_columns(
         perturbation_type=pl.lit("none"), severity=pl.lit(None), dice=pl.lit(None)
     )
-    return out.select(*(pl.col(c).cast(t) for c, t in schema.items()), "variant")
+    # the per-sample uncertainty columns of recorded variants are absent (null) in raw rows
+    return out.select(pl.col(c).cast(t) for c, t in schema.items() if c in out.columns)

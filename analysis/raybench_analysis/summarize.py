@@ -23,13 +23,16 @@ import polars as pl
 
 from raybench_analysis._frames import AnalysisError, to_polars
 from raybench_analysis.bootstrap import bootstrap
+from raybench_analysis.calibration import calibration
 from raybench_analysis.compare import compare
+from raybench_analysis.conformal import conformal
 from raybench_analysis.contract import raw_rows
 from raybench_analysis.friedman import friedman
 from raybench_analysis.io import Results, load
 from raybench_analysis.metrics import Metric, calibration_bins, get_metric, metric_by
 from raybench_analysis.ranking import ranking_stability
 from raybench_analysis.robustness import robustness
+from raybench_analysis.selective import selective
 from raybench_analysis.settings import read_saved_suite, resolve_settings
 from raybench_analysis.variance import variance_components
 
@@ -353,6 +356,7 @@ def summarize(
             ),
             "reliability": _section("reliability", notes, _reliability, clean, run.by),
         }  # fmt: skip
+        extra |= _uncertainty_sections(predictions, levels, cfg.alpha, notes, run.common)
         tables |= {k: v for k, v in extra.items() if v is not None}
     return Summary(tables, notes, settings)
 
@@ -431,6 +435,34 @@ def _metric_tables(run: _Run, m: Metric, tag: str) -> dict[str, pl.DataFrame | N
 
 
 _ONE_MODEL = "comparisons and ranking: only one model in the predictions"
+
+
+def _uncertainty_sections(
+    predictions: pl.DataFrame,
+    levels: list[str],
+    alpha: float,
+    notes: list[str],
+    common: dict[str, Any],
+) -> dict[str, pl.DataFrame | None]:
+    """Issue 9's tables, when trials recorded uncertainty variants (``evaluation.uncertainty``):
+    calibration and selective prediction of every variant's unperturbed test rows, and conformal
+    coverage (alpha 0.1) calibrated on each trial's validation rows, per site when known."""
+    if "variant" not in predictions.columns or not (predictions["variant"] != "raw").any():
+        return {}
+    rows = predictions.filter(pl.col("perturbation") == "none")
+    test = rows.filter(pl.col("split") == "test")
+    args = {"levels": levels, "alpha": alpha, **common}
+    return {
+        "uncertainty_calibration": _section(
+            "uncertainty_calibration", notes, calibration, test,
+            quantities=["ece", "brier", "slope", "intercept"], **args,
+        ),
+        "selective": _section("selective", notes, selective, test, **args),
+        "conformal": _section(
+            "conformal", notes, conformal, rows, alpha=0.1,
+            by="site" if "site" in rows.columns else None, levels=levels, ci_alpha=alpha, **common,
+        ),
+    }  # fmt: skip
 
 
 def _variance_section(

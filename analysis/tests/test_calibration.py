@@ -225,5 +225,5 @@ def test_simulated_predictions_follow_the_results_contract():
 
     df = simulate_uncertainty(n_sites=2, subjects_per_site=5, n_seeds=1)
     # reference: the contract's own check of a predictions file (every declared column, its
-    # type); the extra `variant` column of issue 9 is allowed
+    # type), `variant` included
     assert schema_problem("predictions", df.to_arrow().schema) is None
