@@ -104,11 +104,13 @@ def trial_test_metrics(predictions: Any, metrics: list[str]) -> dict[str, float]
     """
     import polars as pl
     from raybench_analysis._frames import AnalysisError
+    from raybench_analysis.contract import raw_rows
     from raybench_analysis.metrics import metric_by
 
     frame = predictions if isinstance(predictions, pl.DataFrame) else pl.from_arrow(predictions)
     if "split" in frame.columns:
         frame = frame.filter(pl.col("split") == "test")
+    frame = raw_rows(frame)  # the network's own predictions, not its uncertainty variants
     if frame.height == 0:
         return {}
     if "perturbation" not in frame.columns:
