@@ -460,7 +460,8 @@ def _uncertainty_sections(
         "selective": _section("selective", notes, selective, test, **args),
         "conformal": _section(
             "conformal", notes, conformal, rows, alpha=0.1,
-            by="site" if "site" in rows.columns else None, levels=levels, ci_alpha=alpha, **common,
+            by="site" if "site" in rows.columns else None, ci_alpha=alpha, **common,
+            levels=[lv for lv in levels if lv != "site"],  # per site: resample within it
         ),
     }  # fmt: skip
 

@@ -180,7 +180,28 @@ def print_summary(summary: Summary) -> None:
              ("perturbation", "perturbation"), ("clean", "clean"), ("estimate", "change"),
              (CI, "interval")],
         )  # fmt: skip
+    _print_uncertainty(printer, summary, level)
     print_notes(summary.missing)
+
+
+def _print_uncertainty(printer: _Printer, summary: Summary, level: str) -> None:
+    """Issue 9's tables, when the trials recorded uncertainty variants (docs/uncertainty.md)."""
+    tables = (
+        ("uncertainty_calibration", "calibration of each prediction variant",
+         [("quantity", "quantity"), ("convention", "convention")]),
+        ("selective", "selective prediction: referring the least certain cases",
+         [("uncertainty", "uncertainty"), ("quantity", "quantity"), ("coverage", "coverage")]),
+        ("conformal", "split-conformal sets (alpha 0.1, calibrated on validation rows)",
+         [("site", "site"), ("quantity", "quantity")]),
+    )  # fmt: skip
+    for name, title, middle in tables:
+        if name in summary:
+            printer.table(
+                title,
+                _with_dataset(summary[name]),
+                [("dataset", "dataset"), ("model", "model"), ("variant", "variant"), *middle,
+                 ("estimate", "estimate"), (CI, f"{level} interval")],
+            )  # fmt: skip
 
 
 def _print_comparisons(
