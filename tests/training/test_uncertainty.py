@@ -216,3 +216,20 @@ def test_mc_dropout_of_a_plugin_without_dropout_is_refused(
     )
     with pytest.raises(SuiteError, match="no dropout layer"):
         run_trial(spec, cohort, TrialContext(tmp_path))
+
+
+def test_calibration_alone_on_a_multiclass_task(
+    cohort: Cohort, spec_of: Any, tmp_path: Path
+) -> None:
+    spec = spec_of(
+        cohort,
+        task={"type": "classification", "label": "grade"},
+        evaluation={"uncertainty": {"calibration": ["temperature"]}},
+    )
+    df = _frame(run_trial(spec, cohort, TrialContext(tmp_path)).predictions)
+    assert sorted(set(df["variant"])) == ["calibrated", "raw"]
+    calibrated = df.filter(pl.col("variant") == "calibrated").sort("split", "sample_id")
+    raw = df.filter(pl.col("variant") == "raw").sort("split", "sample_id")
+    assert calibrated["y_pred"].to_list() == raw["y_pred"].to_list()  # T keeps the argmax
+    assert all(sum(p) == pytest.approx(1.0) and len(p) == 3 for p in calibrated["probs"])
+    assert calibrated["score"].null_count() == calibrated.height
