@@ -510,7 +510,8 @@ def _sd_interval(table: pl.DataFrame, metric: Metric) -> pl.DataFrame:
 def _reliability(clean: pl.DataFrame, by: list[str], n_bins: int = 10) -> pl.DataFrame:
     """Reliability bins (positive-class convention) per model, seeds and folds pooled."""
     parts = []
-    for key, part in clean.group_by([*by, "model"], maintain_order=True):
+    keys = [*by, "model"]  # groups in sorted order: the table does not depend on file order
+    for key, part in clean.sort(keys, maintain_order=True).group_by(keys, maintain_order=True):
         bins = calibration_bins(part["y_true"], part["score"], n_bins=n_bins,
                                 convention="positive_class")  # fmt: skip
         info = dict(zip([*by, "model"], key, strict=True))
