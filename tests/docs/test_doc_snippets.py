@@ -21,7 +21,7 @@ PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 #: Pages whose snippets train a network or start Ray (real work: slow).
-HEAVY = {"docs/running.md", "docs/training.md"}
+HEAVY = {"docs/running.md", "docs/training.md", "docs/uncertainty.md"}
 
 
 def _blocks(page: Path) -> list[str]:
