@@ -26,6 +26,7 @@ from raybench_analysis._frames import AnalysisError, as_names, require_columns, 
 from raybench_analysis.metrics import Metric, _mean_finalize, get_metric, weighted_auc
 
 __all__ = [
+    "DEGENERATE_SPREAD",
     "MIN_DEFINED_FRACTION",
     "bootstrap",
     "bootstrap_replicates",
@@ -44,6 +45,11 @@ INTERVALS: tuple[str, ...] = ("t", "t_bc", "percentile")
 #: distribution no longer describes the estimate's sampling variation (with two one-class sites
 #: only draws of both sites once survive, and the interval collapses to a point).
 MIN_DEFINED_FRACTION = 0.9
+
+#: relative spread of the replicates under which their distribution counts as degenerate (a point):
+#: with few top-level units whose values coincide (three sites, each with the same difference)
+#: every draw gives the same value, and a t interval of width 0 would claim certainty.
+DEGENERATE_SPREAD = 1e-12
 
 #: cells (replicates × units or replicates × observations) processed per chunk; bounds memory.
 MAX_CELLS = 8_000_000
@@ -329,6 +335,9 @@ def interval_from_replicates(
     1993, §10.6), for statistics such as a pooled AUC whose bias is not negligible with few
     clusters. The percentile interval is
     [q*_{α/2}, q*_{1−α/2}] with se = sd* and p = min(1, 2 min(#(θ* ≤ 0)+1, #(θ* ≥ 0)+1)/(B+1)).
+    A non-zero estimate whose replicates are all equal (relative spread below
+    ``DEGENERATE_SPREAD``) gets NaN and a warning: the resampled units coincide, the bootstrap
+    distribution is a point, and a zero-width interval would claim certainty it has not measured.
 
     References
     ----------
@@ -357,6 +366,15 @@ def interval_from_replicates(
     if n_total is not None and len(ok) < math.ceil(MIN_DEFINED_FRACTION * n_total):
         return out
     sd = float(np.std(ok, ddof=1))
+    if estimate != 0 and sd <= DEGENERATE_SPREAD * max(1.0, abs(estimate)):
+        warnings.warn(
+            f"all {len(ok)} bootstrap replicates equal the estimate {estimate:.6g}: the "
+            f"{n_clusters} resampled top-level units give the same value, so the bootstrap "
+            "cannot measure its uncertainty and no interval or p-value is reported (NaN). "
+            "Resample a level with more units (e.g. levels=['subject_id'], strata='site').",
+            stacklevel=2,
+        )
+        return out
     if interval == "percentile":
         lo, hi = np.quantile(ok, [alpha / 2, 1 - alpha / 2])
         tail = min(np.sum(ok <= 0), np.sum(ok >= 0))

@@ -229,3 +229,41 @@ def test_bootstrap_shares_the_defined_replicates_rule():
         out = bootstrap(data, metric="auc", levels=["site", "subject_id"], n_boot=200)
     assert np.isnan(out["se"][0]) and np.isnan(out["ci_low"][0])
     assert out["n_boot"][0] < 180
+
+
+def _sites_with_equal_differences() -> pl.DataFrame:
+    """Three sites whose a − b accuracy difference is the same (0.25) at each site."""
+    rows = []
+    for site in range(3):
+        for subject in range(4):
+            for model, correct in (("a", subject < 3), ("b", subject < 2)):
+                rows.append(
+                    {
+                        "dataset": "d",
+                        "model": model,
+                        "outer_fold": 0,
+                        "seed": 0,
+                        "site": f"s{site}",
+                        "subject_id": f"s{site}-{subject}",
+                        "sample_id": f"s{site}-{subject}",
+                        "y_true": 1.0,
+                        "y_pred": 1.0 if correct else 0.0,
+                    }
+                )
+    return pl.DataFrame(rows)
+
+
+def test_a_point_bootstrap_distribution_gives_no_interval():
+    # found in the quick start: three sites with equal per-site differences made every
+    # cluster-bootstrap replicate equal, and the t interval [0.042, 0.042] claimed p = 3e-30
+    data = _sites_with_equal_differences()
+    with pytest.warns(UserWarning, match="bootstrap replicates equal the estimate"):
+        out = compare(data, metric="accuracy", levels=["site", "subject_id"], n_boot=200,
+                      method="bootstrap")  # fmt: skip
+    row = out.row(0, named=True)
+    assert row["estimate"] == pytest.approx(0.25)
+    assert np.isnan(row["se"]) and np.isnan(row["ci_low"]) and np.isnan(row["p_value"])
+    # subjects as the top level vary from draw to draw: an interval is reported
+    fine = compare(data, metric="accuracy", levels=["subject_id"], n_boot=200, method="bootstrap")
+    assert fine["se"][0] > 0.01 and fine["p_value"][0] < 1
+
