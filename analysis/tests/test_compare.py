@@ -266,4 +266,3 @@ def test_a_point_bootstrap_distribution_gives_no_interval():
     # subjects as the top level vary from draw to draw: an interval is reported
     fine = compare(data, metric="accuracy", levels=["subject_id"], n_boot=200, method="bootstrap")
     assert fine["se"][0] > 0.01 and fine["p_value"][0] < 1
-
