@@ -75,9 +75,10 @@ class ResultStore:
     """
 
     def __init__(self, uri: str | os.PathLike[str], filesystem: pafs.FileSystem | None = None):
-        self.uri = str(uri)
         self._given_fs = filesystem
-        self.fs, self.root, self.local = _resolve(self.uri, filesystem)
+        self.fs, self.root, self.local = _resolve(str(uri), filesystem)
+        # a relative local path is made absolute here: workers (other cwd) unpickle the store
+        self.uri = self.root if "://" not in str(uri) and filesystem is None else str(uri)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"uri": self.uri, "fs": self._given_fs}

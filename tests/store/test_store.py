@@ -156,3 +156,18 @@ def test_write_file_creates_nested_folders_and_leaves_no_staged_file(tmp_path: P
     assert [p.name for p in (tmp_path / "res" / "maps" / "t1").iterdir()] == [
         "sub-01_gradcam.nii.gz"
     ]
+
+
+def test_a_relative_path_survives_pickling_into_another_directory(
+    make_tables, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ray workers unpickle the store with another working directory: a relative path would
+    # commit into the worker's directory and the driver would see no committed trial
+
+    monkeypatch.chdir(tmp_path)
+    store = ResultStore("results/rel")
+    elsewhere = tmp_path / "worker"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    pickle.loads(pickle.dumps(store)).commit("t1", make_tables("t1"))
+    assert list(ResultStore(tmp_path / "results" / "rel").committed_ids()) == ["t1"]
