@@ -168,15 +168,35 @@ def delong(y_true: Any, score_a: Any, score_b: Any, *, alpha: float = 0.05) -> p
     a, b = as_array(score_a, name="score_a"), as_array(score_b, name="score_b")
     same_length(y_true=y, score_a=a, score_b=b)
     aucs, cov = _covariance(y, np.vstack([a, b]))
+    return paired_auc_test(aucs, cov, y, alpha, method=_METHOD, unit="observation")
+
+
+def paired_auc_test(
+    aucs: np.ndarray,
+    cov: np.ndarray,
+    y: np.ndarray,
+    alpha: float,
+    *,
+    method: str,
+    unit: str,
+    **extra: Any,
+) -> pl.DataFrame:
+    """The z test and Wald interval of AUC_a − AUC_b from the AUCs and their 2 × 2 covariance.
+
+    Shared by :func:`delong` (covariance over observations) and
+    :func:`raybench_analysis.obuchowski` (over clusters); ``extra`` adds columns (before
+    ``method``). With zero variance (identical placements) there is no evidence either way:
+    statistic 0 and p = 1 when the AUCs are equal, otherwise ±inf and p = 0.
+    """
     diff = float(aucs[0] - aucs[1])
-    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    se = float(np.sqrt(max(var, 0.0)))
-    z_crit = stats.norm.ppf(1 - alpha / 2)
+    se = float(np.sqrt(max(float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]), 0.0)))
+    z_crit = float(stats.norm.ppf(1 - alpha / 2))
     if se > 0:
         statistic = diff / se
         p_value = float(2 * stats.norm.sf(abs(statistic)))
-    else:  # identical placements: no evidence either way
-        statistic, p_value = 0.0 if diff == 0 else np.sign(diff) * np.inf, 1.0 if diff == 0 else 0.0
+    else:
+        statistic = 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
+        p_value = 1.0 if diff == 0 else 0.0
     return pl.DataFrame(
         {
             "auc_a": [float(aucs[0])],
@@ -192,7 +212,8 @@ def delong(y_true: Any, score_a: Any, score_b: Any, *, alpha: float = 0.05) -> p
             "ci_high": [diff + z_crit * se],
             "n_pos": [int(y.sum())],
             "n_neg": [int(len(y) - y.sum())],
-            "method": [_METHOD],
-            "unit": ["observation"],
+            **{k: [v] for k, v in extra.items()},
+            "method": [method],
+            "unit": [unit],
         }
     )

@@ -15,7 +15,7 @@ import polars as pl
 from scipy import stats
 
 from raybench_analysis._frames import AnalysisError, as_array, same_length
-from raybench_analysis.delong import _labels, _placements
+from raybench_analysis.delong import _labels, _placements, paired_auc_test
 
 __all__ = ["obuchowski", "obuchowski_auc"]
 
@@ -177,33 +177,6 @@ def obuchowski(
     same_length(y_true=y, score_a=a, score_b=b)
     same_length(y_true=y, cluster=np.asarray(cluster))
     aucs, cov, n_clusters = _cluster_covariance(y, np.vstack([a, b]), cluster)
-    diff = float(aucs[0] - aucs[1])
-    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    se = float(np.sqrt(max(var, 0.0)))
-    z_crit = float(stats.norm.ppf(1 - alpha / 2))
-    if se > 0:
-        statistic = diff / se
-        p_value = float(2 * stats.norm.sf(abs(statistic)))
-    else:
-        statistic = 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
-        p_value = 1.0 if diff == 0 else 0.0
-    return pl.DataFrame(
-        {
-            "auc_a": [float(aucs[0])],
-            "auc_b": [float(aucs[1])],
-            "estimate": [diff],
-            "se": [se],
-            "var_a": [float(cov[0, 0])],
-            "var_b": [float(cov[1, 1])],
-            "cov": [float(cov[0, 1])],
-            "statistic": [float(statistic)],
-            "p_value": [p_value],
-            "ci_low": [diff - z_crit * se],
-            "ci_high": [diff + z_crit * se],
-            "n_pos": [int(y.sum())],
-            "n_neg": [int(len(y) - y.sum())],
-            "n_clusters": [n_clusters],
-            "method": [_METHOD],
-            "unit": ["cluster"],
-        }
+    return paired_auc_test(
+        aucs, cov, y, alpha, method=_METHOD, unit="cluster", n_clusters=n_clusters
     )
