@@ -41,6 +41,7 @@ NBootOption = Annotated[
     int | None,
     typer.Option("--n-boot", help="Bootstrap replicates; default the saved suite's, else 2000."),
 ]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")]
 OutOption = Annotated[
     Path | None,
     typer.Option("--out", help="Where to write the tables (default RESULTS_DIR/analysis/)."),
@@ -58,7 +59,7 @@ def analyze(
     hierarchy: HierarchyOption = None,
     alpha: AlphaOption = None,
     n_boot: NBootOption = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    seed: SeedOption = 0,
     json_: JsonFlag = False,
     out: OutOption = None,
 ) -> None:

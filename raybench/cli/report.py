@@ -14,7 +14,14 @@ from typing import Annotated, Any
 
 import typer
 
-from raybench.cli.analyze import AlphaOption, HierarchyOption, MetricOption, NBootOption, _names
+from raybench.cli.analyze import (
+    AlphaOption,
+    HierarchyOption,
+    MetricOption,
+    NBootOption,
+    SeedOption,
+    _names,
+)
 from raybench.cli.common import JsonFlag, say
 
 
@@ -45,7 +52,7 @@ def report(
     hierarchy: HierarchyOption = None,
     alpha: AlphaOption = None,
     n_boot: NBootOption = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    seed: SeedOption = 0,
     json_: JsonFlag = False,
 ) -> None:
     """Write the HTML report of RESULTS_DIR: provenance, models, comparisons, figures, methods.
