@@ -1,4 +1,5 @@
-"""The HTML report: sections by data, numbers equal `raybench analyze`, offline in Chromium."""
+"""The HTML report: sections by data, numbers equal `raybench analyze` (and `explanations`), offline
+in Chromium."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
+import polars as pl
 import pytest
+import raybench_analysis as rba
+from raybench_analysis.contract import polars_schema
 from raybench_analysis.report import REFERENCES, write_report
 from raybench_analysis.report.methods import METHODS
 from typer.testing import CliRunner
@@ -23,6 +28,7 @@ from raybench.cli.main import app
 from raybench.cli.report import report_after_run
 
 N_BOOT = 200
+N_BOOT_SMALL = 60  # the uncertainty and explanations sections: same numbers, fewer replicates
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
@@ -283,3 +289,123 @@ def test_report_needs_neither_ray_nor_torch(full_results: Path, tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.strip()) == 9
+
+
+# --- uncertainty and explanations (issue 11, sections 6 and 8) ----------------------------------
+
+
+def _write_uncertainty_results(root: Path) -> Path:
+    """Two models with raw and temperature-scaled (``calibrated``) predictions, val and test."""
+    parts = [
+        rba.simulate_uncertainty(
+            n_sites=3, subjects_per_site=10, n_seeds=2, n_folds=2, model=m, seed=i
+        )
+        for i, m in enumerate(("cnn", "vit"))
+    ]
+    raw = pl.concat(parts)
+    preds = pl.concat(
+        [raw, rba.apply_temperature(raw, rba.fit_temperature(raw))], how="diagonal_relaxed"
+    )
+    for table in ("trials", "predictions"):
+        (root / table).mkdir(parents=True, exist_ok=True)
+    trials = preds.select("trial_id", "dataset", "model", "protocol", "outer_fold", "seed").unique(
+        "trial_id", maintain_order=True
+    )
+    for (tid,), part in preds.group_by("trial_id"):
+        part.write_parquet(root / "predictions" / f"{tid}.parquet")
+        trials.filter(pl.col("trial_id") == tid).with_columns(
+            stage=pl.lit("refit"), status=pl.lit("completed"), task=pl.lit("classification")
+        ).write_parquet(root / "trials" / f"{tid}.parquet")
+    return root
+
+
+def _write_explanations(root: Path) -> pl.DataFrame:
+    """A small explanations table (docs/results.md) over the test samples of each trial."""
+    preds = pl.read_parquet(root / "predictions" / "*.parquet").filter(
+        (pl.col("split") == "test") & (pl.col("perturbation") == "none")
+    )
+    rng = np.random.default_rng(3)
+    rows = []
+    for sample in preds.select(
+        "trial_id", "dataset", "model", "protocol", "outer_fold", "seed", "sample_id",
+        "subject_id", "session_id", "scanner", "site",
+    ).iter_rows(named=True):  # fmt: skip
+        for method, shift in (("gradcam", 0.1), ("saliency", 0.0)):
+            for metric in ("pointing_game", "deletion_auc"):
+                rows.append(
+                    sample
+                    | {
+                        "method": method,
+                        "target": "AD",
+                        "metric": metric,
+                        "note": None,
+                        "value": float(0.5 + shift + 0.1 * rng.standard_normal()),
+                        "map_path": None,
+                    }  # fmt: skip
+                )
+    table = pl.DataFrame(rows).select(
+        [pl.col(c).cast(t) for c, t in polars_schema("explanations").items()]
+    )
+    (root / "explanations").mkdir()
+    for (tid,), part in table.group_by("trial_id"):
+        part.write_parquet(root / "explanations" / f"{tid}.parquet")
+    return table
+
+
+@pytest.fixture(scope="module")
+def uncertainty_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_uncertainty_results(tmp_path_factory.mktemp("uncertainty"))
+
+
+def test_uncertainty_section_has_the_numbers_of_summarize(uncertainty_root: Path) -> None:
+    summary = rba.summarize(rba.load(uncertainty_root), n_boot=N_BOOT_SMALL)
+    report = write_report(uncertainty_root, summary=summary)
+    html_text = report.path.read_text()
+    assert "uncertainty" in report.sections and "explanations" not in report.sections
+    tables = parse_tables(html_text)
+    for name in ("uncertainty_calibration", "selective", "conformal"):
+        expected = summary[name]
+        shown = tables[name]
+        assert len(shown) == expected.height > 0, name
+        for row, ref in zip(shown, expected.iter_rows(named=True), strict=True):
+            assert row["variant"] == ref["variant"] and row["model"] == ref["model"]
+            for col in ("estimate", "ci_low", "ci_high"):
+                assert _same(row[col], ref[col]), (name, col)
+    assert {r["variant"] for r in tables["selective"]} == {"raw", "calibrated"}
+    for model in ("cnn", "vit"):  # a risk–coverage figure per model, inline and on disk
+        name = f"risk-coverage-synth-{model}"
+        assert f'data-figure="{name}"' in html_text
+        assert (report.path.parent / "figures" / f"{name}.svg").stat().st_size > 1000
+
+
+def test_explanations_section_has_the_numbers_of_explanations(
+    results_factory: Any, tmp_path: Path
+) -> None:
+    root = results_factory(tmp_path / "explained", datasets=("synth",), epochs=False, failed=False)
+    table = _write_explanations(root)
+    report = write_report(root, n_boot=N_BOOT_SMALL)
+    assert "explanations" in report.sections and "uncertainty" not in report.sections
+    expected = rba.explanations(
+        table, levels=["site", "subject_id"], n_boot=N_BOOT_SMALL, seed=0, alpha=0.05
+    )
+    shown = parse_tables(report.path.read_text())["explanations"]
+    assert len(shown) == expected.height == 3 * 2 * 2  # models x methods x metrics
+    for row, ref in zip(shown, expected.iter_rows(named=True), strict=True):
+        assert (row["model"], row["method"], row["metric"]) == (
+            ref["model"], ref["method"], ref["metric"],
+        )  # fmt: skip
+        for col in ("estimate", "ci_low", "ci_high"):
+            assert _same(row[col], ref[col]), col
+    assert {r["method"] for r in shown} == {"gradcam", "saliency"}
+
+
+def test_plain_results_have_neither_section(results_factory: Any, tmp_path: Path) -> None:
+    root = results_factory(
+        tmp_path / "plain", models={"cnn": 1.0}, datasets=("synth",), epochs=False, failed=False
+    )
+    report = write_report(root, n_boot=N_BOOT_SMALL, figures_dir=False)
+    html_text = report.path.read_text()
+    for absent in ("uncertainty", "explanations"):
+        assert absent not in report.sections
+        assert f'id="{absent}"' not in html_text and f'data-table="{absent}' not in html_text
+    assert "risk-coverage" not in html_text

@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 
+from raybench_analysis.explanations import explanations
 from raybench_analysis.friedman import friedman
 from raybench_analysis.io import Results
 from raybench_analysis.metrics import get_metric
@@ -18,6 +19,7 @@ from raybench_analysis.report import figures as F
 from raybench_analysis.report.html import Section, escape, figure, notes, page, table
 from raybench_analysis.report.methods import methods_paragraphs, references_for
 from raybench_analysis.report.provenance import Provenance, read_provenance
+from raybench_analysis.selective import risk_coverage
 from raybench_analysis.summarize import Summary, read_results, summarize
 
 __all__ = ["Report", "write_report"]
@@ -508,6 +510,105 @@ def _robustness(summary: Summary, draw: _Figures, colors: dict[str, str]) -> Sec
     return Section("robustness", "Robustness", "".join(parts))
 
 
+_UNCERTAINTY_COLS = [
+    ("dataset", "dataset"),
+    ("model", "model"),
+    ("variant", "variant"),
+    ("site", "site"),
+    ("quantity", "quantity"),
+    ("uncertainty", "uncertainty"),
+    ("coverage", "coverage"),
+    ("target", "target"),
+    ("estimate", "estimate"),
+    ("ci_low", "ci low"),
+    ("ci_high", "ci high"),
+    ("n_obs", "images"),
+]
+
+
+def _test_rows(results: Results) -> pl.DataFrame:
+    """Unperturbed test predictions of every variant: the rows the uncertainty tables read."""
+    frame = results.predictions
+    names = frame.collect_schema().names()
+    for col, value in (("split", "test"), ("perturbation", "none")):
+        if col in names:
+            frame = frame.filter(pl.col(col) == value)
+    return frame.collect()
+
+
+def _uncertainty(summary: Summary, results: Results, draw: _Figures) -> Section | None:
+    tables = [
+        (name, title)
+        for name, title in (
+            ("uncertainty_calibration", "Calibration of each variant"),
+            ("selective", "Selective prediction"),
+            ("conformal", "Conformal coverage"),
+        )
+        if name in summary
+    ]
+    if not tables:
+        return None
+    conf = _confidence(summary.settings["alpha"])
+    parts = [
+        "<p>The uncertainty variants the trials recorded (<code>raw</code>: the network's own "
+        "probabilities; others as configured in <code>evaluation.uncertainty</code>), on the "
+        f"unperturbed test images, with {conf} hierarchical intervals: calibration (ECE, Brier, "
+        "slope, intercept), selective prediction (risk at fixed coverages, AURC) and the "
+        "coverage of conformal sets calibrated on each trial's validation images "
+        "(docs/uncertainty.md).</p>"
+    ]
+    for name, title in tables:
+        parts.append(f"<h3>{escape(title)}</h3>")
+        parts.append(table(summary[name], _UNCERTAINTY_COLS, name=name))
+    if "selective" in summary:
+        curves = risk_coverage(_test_rows(results), by=["dataset", "model", "variant"])
+        for (dataset, model), part in curves.group_by(["dataset", "model"], maintain_order=True):
+            parts.append(
+                draw(
+                    F.risk_coverage_plot(part),
+                    _slug("risk-coverage", dataset, model),
+                    f"Risk–coverage curves of {model} on {dataset}: error rate of the images "
+                    "kept when the most uncertain are set aside, averaged over seeds and folds",
+                )
+            )
+    return Section("uncertainty", "Uncertainty", "".join(parts))
+
+
+def _explanations(summary: Summary, results: Results) -> Section | None:
+    frame = results.explanations.collect()
+    if frame.height == 0:
+        return None
+    s = summary.settings
+    levels = [c for c in s.get("hierarchy") or [] if c in frame.columns] or ["sample_id"]
+    by = [c for c in ("dataset",) if c in frame.columns]
+    estimates = explanations(
+        frame, levels=levels, by=by, n_boot=s["n_boot"], seed=s["seed"], alpha=s["alpha"]
+    )
+    parts = [
+        "<p>Localisation and faithfulness of the attribution maps, per model and attribution "
+        "method: the mean over explained test samples of each trained model, averaged over "
+        f"seeds and folds, with {_confidence(s['alpha'])} hierarchical intervals (resampling "
+        f"{escape(' > '.join(levels))}); see docs/explanations.md.</p>",
+        table(
+            estimates,
+            [
+                ("dataset", "dataset"),
+                ("model", "model"),
+                ("method", "attribution"),
+                ("metric", "metric"),
+                ("higher_is_better", "higher is better"),
+                ("estimate", "estimate"),
+                ("ci_low", "ci low"),
+                ("ci_high", "ci high"),
+                ("n_obs", "samples"),
+                ("n_undefined", "undefined"),
+            ],
+            name="explanations",
+        ),
+    ]
+    return Section("explanations", "Explanations", "".join(parts))
+
+
 def _curves(results: Results, trials: pl.DataFrame) -> pl.DataFrame | None:
     """Median and quartiles over refit trials of each curve, per (dataset, model, epoch)."""
     keep = [c for c in ("trial_id", "dataset", "model", "stage") if c in trials.columns]
@@ -615,8 +716,9 @@ def write_report(
     -----
     Sections appear only when their data exists: provenance, models (with calibration), comparisons
     (with ranking and the critical-difference diagram across datasets), per site, variance
-    components, calibration (reliability diagrams), robustness, training curves, methods with
-    citations. The page loads nothing from another host.
+    components, calibration (reliability diagrams), robustness, uncertainty variants (with
+    risk–coverage curves), explanations, training curves, methods with citations. The page loads
+    nothing from another host.
     """
     start = time.perf_counter()
     if isinstance(results, str | Path):
@@ -651,6 +753,8 @@ def write_report(
         lambda: _variance(summary, draw),
         lambda: _calibration(summary, draw, colors),
         lambda: _robustness(summary, draw, colors),
+        lambda: _uncertainty(summary, loaded, draw),
+        lambda: _explanations(summary, loaded),
         lambda: _training(loaded, trials, draw, colors),
         lambda: _methods(summary),
     ]

@@ -29,6 +29,7 @@ __all__ = [
     "model_colors",
     "reliability_diagram",
     "render",
+    "risk_coverage_plot",
     "robustness_plot",
     "site_plot",
     "training_curves",
@@ -418,4 +419,39 @@ def training_curves(frame: pl.DataFrame, *, colors: Mapping[str, str]) -> Figure
             ax.grid(color="#eeeeee", lw=0.6)
             if i == 0:
                 ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def risk_coverage_plot(frame: pl.DataFrame) -> Figure:
+    """Selective risk against coverage for one model: a line per variant and uncertainty score.
+
+    ``frame``: rows of :func:`raybench_analysis.risk_coverage` for one model (``variant``,
+    ``uncertainty``, ``coverage``, ``risk``); the variants share a colour, the scores a line style.
+    """
+    variants = frame["variant"].unique(maintain_order=True).to_list()
+    scores = frame["uncertainty"].unique(maintain_order=True).to_list()
+    styles = ("-", "--", ":", "-.")
+    with matplotlib.rc_context(_RC):
+        fig = _figure(4.6, 3.0)
+        ax = fig.add_subplot()
+        for i, variant in enumerate(variants):
+            for j, score in enumerate(scores):
+                rows = frame.filter(
+                    (pl.col("variant") == variant) & (pl.col("uncertainty") == score)
+                ).sort("coverage")
+                if rows.height == 0:
+                    continue
+                ax.plot(
+                    rows["coverage"].to_numpy(),
+                    rows["risk"].to_numpy(),
+                    styles[j % len(styles)],
+                    color=PALETTE[i % len(PALETTE)],
+                    lw=1.4,
+                    label=f"{variant}, {score}",
+                )
+        ax.set_xlabel("coverage (fraction of images kept)")
+        ax.set_ylabel("selective risk (error rate)")
+        ax.set_xlim(0, 1)
+        ax.grid(color="#eeeeee", lw=0.6)
+        ax.legend(frameon=False, fontsize=7)
     return fig
