@@ -341,7 +341,7 @@ def _write_explanations(root: Path) -> pl.DataFrame:
                         "note": None,
                         "value": float(0.5 + shift + 0.1 * rng.standard_normal()),
                         "map_path": None,
-                    }  # fmt: skip
+                    }
                 )
     table = pl.DataFrame(rows).select(
         [pl.col(c).cast(t) for c, t in polars_schema("explanations").items()]
