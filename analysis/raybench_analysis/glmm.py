@@ -26,7 +26,7 @@ from scipy import optimize, special, stats
 
 from ._frames import AnalysisError, to_polars
 from .formula import FormulaError, parse_formula
-from .satterthwaite import Block, random_design
+from .satterthwaite import Block, _hessian_at, random_design
 
 __all__ = ["GlmmResult", "conditional_modes", "glmm"]
 
@@ -344,26 +344,11 @@ def _logdet(a: sp.csc_matrix) -> float:
 
 
 def _hessian(f: Any, x: np.ndarray, lower: np.ndarray) -> np.ndarray:
-    """Central finite-difference Hessian (one-sided next to a bound at 0)."""
-    k = len(x)
+    """Central finite-difference Hessian, its points moved inside a bound at 0 first."""
     h = 1e-4 * np.maximum(np.abs(x), 1.0)
-    x = x.copy()
     # step inside the bounds: a boundary theta (0) is moved to h for the differences
     x = np.where(np.isfinite(lower) & (x - 2 * h < lower), lower + 2 * h, x)
-    f0 = f(x)
-    out = np.empty((k, k))
-    for i in range(k):
-        ei = np.zeros(k)
-        ei[i] = h[i]
-        out[i, i] = (f(x + ei) - 2 * f0 + f(x - ei)) / h[i] ** 2
-        for j in range(i):
-            ej = np.zeros(k)
-            ej[j] = h[j]
-            val = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (
-                4 * h[i] * h[j]
-            )
-            out[i, j] = out[j, i] = val
-    return out
+    return _hessian_at(f, x, h)
 
 
 def glmm(
