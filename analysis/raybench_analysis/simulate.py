@@ -18,7 +18,9 @@ models (so model comparisons are paired), seed and split effects ``a_{m,r} ~ N(0
 and ``b_{m,f} ~ N(0, split_sd^2)``, and image noise ``e ~ N(0, noise_sd^2)`` fresh in every
 trial. ``score = sigmoid(z)`` and ``y_pred = 1[z > 0]``. The regression variant predicts
 ``y_true + bias_m + a + b + u_s + v_j + w_k + e`` for a target ``y_true`` with its own site and
-subject structure.
+subject structure. The segmentation variant gives each image a Dice coefficient
+``sigmoid(q_m + a + b + u_s + v_j + w_k + e)`` (a per-image score in (0, 1), logit-normal given
+the seed and split effects), whose population mean is computed by Gauss–Hermite quadrature.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from raybench_analysis._frames import AnalysisError
 
 __all__ = ["SimulatedRun", "simulate_predictions", "simulate_uncertainty", "write_results_dir"]
 
-Task = Literal["classification", "regression"]
+Task = Literal["classification", "regression", "segmentation"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ class SimulatedRun:
         ``estimand="trained"`` is conditional on the seed and split effects realised in this run
         (the performance of these trained models on new patients from new sites, seeds averaged,
         outer folds pooled); ``estimand="procedure"`` integrates them out (the training procedure).
+        Metric ``auc_cell`` is the AUC of each (seed, fold) trained model averaged over the
+        cells: the estimand of ``bootstrap(average_over=("outer_fold", "seed"))`` and of
+        :func:`raybench_analysis.compare` (for accuracy, balanced accuracy, MAE and Dice the
+        pooled and per-cell values coincide, folds being of equal expected size).
     effects:
         The realised random effects (``level, model, index, value``) for diagnostics.
     params:
@@ -104,6 +110,13 @@ def _mixture_balanced_accuracy(m1: np.ndarray, m0: np.ndarray, s1: float, s0: fl
     return 0.5 * (stats.norm.cdf(m1 / s1).mean(axis=-1) + stats.norm.cdf(-m0 / s0).mean(axis=-1))
 
 
+def _logit_normal_mean(mu: np.ndarray, sd: float, nodes: int = 64) -> np.ndarray:
+    """E[sigmoid(X)] for X ~ N(mu, sd^2), elementwise, by Gauss–Hermite quadrature."""
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)
+    values = special.expit(np.asarray(mu)[..., None] + sd * x)
+    return (values * w).sum(axis=-1) / np.sqrt(2 * np.pi)
+
+
 def _normal_mae(mu: np.ndarray, sd: float) -> np.ndarray:
     """E|X| for X ~ N(mu, sd^2) (folded normal mean)."""
     return sd * np.sqrt(2 / np.pi) * np.exp(-(mu**2) / (2 * sd**2)) + mu * (
@@ -143,10 +156,11 @@ def simulate_predictions(
     ----------
     task:
         ``"classification"`` (binary; ``score`` is the positive-class probability) or
-        ``"regression"`` (``y_pred`` is a value).
+        ``"regression"`` (``y_pred`` is a value) or ``"segmentation"`` (``dice`` per image).
     models:
         Model name -> true effect. Classification: the latent separation ``mu_m`` between classes
         (in latent SD units; 0 is chance). Regression: the bias ``bias_m`` of the predictions.
+        Segmentation: the mean logit ``q_m`` of the Dice coefficient.
         Default ``{"model_a": 1.5, "model_b": 1.5, "model_c": 2.0}``.
     n_sites, subjects_per_site, sessions, scanners_per_site:
         The hierarchy; every subject has ``sessions`` images.
@@ -207,13 +221,13 @@ def simulate_predictions(
     >>> run.predictions.height  # 3 models x 2 seeds x 12 subjects x 2 sessions
     144
     >>> sorted(run.truth["metric"].unique().to_list())
-    ['accuracy', 'auc', 'auc_pooled', 'balanced_accuracy']
+    ['accuracy', 'auc', 'auc_cell', 'auc_pooled', 'balanced_accuracy']
     """
     params = dict(locals())
-    if task not in ("classification", "regression"):
+    if task not in ("classification", "regression", "segmentation"):
         raise AnalysisError(
-            f"simulate_predictions: task={task!r} is not supported; use 'classification' or "
-            "'regression'."
+            f"simulate_predictions: task={task!r} is not supported; use 'classification', "
+            "'regression' or 'segmentation'."
         )
     models = (
         dict(models) if models is not None else {"model_a": 1.5, "model_b": 1.5, "model_c": 2.0}
@@ -323,6 +337,13 @@ def simulate_predictions(
                         probs = np.stack([1 - score, score], axis=1)
                         loss = -(y_true * np.log(score) + (1 - y_true) * np.log1p(-score))
                         score_col: np.ndarray | None = score
+                        dice_col: np.ndarray | None = None
+                    elif task == "segmentation":
+                        q = models[model] - t + a_eff[mi, r] + b_eff[mi, f]
+                        dice_col = special.expit(q + shared + noise + extra)
+                        y_true = y_pred = np.full(idx.size, np.nan)
+                        loss = 1 - dice_col
+                        score_col = probs = None
                     else:
                         err = models[model] + t + a_eff[mi, r] + b_eff[mi, f] + shared + noise
                         y_true = target[idx]
@@ -349,7 +370,7 @@ def simulate_predictions(
                         "y_pred": y_pred,
                         "score": score_col,
                         "probs": None if probs is None else list(probs),
-                        "dice": None,
+                        "dice": None if task != "segmentation" else dice_col,
                         "loss": loss,
                     }
                     pred_parts.append(pl.DataFrame(frame, schema=_PRED_SCHEMA, strict=True))
@@ -475,6 +496,8 @@ def _truth(
                     m1, m0 = d / 2, -d / 2
                     values = {
                         "auc": _mixture_auc(m1, m0, s1, s0).mean(),
+                        # each (seed, fold) model's own AUC, then averaged over the cells
+                        "auc_cell": float(stats.norm.cdf((m1 - m0) / np.hypot(s1, s0)).mean()),
                         # all seeds and folds pooled into one ranking (as bootstrap() pools)
                         "auc_pooled": float(
                             _mixture_auc(m1.reshape(1, -1), m0.reshape(1, -1), s1, s0)[0]
@@ -484,6 +507,9 @@ def _truth(
                         "accuracy": _mixture_accuracy(m1, m0, s1, s0, prevalence).mean(),
                         "balanced_accuracy": _mixture_balanced_accuracy(m1, m0, s1, s0).mean(),
                     }
+                elif task == "segmentation":
+                    mu = effect - t + a + b
+                    values = {"dice": float(_logit_normal_mean(mu, float(np.sqrt(var))).mean())}
                 else:
                     mu = effect + t + a + b
                     sd = float(np.sqrt(var))
@@ -551,6 +577,8 @@ def _trial_scores(predictions: pl.DataFrame, task: str) -> pl.DataFrame:
         if task == "classification":
             yp = part["y_pred"].to_numpy()
             values = {"auc": _auc(y, part["score"].to_numpy()), "accuracy": float((y == yp).mean())}
+        elif task == "segmentation":
+            values = {"dice": float(part["dice"].mean())}
         else:
             e = part["y_pred"].to_numpy() - y
             values = {"mae": float(np.abs(e).mean()), "rmse": float(np.sqrt((e**2).mean()))}

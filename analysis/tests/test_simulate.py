@@ -97,6 +97,43 @@ def test_large_sample_matches_truth() -> None:
     assert acc == pytest.approx(truth, abs=0.03)
 
 
+def test_per_cell_auc_truth_matches_large_sample() -> None:
+    # auc_cell is the mean over (seed, fold) trained models of each one's own AUC on new patients
+    # of new sites: with 400 sites of 6 subjects the mean of the per-trial sample AUCs is within
+    # ~3 SE (SE ~ 0.01) of it.
+    run = simulate_predictions(
+        models={"m": 1.5}, n_sites=400, subjects_per_site=6, n_seeds=2, n_folds=3, split_sd=0.8,
+        seed=5,
+    )  # fmt: skip
+    sample = run.scores.filter(metric="auc", perturbation="none")["value"].mean()
+    truth = run.truth.filter(estimand="trained")
+    cell = truth.filter(metric="auc_cell")["value"][0]
+    assert sample == pytest.approx(cell, abs=0.03)
+
+
+def test_segmentation_variant_truth() -> None:
+    # the Dice truth is E[sigmoid(N(mu, s^2))] by quadrature: check it against scipy's adaptive
+    # quadrature of the same integral, then against a large sample
+    from raybench_analysis.simulate import _logit_normal_mean
+    from scipy import integrate, special
+
+    for mu, sd in [(1.5, 1.0), (-0.3, 2.5), (0.0, 0.1)]:
+        f = lambda x, mu=mu, sd=sd: special.expit(x) * stats.norm.pdf(x, mu, sd)  # noqa: E731
+        ref = integrate.quad(f, -50, 50)[0]
+        assert float(_logit_normal_mean(np.array(mu), sd)) == pytest.approx(ref, abs=1e-7)
+    run = simulate_predictions(
+        task="segmentation", models={"good": 2.0, "poor": 0.5}, n_sites=150, subjects_per_site=8,
+        n_seeds=1, n_folds=2, seed=3,
+    )  # fmt: skip
+    p = run.predictions
+    assert p["dice"].is_between(0, 1, closed="none").all() and p["score"].is_null().all()
+    for model in ("good", "poor"):
+        truth = run.truth.filter(model=model, metric="dice", estimand="trained")["value"][0]
+        assert float(p.filter(model=model)["dice"].mean()) == pytest.approx(truth, abs=0.03)
+    dice = run.truth.filter(metric="dice", estimand="procedure").sort("model")["value"].to_list()
+    assert dice[0] > dice[1]  # "good" sorts first
+
+
 def test_regression_variant_truth() -> None:
     run = simulate_predictions(
         task="regression",
@@ -132,7 +169,7 @@ def test_write_results_dir(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"task": "segmentation"}, "task='segmentation'"),
+        ({"task": "survival"}, "task='survival'"),
         ({"models": {}}, "models=\\{\\} is empty"),
         ({"n_sites": 0}, "n_sites=0"),
         ({"prevalence": 1.0}, "prevalence=1.0"),

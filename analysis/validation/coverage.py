@@ -17,7 +17,13 @@ the bias-corrected estimate (``_tbc``) and the percentile interval (``_pct``):
 - ``naive_iid``: ``levels=[]``, every prediction row as independent (what tools that bootstrap
   images do).
 
-Run ``python -m analysis.validation.coverage [--quick]``.
+Two estimands (``--estimand``): ``cell`` (the default, what ``raybench analyze`` reports): the
+metric of each (outer fold, seed) trained model on its test fold, averaged over seeds then folds
+(``bootstrap(average_over=("outer_fold", "seed"))``), for accuracy, AUC (truth ``auc_cell``) and
+Dice (the segmentation variant of the simulator); ``pooled``: one metric over all folds and seeds
+pooled (truth ``auc_pooled``), the estimand of the first study.
+
+Run ``python -m analysis.validation.coverage [--quick] [--estimand cell|pooled]``.
 """
 
 from __future__ import annotations
@@ -41,35 +47,61 @@ SCHEMES: dict[str, tuple[list[str], str]] = {
     "naive_iid": ([], "cluster"),
 }
 INTERVALS = {"t": "t", "tbc": "t_bc", "pct": "percentile"}
-METRICS = {"accuracy": "accuracy", "auc": "auc_pooled"}  # metric -> truth row
-NAMES = [f"{s}_{i}" for s in SCHEMES for i in INTERVALS]
+#: estimand -> metric -> (simulated task, truth row)
+METRICS: dict[str, dict[str, tuple[str, str]]] = {
+    "cell": {
+        "accuracy": ("classification", "accuracy"),
+        "auc": ("classification", "auc_cell"),
+        "dice": ("segmentation", "dice"),
+    },
+    "pooled": {"accuracy": ("classification", "accuracy"), "auc": ("classification", "auc_pooled")},
+}
+#: model effect per task: a separation of 1.5 latent SD (AUC about 0.8); a mean Dice logit of 1.5
+EFFECT = {"classification": 1.5, "segmentation": 1.5}
 
 
 def one_replicate(
-    rep: int, n_sites: int, subjects_per_site: int, n_boot: int, sim: dict[str, Any]
+    rep: int,
+    n_sites: int,
+    subjects_per_site: int,
+    n_boot: int,
+    sim: dict[str, Any],
+    estimand: str = "cell",
+    schemes: tuple[str, ...] = tuple(SCHEMES),
 ) -> dict[str, dict[str, tuple[bool, float]]]:
     """(covered, width) per metric and scheme for one simulated benchmark."""
-    run = simulate_predictions(
-        models={"m": 1.5}, n_sites=n_sites, subjects_per_site=subjects_per_site, seed=rep, **sim
-    )
-    preds = run.predictions
-    truth = run.truth.filter(estimand="trained", perturbation="none")
-    n_units = {
-        "cluster": n_sites,
-        "two_stage": n_sites,
-        "subject": preds["subject_id"].n_unique(),
-        "naive_iid": preds.height,
+    runs = {
+        task: simulate_predictions(
+            task=task,
+            models={"m": EFFECT[task]},
+            n_sites=n_sites,
+            subjects_per_site=subjects_per_site,
+            seed=rep,
+            **sim,
+        )
+        for task in {task for task, _ in METRICS[estimand].values()}
     }
+    average_over = ("outer_fold", "seed") if estimand == "cell" else None
     out: dict[str, dict[str, tuple[bool, float]]] = {}
-    for metric, truth_name in METRICS.items():
+    for metric, (task, truth_name) in METRICS[estimand].items():
+        preds = runs[task].predictions
+        truth = runs[task].truth.filter(estimand="trained", perturbation="none")
+        n_units = {
+            "cluster": n_sites,
+            "two_stage": n_sites,
+            "subject": preds["subject_id"].n_unique(),
+            "naive_iid": preds.height,
+        }
         value = truth.filter(metric=truth_name)["value"][0]
         res: dict[str, tuple[bool, float]] = {}
-        for scheme, (levels, how) in SCHEMES.items():
+        for scheme in schemes:
+            levels, how = SCHEMES[scheme]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 reps = bootstrap_replicates(
-                    preds, metric=metric, levels=levels, n_boot=n_boot, seed=rep, scheme=how
-                )
+                    preds, metric=metric, levels=levels, n_boot=n_boot, seed=rep, scheme=how,
+                    average_over=average_over,
+                )  # fmt: skip
             est = float(reps["estimate"][0])
             for short, interval in INTERVALS.items():
                 ci = interval_from_replicates(
@@ -82,17 +114,26 @@ def one_replicate(
 
 
 def run(
-    n_reps: int, n_boot: int, sites: list[int], subjects_per_site: int, sim: dict[str, Any]
+    n_reps: int,
+    n_boot: int,
+    sites: list[int],
+    subjects_per_site: int,
+    sim: dict[str, Any],
+    estimand: str = "cell",
+    schemes: tuple[str, ...] = tuple(SCHEMES),
 ) -> dict[str, Any]:
     """Coverage and mean width per number of sites, metric and scheme."""
     results: dict[str, Any] = {}
     for n_sites in sites:
         t0 = time.time()
-        reps = [one_replicate(r, n_sites, subjects_per_site, n_boot, sim) for r in range(n_reps)]
+        reps = [
+            one_replicate(r, n_sites, subjects_per_site, n_boot, sim, estimand, schemes)
+            for r in range(n_reps)
+        ]
         per_metric: dict[str, Any] = {}
-        for metric in METRICS:
+        for metric in METRICS[estimand]:
             per_scheme = {}
-            for scheme in NAMES:
+            for scheme in (f"{s}_{i}" for s in schemes for i in INTERVALS):
                 cov = np.array([r[metric][scheme][0] for r in reps], dtype=float)
                 width = np.array([r[metric][scheme][1] for r in reps])
                 p = float(cov.mean())
@@ -115,6 +156,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n-boot", type=int, default=None)
     parser.add_argument("--sites", type=str, default=None, help="comma-separated, e.g. 4,8,16")
     parser.add_argument("--subjects-per-site", type=int, default=20)
+    parser.add_argument("--estimand", choices=sorted(METRICS), default="cell")
+    parser.add_argument(
+        "--schemes", default=",".join(SCHEMES), help=f"comma-separated subset of {list(SCHEMES)}"
+    )
     args = parser.parse_args(argv)
     reps = args.reps or (20 if args.quick else 200)
     n_boot = args.n_boot or (200 if args.quick else 1000)
@@ -124,11 +169,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
            "noise_sd": 0.5}  # fmt: skip
     report = {
         "study": "coverage of 95% intervals (truth: trained models, new patients from new sites)",
+        "estimand": args.estimand,
         "replicates": reps,
         "n_boot": n_boot,
         "subjects_per_site": args.subjects_per_site,
         "simulation": sim,
-        "results_by_n_sites": run(reps, n_boot, sites, args.subjects_per_site, sim),
+        "results_by_n_sites": run(
+            reps,
+            n_boot,
+            sites,
+            args.subjects_per_site,
+            sim,
+            args.estimand,
+            tuple(args.schemes.split(",")),
+        ),
     }
     print(json.dumps(report, indent=2))
     return report
