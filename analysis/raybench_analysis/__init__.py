@@ -4,7 +4,7 @@
 from raybench_analysis._frames import AnalysisError
 from raybench_analysis.anova import anova
 from raybench_analysis.bayes import bayes_ttest
-from raybench_analysis.bootstrap import bootstrap, bootstrap_replicates
+from raybench_analysis.bootstrap import bootstrap, bootstrap_replicates, unpaired_difference
 from raybench_analysis.calibration import (
     apply_temperature,
     calibration,
@@ -13,6 +13,7 @@ from raybench_analysis.calibration import (
     reliability_diagram,
     variants_as_models,
 )
+from raybench_analysis.combine import Combined, combine, compare_across
 from raybench_analysis.compare import compare
 from raybench_analysis.conformal import conformal, conformal_quantile, conformal_sets
 from raybench_analysis.delong import delong, delong_auc
@@ -74,6 +75,7 @@ __all__ = [
     "METRICS",
     "AnalysisError",
     "AnalysisSettings",
+    "Combined",
     "FormulaError",
     "FriedmanResult",
     "GlmmResult",
@@ -95,7 +97,9 @@ __all__ = [
     "calibration_bins",
     "calibration_slope",
     "check_leakage",
+    "combine",
     "compare",
+    "compare_across",
     "compare_methods",
     "compare_models",
     "conformal",
@@ -142,6 +146,7 @@ __all__ = [
     "simulate_uncertainty",
     "specificity",
     "summarize",
+    "unpaired_difference",
     "variance_components",
     "variants_as_models",
     "write_results_dir",

@@ -24,6 +24,13 @@ import polars as pl
 from raybench_analysis._frames import AnalysisError, to_polars
 from raybench_analysis.bootstrap import bootstrap
 from raybench_analysis.calibration import calibration
+from raybench_analysis.combine import (
+    SOURCE_COLUMN,
+    Combined,
+    combine,
+    compare_across,
+    same_subjects,
+)
 from raybench_analysis.compare import compare
 from raybench_analysis.conformal import conformal
 from raybench_analysis.contract import raw_rows
@@ -211,6 +218,7 @@ def summarize(
     scheme: str = "cluster",
     interval: str = "t",
     strata: str | Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> Summary:
     """The analysis of a benchmark run as tidy tables, each with its method and resampling unit.
 
@@ -227,6 +235,13 @@ def summarize(
         (anything with ``.predictions`` and optionally ``.trials``), a mapping with
         ``"predictions"`` (and ``"trials"``), or a predictions DataFrame (polars or pandas).
         Only a local results directory has a saved suite; other inputs use the defaults.
+        A list of two or more results directories is analysed as one
+        (:func:`raybench_analysis.combine.combine`): every table gains a ``source_dir`` column,
+        models named alike in several directories become ``label:model``, the first
+        directory's saved settings are used (a note names any disagreement) and
+        ``comparisons`` comes from :func:`raybench_analysis.combine.compare_across` (paired
+        when two models were tested on the same subjects, unpaired when not, column
+        ``pairing``).
     hierarchy:
         Resampling levels from the top, e.g. ``["site", "subject_id"]``; default the suite's
         ``analysis.hierarchy``, else ``site, subject_id``. Levels must be known, outermost first
@@ -244,6 +259,8 @@ def summarize(
         seed shared by all sections.
     correction:
         Multiplicity correction of the pairwise comparisons (``"holm"``, ``"fdr_bh"``, ``"none"``).
+    labels:
+        With several directories, their labels (default the directory names).
     scheme, interval, strata:
         Bootstrap resampling scheme (``"cluster"`` or ``"two_stage"``), interval (``"t"``,
         ``"t_bc"`` or ``"percentile"``) and strata columns, passed to
@@ -296,14 +313,28 @@ def summarize(
     True
     """
     saved: dict[str, Any] = {}
-    if isinstance(results, str | Path):
+    combined: Combined | None = None
+    notes: list[str] = []
+    if _several(results):
+        combined = combine([r if hasattr(r, "predictions") else read_results(r) for r in results],
+                           labels)  # fmt: skip
+        results = combined.results
+        given = {"metric": metric, "hierarchy": hierarchy, "alpha": alpha, "n_boot": n_boot}
+        saved, disagree = combined.settings(given)
+        notes += combined.notes + disagree
+    elif isinstance(results, str | Path):
         results = read_results(results)
     root = getattr(results, "root", None)
-    if isinstance(root, str | Path) and "://" not in str(root):
+    if combined is None and isinstance(root, str | Path) and "://" not in str(root):
         saved = read_saved_suite(root)
     trials, predictions, source = _tables_from(results)
-    notes = [n for n in getattr(results, "missing", ()) if isinstance(n, str)]
-    notes += _grid_notes(trials, predictions)
+    notes += [n for n in getattr(results, "missing", ()) if isinstance(n, str)]
+    if combined is not None and trials is not None:  # each directory's own grid of trials
+        for (label,), part in trials.group_by(SOURCE_COLUMN, maintain_order=True):
+            own = predictions.filter(pl.col(SOURCE_COLUMN) == label)
+            notes += [f"{label}: {n}" for n in _grid_notes(part, own)]
+    else:
+        notes += _grid_notes(trials, predictions)
     if predictions.height == 0:
         notes.append("no predictions yet: no committed trial has written its predictions")
         return Summary({}, notes, {"source": source})
@@ -335,6 +366,7 @@ def summarize(
         average_over=cells or None,
         correction=correction,
         notes=notes,
+        combined=combined is not None,
     )
     metrics = [get_metric(name) for name in cfg.metrics]
     settings = {"source": source, "task": cfg.task, "metric": metrics[0].label()}
@@ -358,7 +390,51 @@ def summarize(
         }  # fmt: skip
         extra |= _uncertainty_sections(predictions, levels, cfg.alpha, notes, run.common)
         tables |= {k: v for k, v in extra.items() if v is not None}
+    if combined is not None:
+        tables = _with_sources(tables, clean)
+        settings |= {"sources": combined.sources, "renamed": combined.renamed.to_dicts()}
+        notes.extend(_pairing_notes(tables.get("comparisons")))
     return Summary(tables, notes, settings)
+
+
+def _several(results: Any) -> bool:
+    """True for a list or tuple of results directories (or loaded results): a combined analysis."""
+    return isinstance(results, list | tuple) and all(
+        isinstance(r, str | Path) or hasattr(r, "predictions") for r in results
+    )
+
+
+def _with_sources(tables: dict[str, pl.DataFrame], clean: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Each table with a ``model`` column gains the ``source_dir`` of its model, after ``model``."""
+    where = clean.select("model", SOURCE_COLUMN).unique(subset="model")
+    out = {}
+    for name, table in tables.items():
+        if "model" in table.columns and SOURCE_COLUMN not in table.columns:
+            table = table.join(where, on="model", how="left", maintain_order="left")
+            cols = table.columns
+            at = cols.index("model") + 1
+            table = table.select([*cols[:at], SOURCE_COLUMN, *cols[at:-1]])
+        out[name] = table
+    return out
+
+
+def _pairing_notes(comparisons: pl.DataFrame | None) -> list[str]:
+    """In words: which pairs were compared paired across folds, which unpaired (and why)."""
+    if comparisons is None or "pairing" not in comparisons.columns:
+        return []
+    notes = []
+    rows = comparisons.filter(pl.col("method").str.contains("bootstrap"))
+    for kind, text in (
+        ("same subjects", "tested on the same subjects in other folds: paired bootstrap of the "
+         "difference of their own-fold estimates; no corrected t-test (it needs the same folds)"),
+        ("unpaired", "tested on different subjects: paired comparison refused; compared "
+         "unpaired (difference of independent hierarchical bootstraps)"),
+    ):  # fmt: skip
+        pairs = rows.filter(pl.col("pairing") == kind).select("model_a", "model_b").unique()
+        if pairs.height:
+            listed = ", ".join(f"{a} vs {b}" for a, b in pairs.sort("model_a", "model_b").rows())
+            notes.append(f"comparisons: {listed} {text}")
+    return notes
 
 
 @dataclass(frozen=True)
@@ -375,6 +451,7 @@ class _Run:
     average_over: list[str] | None
     correction: str
     notes: list[str]
+    combined: bool = False
 
     @property
     def boot(self) -> dict[str, Any]:
@@ -398,10 +475,13 @@ def _metric_tables(run: _Run, m: Metric, tag: str) -> dict[str, pl.DataFrame | N
     n_models = clean["model"].n_unique()
     if n_models >= 2:
         tables["comparisons"] = _section(
-            f"comparisons{tag}", notes, compare, clean, metric=m, levels=levels, by=by or None,
-            method=("bootstrap", "corrected_ttest"), correction=run.correction, alpha=alpha,
-            **run.common, **run.resampling,
+            f"comparisons{tag}", notes, compare_across if run.combined else compare, clean,
+            metric=m, levels=levels, by=by or None, method=("bootstrap", "corrected_ttest"),
+            correction=run.correction, alpha=alpha, **run.common, **run.resampling,
         )  # fmt: skip
+    if n_models >= 2 and run.combined and not same_subjects(clean, by):
+        notes.append(f"ranking{tag}: not computed: the directories tested on different subjects")
+    elif n_models >= 2:
         tables["ranking"] = _section(
             f"ranking{tag}", notes, ranking_stability, clean, m, levels, alpha=alpha, by=by,
             scheme=run.resampling["scheme"], strata=run.resampling["strata"], **run.common,

@@ -1,8 +1,10 @@
-"""``raybench report RESULTS_DIR``: one self-contained HTML report of a run, figures beside it.
+"""``raybench report RESULTS_DIR...``: one self-contained HTML report of a run, figures beside it.
 
 A thin command over :func:`raybench_analysis.report.write_report`. Its settings are those of
 ``raybench analyze``: :func:`raybench_analysis.summarize` reads the suite saved in the results
 directory, and the same flags override it, so the report's numbers are those of ``analyze``.
+Several directories make one report of their combined analysis (as ``raybench analyze`` with the
+same directories).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import typer
 from raybench.cli.analyze import (
     AlphaOption,
     HierarchyOption,
+    LabelsOption,
     MetricOption,
     NBootOption,
     SeedOption,
@@ -25,26 +28,33 @@ from raybench.cli.analyze import (
 from raybench.cli.common import JsonFlag, say
 
 
-def _write(results_dir: str, out: Path | None, **overrides: Any) -> tuple[Any, Any]:
+def _write(results_dir: str | list[str], out: Path | None, **overrides: Any) -> tuple[Any, Any]:
     """Summarise as ``raybench analyze`` does, write the report; return (report, summary).
 
-    The saved suite's settings apply, each replaced by an override that is not None.
+    The saved suite's settings apply, each replaced by an override that is not None. A list of
+    directories is reported as one combined analysis.
     """
     from raybench_analysis import summarize
     from raybench_analysis.report import write_report
 
-    summary = summarize(results_dir, **{k: v for k, v in overrides.items() if v is not None})
-    return write_report(results_dir, out, summary=summary), summary
+    given = {k: v for k, v in overrides.items() if v is not None}
+    summary = summarize(results_dir, **given)
+    labels = given.get("labels")
+    return write_report(results_dir, out, summary=summary, labels=labels), summary
 
 
 def report(
-    results_dir: Annotated[str, typer.Argument(help="Results directory (or URI) of a run.")],
+    results_dir: Annotated[
+        list[str],
+        typer.Argument(help="Results directory (or URI) of a run; several make one report."),
+    ],
     out: Annotated[
         Path | None,
         typer.Option(
             "--out",
-            help="The HTML file (default RESULTS_DIR/report/index.html); figures go in "
-            "figures/ beside it.",
+            help="The HTML file (default RESULTS_DIR/report/index.html; with several "
+            "directories the first one's report/combined/index.html); figures go in figures/ "
+            "beside it.",
         ),
     ] = None,
     open_: Annotated[bool, typer.Option("--open", help="Open the report in a browser.")] = False,
@@ -54,6 +64,7 @@ def report(
     n_boot: NBootOption = None,
     seed: SeedOption = 0,
     json_: JsonFlag = False,
+    labels: LabelsOption = None,
 ) -> None:
     """Write the HTML report of RESULTS_DIR: provenance, models, comparisons, figures, methods.
 
@@ -63,12 +74,14 @@ def report(
     """
     from raybench.errors import ResultsError
 
-    remote = "://" in results_dir and not results_dir.startswith("file://")
+    first = results_dir[0]
+    remote = "://" in first and not first.startswith("file://")
     if remote and out is None:
-        raise ResultsError(f"{results_dir} is remote: give --out FILE.html for the report.")
+        raise ResultsError(f"{first} is remote: give --out FILE.html for the report.")
     written, _ = _write(
-        results_dir,
+        first if len(results_dir) == 1 else results_dir,
         out,
+        labels=_names(labels),
         metric=_names(metric),
         hierarchy=_names(hierarchy),
         alpha=alpha,

@@ -42,18 +42,24 @@ CI = ("ci_low", "ci_high")
 COUNTS = (("n_site", "sites"), ("n_subject_id", "subjects"), ("n_obs", "predictions"))
 
 
-def analyze_results(results: str | Path, out: Path | None = None, **overrides: Any) -> Summary:
+def analyze_results(
+    results: str | Path | list[Path], out: Path | None = None, **overrides: Any
+) -> Summary:
     """Summarise ``results`` with :func:`raybench_analysis.summarize`, save it, return it.
 
-    ``overrides`` (``metric``, ``hierarchy``, ``alpha``, ``n_boot``, ``seed``) replace the saved
-    suite's settings (None keeps them). The tables go to ``out`` (default ``<results>/analysis``)
-    as ``<table>.parquet`` and ``summary.json``.
+    ``overrides`` (``metric``, ``hierarchy``, ``alpha``, ``n_boot``, ``seed``, ``labels``)
+    replace the saved suite's settings (None keeps them). The tables go to ``out`` (default
+    ``<results>/analysis``) as ``<table>.parquet`` and ``summary.json``. A list of directories
+    is analysed as one (``out`` is then required).
     """
     from raybench_analysis import summarize
 
     summary = summarize(results, **{k: v for k, v in overrides.items() if v is not None})
-    summary.settings["source"] = str(results)
-    summary.write(out if out is not None else Path(results) / "analysis")
+    several = isinstance(results, list)
+    summary.settings["source"] = " + ".join(map(str, results)) if several else str(results)
+    if several and out is None:
+        raise ValueError("analyze_results: several results directories need out=")
+    summary.write(out if out is not None else Path(str(results)) / "analysis")
     return summary
 
 
@@ -146,13 +152,15 @@ def print_summary(summary: Summary) -> None:
         f" bootstrap {s.get('n_boot')} replicates"
         + (f" (from the saved suite: {', '.join(from_suite)})" if from_suite else "")
     )
+    for label, path in (s.get("sources") or {}).items():
+        say(f"results {label}: {path}")
     level = f"{100 * (1 - s.get('alpha', 0.05)):g}%"
     if "models" in summary:
         printer.table(
             f"models: estimates with {level} intervals",
             _with_dataset(summary["models"]),
             [("dataset", "dataset"), ("metric", "metric"), ("model", "model"),
-             ("estimate", "estimate"), (CI, "interval"), *COUNTS],
+             ("source_dir", "results"), ("estimate", "estimate"), (CI, "interval"), *COUNTS],
         )  # fmt: skip
     if "comparisons" in summary:
         _print_comparisons(printer, _with_dataset(summary["comparisons"]), s, level)
@@ -216,7 +224,8 @@ def _print_comparisons(
             f"pairwise comparisons (a − b){mark}: {part['method'][0]}",
             part.drop("method"),
             [("dataset", "dataset"), ("metric", "metric"), ("model_a", "a"), ("model_b", "b"),
-             ("estimate", "difference"), (CI, f"{level} interval"), ("p_value", "p"),
+             ("pairing", "pairing"), ("estimate", "difference"), (CI, f"{level} interval"),
+             ("p_value", "p"),
              ("p_adjusted", f"p ({settings.get('correction')})"), *COUNTS],
         )  # fmt: skip
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 
+from raybench_analysis.combine import combine
 from raybench_analysis.explanations import explanations
 from raybench_analysis.friedman import friedman
 from raybench_analysis.io import Results
@@ -18,7 +19,7 @@ from raybench_analysis.metrics import get_metric
 from raybench_analysis.report import figures as F
 from raybench_analysis.report.html import Section, escape, figure, notes, page, table
 from raybench_analysis.report.methods import methods_paragraphs, references_for
-from raybench_analysis.report.provenance import Provenance, read_provenance
+from raybench_analysis.report.provenance import Provenance, merge_provenance, read_provenance
 from raybench_analysis.selective import risk_coverage
 from raybench_analysis.summarize import Summary, read_results, summarize
 
@@ -94,7 +95,8 @@ def _confidence(alpha: float) -> str:
 
 def _provenance(prov: Provenance, summary: Summary) -> Section:
     s = summary.settings
-    parts = ["<h3>Analysis settings</h3>"]
+    parts = _sources(summary)
+    parts.append("<h3>Analysis settings</h3>")
     settings = {
         k: s.get(k)
         for k in (
@@ -122,6 +124,7 @@ def _provenance(prov: Provenance, summary: Summary) -> Section:
             table(
                 prov.stages,
                 [
+                    ("source_dir", "results"),
                     ("stage", "stage"),
                     ("planned", "planned"),
                     ("committed", "committed"),
@@ -137,6 +140,7 @@ def _provenance(prov: Provenance, summary: Summary) -> Section:
             table(
                 prov.failed,
                 [
+                    ("source_dir", "results"),
                     ("trial_id", "trial"),
                     ("stage", "stage"),
                     ("dataset", "dataset"),
@@ -166,6 +170,7 @@ def _provenance(prov: Provenance, summary: Summary) -> Section:
             table(
                 prov.leakage.head(50),
                 [
+                    ("source_dir", "results"),
                     ("trial_id", "trial"),
                     ("subject_id", "subject"),
                     ("roles", "roles"),
@@ -179,7 +184,12 @@ def _provenance(prov: Provenance, summary: Summary) -> Section:
         parts.append(
             table(
                 prov.versions,
-                [("package", "package"), ("version", "version"), ("trials", "trials")],
+                [
+                    ("source_dir", "results"),
+                    ("package", "package"),
+                    ("version", "version"),
+                    ("trials", "trials"),
+                ],
                 name="versions",
             )
         )
@@ -189,6 +199,7 @@ def _provenance(prov: Provenance, summary: Summary) -> Section:
             table(
                 prov.identity,
                 [
+                    ("source_dir", "results"),
                     ("dataset", "dataset"),
                     ("model", "model"),
                     ("config_hashes", "config hashes"),
@@ -209,6 +220,26 @@ def _provenance(prov: Provenance, summary: Summary) -> Section:
     return Section("provenance", "Provenance", "".join(parts))
 
 
+def _sources(summary: Summary) -> list[str]:
+    """The results directories of a combined analysis, and the models renamed to tell apart."""
+    sources = summary.settings.get("sources")
+    if not sources:
+        return []
+    frame = pl.DataFrame({"source_dir": list(sources), "path": list(sources.values())})
+    parts = [
+        "<h3>Results directories</h3>",
+        table(frame, [("source_dir", "label"), ("path", "directory")], name="sources"),
+    ]
+    renamed = summary.settings.get("renamed") or []
+    if renamed:
+        parts.append(
+            "<p>Models named alike in several directories are shown as label:model: "
+            + escape(", ".join(f"{r['model']} → {r['renamed_to']}" for r in renamed))
+            + ".</p>"
+        )
+    return parts
+
+
 def _models(summary: Summary, draw: _Figures, colors: dict[str, str]) -> Section | None:
     if "models" not in summary:
         return None
@@ -221,6 +252,7 @@ def _models(summary: Summary, draw: _Figures, colors: dict[str, str]) -> Section
     cols = [
         ("dataset", "dataset"),
         ("model", "model"),
+        ("source_dir", "results"),
         ("metric", "metric"),
         ("estimate", "estimate"),
         ("ci_low", "ci low"),
@@ -258,6 +290,13 @@ def _models(summary: Summary, draw: _Figures, colors: dict[str, str]) -> Section
     return Section("models", "Models", "".join(parts))
 
 
+def _unpaired(summary: Summary) -> bool:
+    """True when some comparison was unpaired (test subjects differ)."""
+    if "comparisons" not in summary or "pairing" not in summary["comparisons"].columns:
+        return False
+    return bool((summary["comparisons"]["pairing"] == "unpaired").any())
+
+
 def _cliques(summary: Summary) -> tuple[float, list[tuple[float, float]]] | None:
     """Critical difference and CD-diagram bars, from the same per-dataset estimates."""
     models = summary["models"]
@@ -278,16 +317,24 @@ def _comparisons(summary: Summary, draw: _Figures) -> Section | None:
         return None
     s = summary.settings
     parts: list[str] = []
+    unpaired = _unpaired(summary)
     if "comparisons" in summary:
+        how = (
+            "paired on the same test subjects where two models were tested on them, and "
+            "<strong>unpaired</strong> (difference of independent hierarchical bootstraps, "
+            "column pairing) where their test subjects differ"
+            if unpaired
+            else "paired on the same test subjects"
+        )
         parts.append(
-            f"<p>Paired differences (model a − model b) of {escape(s['metric'])} on the "
-            f"same test subjects, p-values adjusted with {escape(s['correction'])}; "
-            "filled markers: adjusted p &lt; α.</p>"
+            f"<p>Differences (model a − model b) of {escape(s['metric'])}, {how}; p-values "
+            f"adjusted with {escape(s['correction'])}; filled markers: adjusted p &lt; α.</p>"
         )
         cols = [
             ("dataset", "dataset"),
             ("model_a", "a"),
             ("model_b", "b"),
+            ("pairing", "pairing"),
             ("metric", "metric"),
             ("estimate", "difference"),
             ("ci_low", "ci low"),
@@ -307,7 +354,8 @@ def _comparisons(summary: Summary, draw: _Figures) -> Section | None:
                 draw(
                     fig,
                     _slug("differences", dataset),
-                    f"Paired differences with {_confidence(s['alpha'])} intervals"
+                    f"{'Differences' if unpaired else 'Paired differences'} with "
+                    f"{_confidence(s['alpha'])} intervals"
                     + (f", dataset {dataset}" if dataset else ""),
                 )
             )
@@ -663,11 +711,12 @@ def _training(
 
 
 def _methods(summary: Summary) -> Section | None:
-    paragraphs = methods_paragraphs(summary.tables, summary.settings)
+    shown = [*summary.tables, *(["combined"] if summary.settings.get("sources") else [])]
+    paragraphs = methods_paragraphs(shown, summary.settings)
     if not paragraphs:
         return None
     body = "".join(f"<p><strong>{escape(t)}.</strong> {escape(p)}</p>" for t, p in paragraphs)
-    refs = references_for(summary.tables)
+    refs = references_for(shown)
     body += (
         '<h3>References</h3><ol class="refs">'
         + "".join(f"<li>{escape(r)}</li>" for r in refs)
@@ -680,10 +729,11 @@ def _methods(summary: Summary) -> Section | None:
 
 
 def write_report(
-    results: str | Path | Results,
+    results: str | Path | Results | list[str | Path],
     out: str | Path | None = None,
     *,
     summary: Summary | None = None,
+    labels: list[str] | None = None,
     figures_dir: str | Path | bool | None = None,
     dpi: int = 200,
     **summarize_kwargs: Any,
@@ -694,9 +744,11 @@ def write_report(
     ----------
     results:
         A results directory (local path or pyarrow URI) or the object of
-        :func:`raybench_analysis.load`.
+        :func:`raybench_analysis.load`; or a list of them, reported as one combined analysis
+        (:func:`raybench_analysis.combine.combine`, ``labels`` naming them).
     out:
-        The HTML file; default ``<results>/report/index.html`` (required for remote results).
+        The HTML file; default ``<results>/report/index.html`` (required for remote results;
+        with several directories, ``<first>/report/combined/index.html``).
     summary:
         The :func:`raybench_analysis.summarize` result to show; computed here with
         ``summarize_kwargs`` when None. Passing the one ``raybench analyze`` printed guarantees
@@ -721,7 +773,12 @@ def write_report(
     nothing from another host.
     """
     start = time.perf_counter()
-    if isinstance(results, str | Path):
+    several = None
+    if isinstance(results, list | tuple):
+        several = combine([read_results(r) if isinstance(r, str | Path) else r for r in results],
+                          labels)  # fmt: skip
+        root, loaded = str(next(iter(several.sources.values()))), several.results
+    elif isinstance(results, str | Path):
         root = str(results)
         loaded = read_results(results)
     else:
@@ -731,17 +788,24 @@ def write_report(
             raise ValueError(
                 f"write_report: results={root!r} is remote; give out= a local HTML path."
             )
-        out = Path(root.removeprefix("file://")) / "report" / "index.html"
+        folder = Path(root.removeprefix("file://")) / "report"
+        out = (folder / "combined" if several else folder) / "index.html"
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if summary is None:
-        summary = summarize(loaded, **summarize_kwargs)
+        source = list(several.parts.values()) if several else loaded
+        summary = summarize(source, labels=labels, **summarize_kwargs)
     if figures_dir is None or figures_dir is True:
         folder: Path | None = out.parent / "figures"
     else:
         folder = None if figures_dir is False else Path(figures_dir)
     draw = _Figures(folder, dpi)
-    prov = read_provenance(loaded)
+    if several is not None:
+        parts = {label: read_provenance(res) for label, res in several.parts.items()}
+        prov = merge_provenance(parts, loaded.trials.collect())
+        root = loaded.root
+    else:
+        prov = read_provenance(loaded)
     trials = prov.trials
     models = sorted(trials["model"].drop_nulls().unique()) if "model" in trials.columns else []
     colors = F.model_colors(models)

@@ -52,6 +52,9 @@ REFERENCES: dict[str, str] = {
         "Demšar, J. (2006). Statistical comparisons of classifiers over multiple data sets. "
         "Journal of Machine Learning Research, 7, 1–30."
     ),
+    "efron1993": (
+        "Efron, B., & Tibshirani, R. J. (1993). An Introduction to the Bootstrap. Chapman & Hall."
+    ),
     "field2007": (
         "Field, C. A., & Welsh, A. H. (2007). Bootstrapping clustered data. Journal of the Royal "
         "Statistical Society B, 69(3), 369–390."
@@ -79,6 +82,10 @@ REFERENCES: dict[str, str] = {
     "nadeau2003": (
         "Nadeau, C., & Bengio, Y. (2003). Inference for the generalization error. Machine "
         "Learning, 52(3), 239–281."
+    ),
+    "satterthwaite1946": (
+        "Satterthwaite, F. E. (1946). An approximate distribution of estimates of variance "
+        "components. Biometrics Bulletin, 2(6), 110–114."
     ),
     "varoquaux2023": (
         "Varoquaux, G., & Colliot, O. (2023). Evaluating machine learning models and their "
@@ -139,6 +146,21 @@ METHODS: tuple[MethodText, ...] = (
         "independent replicates. p-values are adjusted over the pairs with the {correction} "
         "method at level {alpha}.",
         ("nadeau2003", "bouckaert2004"),
+    ),
+    MethodText(
+        "combined",
+        "Comparisons across results directories",
+        "Several results directories are analysed as one, each model keeping the label of its "
+        "directory. Two models tested on the same samples in the same folds are compared as "
+        "above; on the same samples in other folds, by a paired {scheme} bootstrap over "
+        "{hierarchy} of the difference of their own estimates (metric per own fold and seed, "
+        "averaged), without the t-test, which needs shared folds. When their test subjects "
+        "differ, paired comparison is refused: each model is bootstrapped on its own sites and "
+        "subjects, independently, and the difference gets the variance of both and "
+        "Welch–Satterthwaite degrees of freedom (Efron & Tibshirani 1993, ch. 8; Davison & "
+        "Hinkley 1997; Satterthwaite 1946); it then includes any difference between the two "
+        "test populations.",
+        ("efron1993", "davison1997", "satterthwaite1946"),
     ),
     MethodText(
         "ranking",

@@ -17,7 +17,7 @@ import polars as pl
 
 from raybench_analysis.io import Results, check_leakage
 
-__all__ = ["Provenance", "read_provenance", "read_text"]
+__all__ = ["Provenance", "merge_provenance", "read_provenance", "read_text"]
 
 _VERSIONS = ("raybench_version", "torch_version", "monai_version", "ray_version", "python_version")
 
@@ -215,4 +215,35 @@ def read_provenance(results: Results) -> Provenance:
         leakage=leakage,
         n_audited=int(n_audited),
         missing=missing,
+    )
+
+
+def merge_provenance(parts: dict[str, Provenance], trials: pl.DataFrame) -> Provenance:
+    """The provenance of several results directories, each table with a ``source_dir`` column.
+
+    ``parts`` maps each directory's label to its :func:`read_provenance`; ``trials`` is the
+    combined trials table (models renamed as in the analysis). No suite or plan is shown: each
+    directory has its own (notes prefixed with the label say what each lacks).
+    """
+
+    def stack(name: str) -> pl.DataFrame:
+        frames = [
+            getattr(p, name).select(pl.lit(label).alias("source_dir"), pl.all())
+            for label, p in parts.items()
+            if getattr(p, name) is not None and getattr(p, name).width
+        ]
+        return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+    audited = [p.leakage for p in parts.values() if p.leakage is not None]
+    return Provenance(
+        suite_yaml=None,
+        plan=None,
+        trials=trials,
+        stages=stack("stages"),
+        failed=stack("failed"),
+        versions=stack("versions"),
+        identity=stack("identity"),
+        leakage=stack("leakage") if audited else None,
+        n_audited=sum(p.n_audited for p in parts.values()),
+        missing=[f"{label}: {n}" for label, p in parts.items() for n in p.missing],
     )
