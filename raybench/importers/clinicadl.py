@@ -11,6 +11,13 @@ Layout read (ClinicaDL 1.x MAPS, checked against 1.6.1's ``MapsManager``; older 
     <maps>/groups/<data_group>/data.tsv               other data groups (test sets)
     <maps>/split-<i>/training_logs/training.tsv       per-epoch train/valid metrics
     <maps>/split-<i>/best-<metric>/<data_group>/<data_group>_image_level_prediction.tsv
+    <maps>/split-<i>/best-<metric>/<data_group>/<data_group>_<mode>_level_prediction.tsv
+
+In ``slice``, ``patch`` and ``roi`` modes ClinicaDL 1.6.1 writes the image-level file without
+``participant_id``/``session_id`` (its soft-voting result loses them: seen in a MAPS that 1.6.1
+wrote, tests/importers/fixtures/clinicadl/maps_shepplogan/); the ``<mode>``-level file is then
+read instead when it holds one row per image (one slice, patch or ROI), and refused when it holds
+several (ClinicaDL's weighted soft voting is not redone here).
 
 Mapping: split ``i`` -> ``outer_fold`` (seed from ``maps.json``); each ``best-<metric>`` -> a model
 ``<name>:best-<metric>`` (``name``: the MAPS folder's name unless given); each data group -> one
@@ -135,6 +142,35 @@ def _epochs(path: Path, metric: str) -> tuple[pl.DataFrame | None, int | None, f
         return None, None, None
     epochs = pl.concat([train, val], how="diagonal_relaxed").sort("epoch", "split")
     return epochs, int(last["epoch"][best]), float(values[best])
+
+
+def _prediction_file(group_dir: Path, group: str, mode: str) -> Path | None:
+    """The per-image predictions of a data group: the image-level file, or the mode-level one.
+
+    ClinicaDL 1.6.1 writes the image level of ``slice``/``patch``/``roi`` modes without ids; its
+    ``<mode>``-level file has them and is used when it holds one row per image.
+    """
+    image = group_dir / f"{group}_image_level_prediction.tsv"
+    if not image.is_file():
+        return None
+    if "participant_id" in read_delimited(image).columns:
+        return image
+    level = group_dir / f"{group}_{mode}_level_prediction.tsv"
+    if mode == "image" or not level.is_file():
+        return image  # _predictions names the missing column
+    rows = read_delimited(level)
+    ids = [c for c in ("participant_id", "session_id") if c in rows.columns]
+    if len(ids) == 2 and rows.select(ids).is_duplicated().any():
+        raise located(
+            image,
+            1,
+            None,
+            f"no 'participant_id' column (ClinicaDL 1.6.1 drops the ids of {mode}-mode image "
+            f"predictions) and {level.name} has several {mode}s per image, whose soft voting "
+            "the import does not redo; export one row per image (e.g. `clinicadl predict` in "
+            "image mode) or use the table format",
+        )
+    return level
 
 
 def _predictions(
@@ -294,9 +330,9 @@ def read_maps(
                 group = group_dir.name
                 if group == "train":
                     continue
-                pred_path = group_dir / f"{group}_image_level_prediction.tsv"
-                if not pred_path.is_file():
-                    notes.append(f"{group_dir}: no {pred_path.name}; group skipped")
+                pred_path = _prediction_file(group_dir, group, str(parameters.get("mode")))
+                if pred_path is None:
+                    notes.append(f"{group_dir}: no {group}_image_level_prediction.tsv; skipped")
                     continue
                 preds = _predictions(pred_path, task, label_code, positive)
                 if preds.height == 0:

@@ -117,3 +117,35 @@ def test_reconstruction_maps_is_refused(maps: Path, tmp_path: Path) -> None:
     (maps / "maps.json").write_text(json.dumps(params))
     with pytest.raises(SourceError, match=r"maps.json: column 'network_task': 'reconstruction'"):
         import_results("clinicadl", maps, tmp_path / "out")
+
+
+# A MAPS written by ClinicaDL 1.6.1 itself (fixtures/README.md: generate shepplogan, train).
+REAL = FIXTURES / "maps_shepplogan"
+
+
+def test_a_maps_written_by_clinicadl_1_6_1(tmp_path: Path) -> None:
+    report = import_results(
+        "clinicadl", REAL, tmp_path / "out", options={"validation_as_test": True}
+    )
+    assert (report.trials, report.models) == (2, ["maps_shepplogan:best-loss"])
+    assert report.leakage.startswith("passed") and report.hierarchy == ["subject_id"]
+    preds = load(tmp_path / "out").predictions.collect().sort("outer_fold", "sample_id")
+    # slice mode: the image-level file has no ids; the slice-level file (one slice per image)
+    slices = pl.concat(
+        pl.read_csv(REAL / f"split-{k}/best-loss/validation/validation_slice_level_prediction.tsv",
+                    separator="\t").with_columns(outer_fold=pl.lit(k))
+        for k in (0, 1)
+    ).sort("outer_fold", "participant_id")  # fmt: skip
+    assert preds["subject_id"].to_list() == slices["participant_id"].to_list()
+    assert preds["score"].to_list() == slices["proba1"].to_list()
+    assert preds["y_true"].to_list() == slices["true_label"].cast(pl.Float64).to_list()
+    assert preds.group_by("outer_fold").len().sort("outer_fold")["len"].to_list() == [10, 10]
+
+
+def test_several_slices_per_image_are_refused(tmp_path: Path) -> None:
+    maps = Path(shutil.copytree(REAL, tmp_path / "maps"))
+    level = maps / "split-0/best-loss/validation/validation_slice_level_prediction.tsv"
+    lines = level.read_text().splitlines()
+    level.write_text("\n".join([*lines, lines[1]]) + "\n")  # a second slice of one image
+    with pytest.raises(SourceError, match="several slices per image, whose soft voting"):
+        import_results("clinicadl", maps, tmp_path / "out", options={"validation_as_test": True})
