@@ -221,6 +221,12 @@ def combine(
             )
     roots = [str(r.root) for r in loaded]
     names = _labels(roots, labels)
+    tasks = {lbl: sorted(_distinct(r.trials, "task")) for lbl, r in zip(names, loaded, strict=True)}
+    if len({t for ts in tasks.values() for t in ts}) > 1:
+        raise AnalysisError(
+            f"results: the directories hold different tasks ({tasks}); only results of one task "
+            "type can be combined"
+        )
     models = {lbl: _distinct(r.trials, "model") for lbl, r in zip(names, loaded, strict=True)}
     seen_models: dict[str, int] = {}
     seen_trials: dict[str, int] = {}

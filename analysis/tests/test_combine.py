@@ -192,3 +192,12 @@ def test_combine_refuses_one_directory_and_bad_labels(tmp_path: Path) -> None:
         combine([a, b], labels=["same", "same"])
     twin = combine([a, a])  # the same name twice: parent/name, then -2
     assert list(twin.sources) == [f"{tmp_path.name}/raybench", f"{tmp_path.name}/raybench-2"]
+
+
+def test_directories_of_two_tasks_are_refused(tmp_path: Path) -> None:
+    a, _ = _dirs(tmp_path)
+    reg = simulate_predictions(task="regression", n_sites=2, subjects_per_site=4, n_seeds=1,
+                               n_folds=2, models={"unet": 0.0})  # fmt: skip
+    b = write_results_dir(reg, tmp_path / "reg")
+    with pytest.raises(AnalysisError, match="different tasks"):
+        combine([a, b])
