@@ -48,6 +48,7 @@ __all__ = [
     "check_disjoint",
     "check_no_leakage",
     "protocol_seed",
+    "resolve_stratify",
     "splitter_from_protocol",
     "unit_map",
 ]
@@ -474,12 +475,10 @@ class LeaveOneSiteOut(Splitter):
 # --------------------------------------------------------------------------- from a suite
 
 
-def splitter_from_protocol(protocol: Any, task: Any, seed: int) -> Splitter:
-    """Build the splitter of a suite ``Protocol`` for a suite ``Task``, with its split ``seed``.
+def resolve_stratify(protocol: Any, task: Any) -> tuple[list[str], list[str]]:
+    """The cohort columns a suite ``Protocol`` stratifies on, and those to bin into quantiles.
 
-    ``stratify: [label]`` means the task's label column; for regression the target is binned into
-    quantiles; for segmentation (the label is a mask path) ``label`` is dropped, since there is no
-    class to balance. ``site`` and ``scanner`` are used as they are.
+    ``label`` means the task's label column (binned for regression, dropped for segmentation).
     """
     stratify: list[str] = []
     continuous: list[str] = []
@@ -492,6 +491,17 @@ def splitter_from_protocol(protocol: Any, task: Any, seed: int) -> Splitter:
                 continuous.append(name)
         if name not in stratify:
             stratify.append(name)
+    return stratify, continuous
+
+
+def splitter_from_protocol(protocol: Any, task: Any, seed: int) -> Splitter:
+    """Build the splitter of a suite ``Protocol`` for a suite ``Task``, with its split ``seed``.
+
+    ``stratify: [label]`` means the task's label column; for regression the target is binned into
+    quantiles; for segmentation (the label is a mask path) ``label`` is dropped, since there is no
+    class to balance. ``site`` and ``scanner`` are used as they are.
+    """
+    stratify, continuous = resolve_stratify(protocol, task)
     if protocol.strategy == "group_kfold":
         return StratifiedGroupKFold(
             protocol.k, protocol.repeats, stratify, seed, continuous=continuous

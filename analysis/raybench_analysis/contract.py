@@ -99,6 +99,28 @@ def _cols(*specs: tuple[str, str, str] | tuple[str, str, str, bool]) -> tuple[Co
     return tuple(Column(*spec) for spec in specs)
 
 
+#: Columns of a trial's draw of training subjects (``validation.train_resampling``), in ``trials``
+#: and denormalised in ``predictions``; docs/training-distribution.md.
+_RESAMPLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    (
+        "train_fraction",
+        "float64",
+        "fraction of the outer training fold's subjects drawn for this trial (1 for the whole "
+        "fold); null without `validation.train_resampling`",
+    ),
+    (
+        "train_resample",
+        "int64",
+        "index of the draw of training subjects within (fold, fraction); null for the whole "
+        "fold (no draw)",
+    ),
+    (
+        "n_train_subjects",
+        "int64",
+        "subjects in the train role, bootstrap copies counted (the learning curve's x)",
+    ),
+)
+
 _PREDICTIONS = TableSpec(
     "predictions",
     "one row per (trial, sample, split, perturbation, variant)",
@@ -153,6 +175,7 @@ _PREDICTIONS = TableSpec(
             "`mc_dropout`: predictive − expected entropy (nats; epistemic part, >= 0)",
         ),
         ("temperature", "float64", "`calibrated`: T fitted on the trial's `val` rows"),
+        *_RESAMPLE_COLUMNS,
     ),
 )
 
@@ -173,7 +196,8 @@ _EPOCHS = TableSpec(
 
 _SPLITS = TableSpec(
     "splits",
-    "one row per (trial, sample): the audit trail of who was trained and tested on what",
+    "one row per (trial, sample) — and per copy of a sample a bootstrap draw trains on twice "
+    "(docs/training-distribution.md): the audit trail of who was trained and tested on what",
     _cols(
         ("trial_id", "string", "the trial", False),
         ("sample_id", "string", "image id"),
@@ -276,6 +300,7 @@ _TRIALS = TableSpec(
             'JSON of suite resources the run overrode, e.g. `{"gpu": [0.5, 0.0]}` (suite value, '
             "run value) for `raybench run --gpus 0`; null when none",
         ),
+        *_RESAMPLE_COLUMNS,
         *(
             (count_column(t), "int64", f"rows in `{t}/<trial_id>.parquet`, set by the store")
             for t in DATA_TABLES

@@ -42,6 +42,7 @@ __all__ = [
     "SYNTHETIC_CLASSES",
     "SYNTHETIC_LABELS",
     "TASK_TYPES",
+    "TRAIN_RESAMPLING_SCHEMES",
     "UNCERTAINTY_TASKS",
     "WANDB_MODES",
     "default_metric",
@@ -148,6 +149,11 @@ SPLIT_STRATEGIES: Final[tuple[str, ...]] = ("group_kfold", "group_holdout", "lea
 
 #: Columns a split protocol may stratify on (``label`` is the task's label column).
 STRATIFY_COLUMNS: Final[tuple[str, ...]] = ("label", "site", "scanner")
+
+#: How ``validation.train_resampling`` draws training subjects inside an outer training fold:
+#: ``subsample`` without replacement, ``bootstrap`` with replacement (copies kept);
+#: docs/training-distribution.md.
+TRAIN_RESAMPLING_SCHEMES: Final[tuple[str, ...]] = ("subsample", "bootstrap")
 
 #: Optimizers and learning-rate schedules of the training loop.
 OPTIMIZERS: Final[tuple[str, ...]] = ("adam", "adamw", "sgd")

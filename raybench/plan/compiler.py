@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ from raybench.errors import DataError, RaybenchError, SuiteError
 from raybench.plan.config import PerturbationLevel, TrialConfig
 from raybench.plan.ids import config_digest, ids_digest, trial_id
 from raybench.plan.spec import Plan, Stage, TrialSpec
+from raybench.resampling import Draw, resampler_from_suite, with_copies
 from raybench.splits import (
     Fold,
     check_disjoint,
@@ -248,27 +250,54 @@ def _located(exc: RaybenchError, where: str) -> RaybenchError:
 
 
 class _Split:
-    """An outer fold with its inner folds and the digests of each role's membership."""
+    """An outer fold with its inner folds and the digests of each role's membership.
 
-    __slots__ = ("inner", "inner_digests", "outer", "refit_digests", "refit_roles")
+    ``train`` is the training pool (the outer training fold, or a draw of it with bootstrap
+    copies); ``fraction``/``resample`` place a draw (None without resampling; ``resample`` None
+    for the whole fold); ``n_subjects`` counts the refit's training subjects, copies included.
+    """
 
-    def __init__(self, outer: Fold, inner: list[Fold]) -> None:
+    __slots__ = (
+        "fraction",
+        "inner",
+        "inner_digests",
+        "n_subjects",
+        "outer",
+        "refit_digests",
+        "refit_roles",
+        "resample",
+    )
+
+    def __init__(
+        self,
+        outer: Fold,
+        inner: list[Fold],
+        train: tuple[str, ...],
+        subject_of: Mapping[str, str],
+        fraction: float | None = None,
+        resample: int | None = None,
+    ) -> None:
         self.outer = outer
         self.inner = inner
+        self.fraction = fraction
+        self.resample = resample
         self.inner_digests = [(ids_digest(f.train_ids), ids_digest(f.test_ids)) for f in inner]
         if inner:
             self.refit_roles = (inner[0].train_ids, inner[0].test_ids, outer.test_ids)
             train_d, val_d = self.inner_digests[0]
         else:
-            self.refit_roles = (outer.train_ids, (), outer.test_ids)
-            train_d, val_d = ids_digest(outer.train_ids), ids_digest(())
+            self.refit_roles = (train, (), outer.test_ids)
+            train_d, val_d = ids_digest(train), ids_digest(())
         self.refit_digests = (train_d, val_d, ids_digest(outer.test_ids))
+        images = Counter(subject_of[sid] for sid in self.refit_roles[0])  # copies included
+        distinct = Counter(subject_of[sid] for sid in set(self.refit_roles[0]))
+        self.n_subjects = sum(images[k] // distinct[k] for k in images)
 
 
 def _splits(
     suite: Any, dataset: str, name: str, protocol: Any, table: pl.DataFrame, seed: int
 ) -> list[_Split]:
-    task, inner_protocol = suite.task, suite.validation.inner
+    task = suite.task
     where = _where(dataset, name)
     outer_splitter = splitter_from_protocol(protocol, task, protocol_seed(seed, name))
     outer_folds = outer_splitter.split(table)
@@ -276,32 +305,81 @@ def _splits(
     if protocol.strategy == "leave_one_site_out":
         check_no_leakage(outer_folds, table, "site")
     unit_of = unit_map(table, "subject_id")
+    resampler = resampler_from_suite(suite, protocol, protocol_seed(seed, name, "resample"))
     out = []
     for fold in outer_folds:
-        inner: list[Fold] = []
-        if inner_protocol is not None:
-            inner_table = table.filter(pl.col("sample_id").is_in(list(fold.train_ids)))
-            splitter = splitter_from_protocol(
-                inner_protocol, task, protocol_seed(seed, name, fold.index, "inner")
+        fold_table = table.filter(pl.col("sample_id").is_in(list(fold.train_ids)))
+        inner_seed = protocol_seed(seed, name, fold.index, "inner")
+        inner = _inner(suite, fold_table, inner_seed, f"{where} fold {fold.name!r}")
+        whole = None if resampler is None else 1.0
+        out.append(_Split(fold, inner, fold.train_ids, unit_of, whole))
+        if resampler is None:
+            continue
+        try:
+            draws = resampler.draws(fold_table)  # seeded per fold: its own stream
+        except RaybenchError as exc:
+            raise _located(
+                exc, f"{where} fold {fold.name!r}, validation.train_resampling"
+            ) from None
+        for draw in draws:
+            out.append(_drawn_split(suite, table, fold, draw, unit_of, (seed, name), where))
+    for sp in out:
+        for f in sp.inner:
+            check_disjoint(
+                {"train": f.train_ids, "val": f.test_ids, "test": sp.outer.test_ids},
+                table,
+                where=f"{where} fold {sp.outer.name!r}, inner fold {f.name!r}",
+                unit_of=unit_of,
             )
-            inner_where = f"{where} fold {fold.name!r}, validation.inner"
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    inner = splitter.split(inner_table)
-            except RaybenchError as exc:
-                raise _located(exc, inner_where) from None
-            for w in caught:  # say where a degenerate inner split is
-                warnings.warn(f"{inner_where}: {w.message}", w.category, stacklevel=4)
-            for f in inner:
-                check_disjoint(
-                    {"train": f.train_ids, "val": f.test_ids, "test": fold.test_ids},
-                    table,
-                    where=f"{where} fold {fold.name!r}, inner fold {f.name!r}",
-                    unit_of=unit_of,
-                )
-        out.append(_Split(fold, inner))
+        check_disjoint(
+            {"train": sp.refit_roles[0], "test": sp.outer.test_ids},
+            table,
+            where=f"{where} fold {sp.outer.name!r}",
+            unit_of=unit_of,
+        )
     return out
+
+
+def _inner(suite: Any, pool: pl.DataFrame, seed: int, where: str) -> list[Fold]:
+    """The inner folds of the training ``pool`` (one row per image), errors located at ``where``."""
+    if suite.validation.inner is None:
+        return []
+    splitter = splitter_from_protocol(suite.validation.inner, suite.task, seed)
+    inner_where = f"{where}, validation.inner"
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            inner = splitter.split(pool)
+    except RaybenchError as exc:
+        raise _located(exc, inner_where) from None
+    for w in caught:  # say where a degenerate inner split is
+        warnings.warn(f"{inner_where}: {w.message}", w.category, stacklevel=5)
+    return inner
+
+
+def _drawn_split(
+    suite: Any,
+    table: pl.DataFrame,
+    fold: Fold,
+    draw: Draw,
+    unit_of: Mapping[str, str],
+    seed_parts: tuple[int, str],
+    where: str,
+) -> _Split:
+    """The split of one draw of ``fold``'s training subjects.
+
+    The inner folds are made on the draw's distinct subjects (a subject's copies never cross a
+    split); each training side then gets the bootstrap copies, the validation side each subject
+    once (it only scores; copies would count a subject twice in model selection).
+    """
+    pool = table.filter(pl.col("subject_id").cast(pl.String).is_in(list(draw.copies)))
+    label = f"{where} fold {fold.name!r}, draw fraction={draw.fraction} #{draw.repeat}"
+    inner_seed = protocol_seed(*seed_parts, fold.index, "inner", draw.fraction, draw.repeat)
+    inner = [
+        Fold(f.name, f.index, with_copies(f.train_ids, draw.copies, unit_of), f.test_ids)
+        for f in _inner(suite, pool, inner_seed, label)
+    ]
+    return _Split(fold, inner, draw.train_ids, unit_of, draw.fraction, draw.repeat)
 
 
 # --------------------------------------------------------------------------- compile
@@ -335,7 +413,10 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
             for pname, splits in split_sets:
                 for sp in splits:
                     for seed in suite.seeds:
-                        slot = _Slot(ds.name, model.name, pname, sp.outer.index, seed, fp)
+                        slot = _Slot(
+                            ds.name, model.name, pname, sp.outer.index, seed, fp,
+                            sp.fraction, sp.resample, sp.n_subjects,
+                        )  # fmt: skip
                         for spec in _fold_trials(slot, sp, configs):
                             trials.add(spec)
     trials.warn_coincident()
@@ -408,6 +489,7 @@ def _fold_meta(split_sets: list[tuple[str, list[_Split]]]) -> dict[str, list[dic
                 "inner": len(s.inner),
             }
             for s in splits
+            if s.resample is None
         ]
         for pname, splits in split_sets
     }
@@ -446,6 +528,9 @@ class _Slot:
     outer_fold: int
     seed: int
     fingerprint: str
+    fraction: float | None = None
+    resample: int | None = None
+    n_subjects: int | None = None
 
 
 def _make_trial(
@@ -495,6 +580,9 @@ def _make_trial(
         depends_on=depends_on,
         config_hash=config_hash,
         data_fingerprint=slot.fingerprint,
+        train_fraction=slot.fraction,
+        train_resample=slot.resample,
+        n_train_subjects=slot.n_subjects,
     )
 
 

@@ -28,6 +28,11 @@ class TrialSpec:
     ``None`` for a refit whose point is chosen at run time from ``candidates``. ``config`` is the
     plain dict of :meth:`TrialConfig.to_dict <raybench.plan.config.TrialConfig.to_dict>` (what the
     id hashes and ``plan.json`` holds); :attr:`settings` is its typed view.
+
+    With ``validation.train_resampling``: ``train_fraction`` is the fraction of the outer
+    training fold's subjects drawn and ``train_resample`` the draw's index (None: the whole fold,
+    not a draw); both are None without the axis. ``n_train_subjects`` counts the subjects of the
+    train role, bootstrap copies included. None of the three enters the id: the sample ids do.
     """
 
     trial_id: str
@@ -47,6 +52,9 @@ class TrialSpec:
     depends_on: tuple[str, ...] = ()
     config_hash: str = ""
     data_fingerprint: str = ""
+    train_fraction: float | None = None
+    train_resample: int | None = None
+    n_train_subjects: int | None = None
 
     @property
     def settings(self) -> TrialConfig:

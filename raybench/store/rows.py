@@ -21,7 +21,14 @@ import pyarrow as pa
 from raybench.plan.spec import TrialSpec
 from raybench.store.schemas import table_from_rows
 
-__all__ = ["collect_provenance", "config_hash", "git_commit", "spec_columns", "trial_row"]
+__all__ = [
+    "collect_provenance",
+    "config_hash",
+    "git_commit",
+    "resample_columns",
+    "spec_columns",
+    "trial_row",
+]
 
 
 class _Outcome(Protocol):  # raybench.training.TrialOutcome, without importing torch here
@@ -95,6 +102,16 @@ def spec_columns(spec: TrialSpec) -> dict[str, Any]:
         "params": json.dumps(spec.params or {}, sort_keys=True, default=str),
         "config_hash": spec.config_hash or config_hash(spec.config),
         "data_fingerprint": spec.data_fingerprint,
+        **resample_columns(spec),
+    }
+
+
+def resample_columns(spec: TrialSpec) -> dict[str, Any]:
+    """The columns of the trial's draw of training subjects (docs/training-distribution.md)."""
+    return {
+        "train_fraction": spec.train_fraction,
+        "train_resample": spec.train_resample,
+        "n_train_subjects": spec.n_train_subjects,
     }
 
 

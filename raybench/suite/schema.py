@@ -45,6 +45,7 @@ from raybench_analysis.vocabulary import (
     SPLIT_STRATEGIES,
     STRATIFY_COLUMNS,
     TASK_TYPES,
+    TRAIN_RESAMPLING_SCHEMES,
     WANDB_MODES,
 )
 
@@ -326,6 +327,38 @@ class Protocol(Strict):
         return [v] if isinstance(v, str) else v
 
 
+class TrainResampling(Strict):
+    """Draws of training subjects inside each outer training fold (docs/training-distribution.md).
+
+    Each fraction below 1 is drawn ``repeats`` times (``bootstrap``: every fraction, 1 included),
+    stratified like the protocol, the test fold untouched; each draw is searched and refitted like
+    the whole fold, which is always trained too.
+    """
+
+    scheme: Literal.__getitem__(TRAIN_RESAMPLING_SCHEMES) = Field(  # type: ignore[valid-type]
+        "subsample",
+        description="`subsample`: subjects without replacement; `bootstrap`: with replacement, "
+        "copies kept",
+    )
+    fractions: list[Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
+        default_factory=lambda: [1.0],
+        min_length=1,
+        description="sizes of the draws, as fractions in (0, 1] of the outer training fold's "
+        "subjects",
+    )
+    repeats: int = Field(
+        1, ge=1, le=MAX_REPEATS, description="draws per fraction (new subjects each time)"
+    )
+
+    @field_validator("fractions")
+    @classmethod
+    def _distinct(cls, v: list[float]) -> list[float]:
+        dupes = sorted({x for x in v if v.count(x) > 1})
+        if dupes:
+            raise ValueError(f"fractions {dupes} listed twice; list each fraction once")
+        return v
+
+
 class Validation(Strict):
     """Split protocols: ``outer`` estimates performance, ``inner`` selects models inside it."""
 
@@ -344,6 +377,11 @@ class Validation(Strict):
         ge=0,
         le=MAX_SEED,
         description="split seed, independent of `seeds`: every model seed sees the same folds",
+    )
+    train_resampling: TrainResampling | None = Field(
+        None,
+        description="draws of training subjects inside each outer training fold (learning "
+        "curves, sampling variance); null: the whole fold only",
     )
 
 

@@ -38,6 +38,7 @@ from raybench.data.cohort import Cohort
 from raybench.errors import DataError, SuiteError, TrialError
 from raybench.plan.config import TaskConfig, TrainingConfig, TrialConfig
 from raybench.plan.spec import TrialSpec
+from raybench.store.rows import resample_columns
 from raybench.store.schemas import table_from_rows
 from raybench.training.cache import CachedVolumes, VolumeCache, preprocess_for, rows_of
 from raybench.training.determinism import (
@@ -710,6 +711,7 @@ def _prediction_rows(
                 "dice": float(out.dice[k]) if out.dice is not None else None,
                 "loss": float(out.loss[k]),
                 "variant": variant,
+                **resample_columns(spec),
                 **{name: values[k].item() for name, values in extra.items()},
             }
         )
