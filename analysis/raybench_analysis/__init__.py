@@ -29,6 +29,13 @@ from raybench_analysis.formula import FormulaError, parse_formula
 from raybench_analysis.friedman import FriedmanResult, friedman
 from raybench_analysis.glmm import GlmmResult, glmm
 from raybench_analysis.io import Results, check_leakage, load
+from raybench_analysis.learning_curve import (
+    LearningCurveFit,
+    fit_learning_curve,
+    fit_power_law,
+    learning_curve,
+    power_law,
+)
 from raybench_analysis.metrics import (
     METRICS,
     Metric,
@@ -59,6 +66,7 @@ from raybench_analysis.repeatability import (
     seed_ensemble,
 )
 from raybench_analysis.robustness import robustness
+from raybench_analysis.sampling import sampling_variance
 from raybench_analysis.selective import risk_coverage, selective, selective_risk
 from raybench_analysis.settings import AnalysisSettings, read_saved_suite, resolve_settings
 from raybench_analysis.simulate import (
@@ -67,6 +75,7 @@ from raybench_analysis.simulate import (
     simulate_uncertainty,
     write_results_dir,
 )
+from raybench_analysis.simulate_training import simulate_learning_curve
 from raybench_analysis.summarize import Summary, read_results, summarize
 from raybench_analysis.ttest import corrected_ttest
 from raybench_analysis.variance import sample_size, variance_components
@@ -79,6 +88,7 @@ __all__ = [
     "FormulaError",
     "FriedmanResult",
     "GlmmResult",
+    "LearningCurveFit",
     "Metric",
     "MixedResult",
     "Results",
@@ -112,10 +122,13 @@ __all__ = [
     "ece",
     "explanations",
     "f1",
+    "fit_learning_curve",
+    "fit_power_law",
     "fit_temperature",
     "friedman",
     "get_metric",
     "glmm",
+    "learning_curve",
     "load",
     "log_loss",
     "mae",
@@ -126,6 +139,7 @@ __all__ = [
     "obuchowski",
     "obuchowski_auc",
     "parse_formula",
+    "power_law",
     "r2",
     "ranking_stability",
     "read_results",
@@ -138,10 +152,12 @@ __all__ = [
     "rmse",
     "robustness",
     "sample_size",
+    "sampling_variance",
     "seed_ensemble",
     "selective",
     "selective_risk",
     "sensitivity",
+    "simulate_learning_curve",
     "simulate_predictions",
     "simulate_uncertainty",
     "specificity",
