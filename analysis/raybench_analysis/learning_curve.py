@@ -36,10 +36,11 @@ __all__ = [
     "fit_power_law",
     "learning_curve",
     "power_law",
+    "resampling_tables",
 ]
 
 _FRACTION, _DRAW, _N = "train_fraction", "train_resample", "n_train_subjects"
-_CELLS = ("outer_fold", "_draw", "seed")
+_CELLS = ("outer_fold", _DRAW, "seed")
 _C_MIN, _C_MAX = 1e-3, 10.0
 _METHOD = (
     "inverse power law a - b n^-c, weighted least squares (sigma = CI half-width); percentile "
@@ -167,11 +168,11 @@ def _prepare(predictions: Any, by: list[str]) -> pl.DataFrame:
         frame = frame.filter(pl.col("perturbation") == "none")
     frame = frame.filter(pl.col(_FRACTION).is_not_null())
     draw = pl.col(_DRAW) if _DRAW in frame.columns else pl.lit(None, pl.Int64)
-    frame = frame.with_columns(_draw=draw.fill_null(-1).cast(pl.Int64))
+    frame = frame.with_columns(draw.fill_null(-1).cast(pl.Int64).alias(_DRAW))  # -1: whole fold
     # bootstrap draws at fraction 1 are the curve's point there, not the whole fold (more
     # distinct subjects): at each size, the draws if there are any, else the whole fold
-    drawn = (pl.col("_draw") >= 0).any().over([*by, _FRACTION])
-    frame = frame.filter(~drawn | (pl.col("_draw") >= 0))
+    drawn = (pl.col(_DRAW) >= 0).any().over([*by, _FRACTION])
+    frame = frame.filter(~drawn | (pl.col(_DRAW) >= 0))
     if frame.height == 0:
         raise AnalysisError(
             "predictions: no clean test rows with train_fraction; run a suite with "
@@ -185,7 +186,7 @@ def _sizes(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     trials = frame.unique([key] if key else [*by, _FRACTION, *_present(frame)])
     return trials.group_by([*by, _FRACTION]).agg(
         pl.col(_N).cast(pl.Float64).mean().alias("n_train"),
-        pl.col("_draw").n_unique().alias("n_draws"),
+        pl.col(_DRAW).n_unique().alias("n_draws"),
     )
 
 
@@ -502,3 +503,49 @@ def fit_learning_curve(
         alpha=alpha,
         by=tuple(keys),
     )
+
+
+def resampling_tables(
+    predictions: pl.DataFrame,
+    metric: Any,
+    levels: Sequence[str],
+    alpha: float,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The tables :func:`raybench_analysis.summarize` adds when training sets were drawn.
+
+    Empty unless ``train_fraction`` has two levels or more. Otherwise ``learning_curve`` (the
+    points), ``learning_curve_fit`` (the law's parameters; at most 500 bootstrap refits) and
+    ``sampling_variance`` (when some size was drawn twice in a fold), per dataset and model;
+    ``notes`` lists what could not be computed and the warnings raised.
+    """
+    if _FRACTION not in predictions.columns or predictions[_FRACTION].drop_nulls().n_unique() < 2:
+        return {}
+    from .sampling import sampling_variance
+
+    by = [c for c in ("dataset", "model") if c in predictions.columns]
+    out: dict[str, Any] = {"notes": []}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fit = fit_learning_curve(
+                predictions, metric, levels, by, n_boot=min(n_boot, 500), alpha=alpha, seed=seed
+            )
+            out["learning_curve"], out["learning_curve_fit"] = fit.curve, fit.params
+        except AnalysisError as exc:
+            out["notes"].append(f"learning_curve_fit: not computed ({exc})")
+            try:
+                out["learning_curve"] = learning_curve(
+                    predictions, metric, levels, by, n_boot=n_boot, alpha=alpha, seed=seed
+                )
+            except AnalysisError as inner:
+                out["notes"].append(f"learning_curve: not computed ({inner})")
+        try:
+            table = sampling_variance(predictions, metric, by, alpha=alpha)
+            if table.height:
+                out["sampling_variance"] = table
+        except AnalysisError as exc:
+            out["notes"].append(f"sampling_variance: not computed ({exc})")
+    out["notes"] += [f"learning curves: {w.message}" for w in caught]
+    return out

@@ -36,6 +36,7 @@ from raybench_analysis.conformal import conformal
 from raybench_analysis.contract import raw_rows
 from raybench_analysis.friedman import friedman
 from raybench_analysis.io import Results, load
+from raybench_analysis.learning_curve import resampling_tables
 from raybench_analysis.metrics import Metric, calibration_bins, get_metric, metric_by
 from raybench_analysis.ranking import ranking_stability
 from raybench_analysis.robustness import robustness
@@ -328,13 +329,16 @@ def summarize(
     if combined is None and isinstance(root, str | Path) and "://" not in str(root):
         saved = read_saved_suite(root)
     trials, predictions, source = _tables_from(results)
+    all_draws = predictions
+    if "train_resample" in predictions.columns:  # draws of training subjects: own tables below
+        predictions = predictions.filter(pl.col("train_resample").is_null())
     notes += [n for n in getattr(results, "missing", ()) if isinstance(n, str)]
     if combined is not None and trials is not None:  # each directory's own grid of trials
         for (label,), part in trials.group_by(SOURCE_COLUMN, maintain_order=True):
-            own = predictions.filter(pl.col(SOURCE_COLUMN) == label)
+            own = all_draws.filter(pl.col(SOURCE_COLUMN) == label)
             notes += [f"{label}: {n}" for n in _grid_notes(part, own)]
     else:
-        notes += _grid_notes(trials, predictions)
+        notes += _grid_notes(trials, all_draws)
     if predictions.height == 0:
         notes.append("no predictions yet: no committed trial has written its predictions")
         return Summary({}, notes, {"source": source})
@@ -394,6 +398,9 @@ def summarize(
         tables = _with_sources(tables, clean)
         settings |= {"sources": combined.sources, "renamed": combined.renamed.to_dicts()}
         notes.extend(_pairing_notes(tables.get("comparisons")))
+    curves = resampling_tables(all_draws, metrics[0], levels, cfg.alpha, cfg.n_boot, seed)
+    notes += curves.pop("notes", [])
+    tables |= curves
     return Summary(tables, notes, settings)
 
 

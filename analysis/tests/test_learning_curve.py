@@ -168,3 +168,17 @@ def test_sampling_variance_needs_draws() -> None:
     assert sampling_variance(preds).height == 0  # one draw per fold: nothing to compare
     with pytest.raises(AnalysisError, match="train_resample is null"):
         sampling_variance(preds.filter(pl.col("train_fraction") == 1.0))
+
+
+def test_summarize_adds_the_curve_and_keeps_the_main_tables_on_the_whole_fold() -> None:
+    from raybench_analysis import summarize
+
+    preds = simulate_learning_curve(seed=1, fractions=(0.25, 0.5, 1.0), repeats=2)
+    summary = summarize({"predictions": preds}, n_boot=100, hierarchy=["subject_id"])
+    assert {"learning_curve", "learning_curve_fit", "sampling_variance"} <= set(summary)
+    whole = preds.filter(pl.col("train_resample").is_null()).height
+    assert summary["models"]["n_obs"].to_list() == [whole]
+    assert summary["learning_curve"].height == 3
+    plain = summarize({"predictions": preds.filter(pl.col("train_resample").is_null())},
+                      n_boot=100, hierarchy=["subject_id"])  # fmt: skip
+    assert "learning_curve" not in plain

@@ -189,6 +189,7 @@ def print_summary(summary: Summary) -> None:
              (CI, "interval")],
         )  # fmt: skip
     _print_uncertainty(printer, summary, level)
+    _print_learning_curves(printer, summary, level)
     print_notes(summary.missing)
 
 
@@ -210,6 +211,37 @@ def _print_uncertainty(printer: _Printer, summary: Summary, level: str) -> None:
                 [("dataset", "dataset"), ("model", "model"), ("variant", "variant"), *middle,
                  ("estimate", "estimate"), (CI, f"{level} interval")],
             )  # fmt: skip
+
+
+def _print_learning_curves(printer: _Printer, summary: Summary, level: str) -> None:
+    """Issue 10's tables, when training sets were drawn (docs/training-distribution.md)."""
+    if "learning_curve" in summary:
+        printer.table(
+            f"learning curve: metric by training subjects, {level} intervals",
+            _with_dataset(summary["learning_curve"]),
+            [("dataset", "dataset"), ("model", "model"), ("train_fraction", "fraction"),
+             ("n_train", "subjects"), ("n_draws", "draws"), ("estimate", "estimate"),
+             (CI, "interval")],
+        )  # fmt: skip
+    if "learning_curve_fit" in summary:
+        printer.table(
+            "inverse power law a − b·n^(−c) fitted to the curve",
+            _with_dataset(summary["learning_curve_fit"]),
+            [("dataset", "dataset"), ("model", "model"), ("a", "plateau a"),
+             (("a_ci_low", "a_ci_high"), f"a {level}"), ("c", "decay c"),
+             (("c_ci_low", "c_ci_high"), f"c {level}"), ("n_max", "largest n")],
+        )  # fmt: skip
+    if "sampling_variance" in summary:
+        printer.table(
+            "sampling variance: spread over draws of training subjects (standard deviations)",
+            _with_dataset(summary["sampling_variance"]).with_columns(
+                sd_low=summary["sampling_variance"]["ci_low"].sqrt(),
+                sd_high=summary["sampling_variance"]["ci_high"].sqrt(),
+            ),
+            [("dataset", "dataset"), ("model", "model"), ("train_fraction", "fraction"),
+             ("n_train", "subjects"), ("component", "component"), ("sd", "sd"),
+             (("sd_low", "sd_high"), f"sd {level}")],
+        )  # fmt: skip
 
 
 def _print_comparisons(
