@@ -37,11 +37,15 @@ def synthetic_identity(params: SyntheticParams) -> dict[str, Any]:
     """What determines a synthetic cohort's bytes: generator name, version and parameters."""
     from raybench.data.phantom import GENERATOR_VERSION
 
-    return {
-        "generator": "raybench.synthetic",
-        "version": GENERATOR_VERSION,
-        "params": params.model_dump(mode="json"),
-    }
+    dump = params.model_dump(mode="json")
+    for key, default in ADDED_PARAMS.items():  # absent at their default: fingerprints kept
+        if dump.get(key) == default:
+            dump.pop(key)
+    return {"generator": "raybench.synthetic", "version": GENERATOR_VERSION, "params": dump}
+
+
+#: Generator parameters added after version 1, with the default that leaves a cohort as before.
+ADDED_PARAMS: dict[str, Any] = {"site_weights": None, "lesion_scale": 1.0}
 
 
 def synthetic_fingerprint(params: SyntheticParams) -> str:

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +88,19 @@ def check_params(params: SyntheticParams) -> None:
             f"params.subjects={params.subjects} < sites x scanners_per_site = {cells}: every "
             "scanner needs a subject; raise subjects or lower sites/scanners_per_site"
         )
+    weights = params.site_weights
+    if weights is not None and len(weights) != params.sites:
+        problems.append(
+            f"params.site_weights has {len(weights)} weight(s) for sites={params.sites}; give "
+            "one weight per site"
+        )
+    elif weights is not None:
+        small = [j + 1 for j, q in enumerate(_site_counts(params)) if q < params.scanners_per_site]
+        if small:
+            problems.append(
+                f"params.site_weights={weights} leaves site(s) {small} fewer subjects than "
+                f"scanners_per_site={params.scanners_per_site}; raise their weights or subjects"
+            )
     n_ad = _n_diseased(params)
     if not 1 <= n_ad <= params.subjects - 1:
         problems.append(
@@ -100,6 +113,16 @@ def check_params(params: SyntheticParams) -> None:
 
 def _n_diseased(params: SyntheticParams) -> int:
     return math.floor(params.subjects * params.prevalence + 0.5)
+
+
+def _site_counts(params: SyntheticParams) -> list[int]:
+    """Subjects per site: ``site_weights`` shared out by largest remainders (Hamilton)."""
+    w = np.asarray(params.site_weights, dtype=float)
+    share = params.subjects * w / w.sum()
+    counts = np.floor(share).astype(int)
+    for j in np.argsort(-(share - counts), kind="stable")[: params.subjects - int(counts.sum())]:
+        counts[j] += 1
+    return counts.tolist()
 
 
 def _labels(width: int, prefix: str, n: int) -> list[str]:
@@ -115,8 +138,15 @@ def design(params: SyntheticParams) -> list[Subject]:
     """
     rng = _rng(params.seed, _DESIGN)
     n, n_sites = params.subjects, params.sites
-    site_of = [i % n_sites for i in range(n)]
-    scanner_of = [(i // n_sites) % params.scanners_per_site for i in range(n)]
+    if params.site_weights is None:
+        site_of = [i % n_sites for i in range(n)]
+    else:  # site j takes the next count_j subjects
+        site_of = [j for j, q in enumerate(_site_counts(params)) for _ in range(q)]
+    seen = [0] * n_sites  # a subject's rank within its site: i // n_sites when round-robin
+    scanner_of = []
+    for j in site_of:
+        scanner_of.append(seen[j] % params.scanners_per_site)
+        seen[j] += 1
     order = [
         i
         for j in range(n_sites)
@@ -180,6 +210,7 @@ def _images(params: SyntheticParams) -> Iterator[_Image]:
     grid = Grid(params.shape)
     for subject in design(params):
         anatomy = Anatomy.draw(_rng(params.seed, _SUBJECT, subject.index))
+        anatomy = replace(anatomy, lesion_radii=anatomy.lesion_radii * params.lesion_scale)
         active = subject.diagnosis == SYNTHETIC_CLASSES[1] and params.effect > 0
         volume = lesion_volume(grid, anatomy, active)
         for t in range(params.sessions):

@@ -151,6 +151,17 @@ class SyntheticParams(Strict):
         0.05, ge=0.0, le=MAX_REAL, description="Rician-like noise SD relative to white matter"
     )
     prevalence: float = Field(0.5, gt=0.0, lt=1.0, description="fraction of diseased subjects")
+    site_weights: list[Annotated[float, Field(gt=0.0, le=MAX_REAL)]] | None = Field(
+        None,
+        description="relative share of subjects per site, one weight per site (the site mix; "
+        "null: equal shares)",
+    )
+    lesion_scale: float = Field(
+        1.0,
+        gt=0.0,
+        le=4.0,
+        description="factor on every lesion radius (the lesion-size distribution; 1: U(6, 10) mm)",
+    )
     seed: int = Field(
         0,
         ge=0,
