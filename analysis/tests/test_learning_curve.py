@@ -182,3 +182,20 @@ def test_summarize_adds_the_curve_and_keeps_the_main_tables_on_the_whole_fold() 
     plain = summarize({"predictions": preds.filter(pl.col("train_resample").is_null())},
                       n_boot=100, hierarchy=["subject_id"])  # fmt: skip
     assert "learning_curve" not in plain
+
+
+def test_the_report_section_shows_only_with_draws() -> None:
+    from raybench_analysis import summarize
+    from raybench_analysis.report.figures import model_colors
+    from raybench_analysis.report.learning import learning_section
+
+    preds = simulate_learning_curve(seed=1, fractions=(0.25, 0.5, 1.0), repeats=2)
+    summary = summarize({"predictions": preds}, n_boot=50, hierarchy=["subject_id"])
+    drawn: list[str] = []
+    section = learning_section(summary, lambda fig, name, caption: drawn.append(name) or name,
+                               model_colors(["net"]))  # fmt: skip
+    assert section is not None and drawn == ["learning-curve-sim"]
+    assert "train_sample" in section.body and "power law" in section.body
+    plain = summarize({"predictions": preds.filter(pl.col("train_resample").is_null())},
+                      n_boot=50, hierarchy=["subject_id"])  # fmt: skip
+    assert learning_section(plain, lambda *a: "", {}) is None

@@ -18,6 +18,7 @@ from raybench_analysis.io import Results
 from raybench_analysis.metrics import get_metric
 from raybench_analysis.report import figures as F
 from raybench_analysis.report.html import Section, escape, figure, notes, page, table
+from raybench_analysis.report.learning import learning_section
 from raybench_analysis.report.methods import methods_paragraphs, references_for
 from raybench_analysis.report.provenance import Provenance, merge_provenance, read_provenance
 from raybench_analysis.selective import risk_coverage
@@ -819,6 +820,7 @@ def write_report(
         lambda: _robustness(summary, draw, colors),
         lambda: _uncertainty(summary, loaded, draw),
         lambda: _explanations(summary, loaded),
+        lambda: learning_section(summary, draw, colors),
         lambda: _training(loaded, trials, draw, colors),
         lambda: _methods(summary),
     ]
