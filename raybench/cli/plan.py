@@ -46,6 +46,18 @@ def _print_table(plan: Plan) -> None:
                 + f" (split seed {plan.meta.get('split_seed')})",
                 highlight=False,
             )
+    draws = {
+        (t.dataset, t.protocol, t.outer_fold, t.train_fraction, t.train_resample)
+        for t in trials
+        if t.train_resample is not None
+    }
+    if draws:
+        fractions = ", ".join(f"{f:g}" for f in sorted({d[3] for d in draws}))
+        console.print(
+            f"training-set draws: {len(draws)} (fractions {fractions}), each searched and "
+            "refitted like its whole fold (docs/training-distribution.md)",
+            highlight=False,
+        )
 
 
 def plan(

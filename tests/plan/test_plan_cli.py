@@ -28,10 +28,18 @@ def expected_counts(suite) -> Counter:
 
     inner = suite.validation.inner
     n_inner = 0 if inner is None else (inner.k if inner.strategy == "group_kfold" else 1)
+    draws = suite.validation.train_resampling  # the whole fold + its draws of training subjects
+    pools = 1 + (
+        0
+        if draws is None
+        else draws.repeats * sum(f < 1.0 or draws.scheme == "bootstrap" for f in draws.fractions)
+    )
     counts: Counter = Counter()
     for ds in suite.datasets:
         sites = ds.params.sites
-        n_folds = sum(folds(p, sites) for p in [suite.validation.outer, *suite.validation.extra])
+        n_folds = pools * sum(
+            folds(p, sites) for p in [suite.validation.outer, *suite.validation.extra]
+        )
         for model in suite.models:
             points = len(expand_search_space(model, suite.training))
             counts["refit"] += n_folds * len(suite.seeds)
@@ -74,6 +82,15 @@ def test_quickstart_is_small_and_the_table_shows_counts_and_resources(tmp_path):
     assert "total trials: 12" in result.stdout
     assert "12 CPU-trials, 0 GPU-trials" in result.stdout
     assert "synth / outer: 3 outer folds" in result.stdout
+    assert "training-set draws" not in result.stdout
+
+
+def test_a_learning_curve_suite_shows_its_draws(tmp_path):
+    suite = str(ROOT / "suites/learning_curve.yaml")
+    result = runner.invoke(app, ["plan", suite, "--data-root", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    assert "total trials: 42" in result.stdout
+    assert "training-set draws: 18 (fractions 0.25, 0.5)" in result.stdout
 
 
 def test_manifest_example_with_data_made_as_its_comment_says(tmp_path):
