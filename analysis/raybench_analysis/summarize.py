@@ -284,7 +284,10 @@ def summarize(
         ``reliability`` (classification: ECE with interval; reliability bins), ``robustness``
         (perturbed runs), ``ranking`` (:func:`ranking_stability`), ``friedman`` and
         ``friedman_ranks`` (with two datasets or more: :func:`raybench_analysis.friedman` on the
-        per-dataset estimates); and ``missing`` notes. ``settings`` holds what was used:
+        per-dataset estimates); with training-set draws (``validation.train_resampling``: the
+        other tables keep the whole-fold trials), ``learning_curve``, ``learning_curve_fit``
+        and ``sampling_variance`` (:func:`raybench_analysis.learning_curve.resampling_tables`);
+        and ``missing`` notes. ``settings`` holds what was used:
         ``metric`` (primary), ``metrics``, ``hierarchy``, ``alpha``, ``n_boot``, ... and
         ``origin`` (argument, suite or default, per setting).
 
