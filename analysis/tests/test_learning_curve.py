@@ -174,8 +174,14 @@ def test_summarize_adds_the_curve_and_keeps_the_main_tables_on_the_whole_fold() 
     from raybench_analysis import summarize
 
     preds = simulate_learning_curve(seed=1, fractions=(0.25, 0.5, 1.0), repeats=2)
-    summary = summarize({"predictions": preds}, n_boot=100, hierarchy=["subject_id"])
+    trials = preds.unique("trial_id").select(
+        "trial_id", "dataset", "model", "outer_fold", "seed", stage=pl.lit("refit"),
+        status=pl.lit("completed"),
+    )  # fmt: skip
+    summary = summarize({"trials": trials, "predictions": preds}, n_boot=100,
+                        hierarchy=["subject_id"])  # fmt: skip
     assert {"learning_curve", "learning_curve_fit", "sampling_variance"} <= set(summary)
+    assert not [n for n in summary.missing if "predictions file" in n]  # draws have theirs
     whole = preds.filter(pl.col("train_resample").is_null()).height
     assert summary["models"]["n_obs"].to_list() == [whole]
     assert summary["learning_curve"].height == 3
