@@ -31,6 +31,7 @@ __all__ = [
     "LOWER_IS_BETTER",
     "METRICS_BY_TASK",
     "OPTIMIZERS",
+    "PERTURBATION_NEUTRAL",
     "PERTURBATION_PARAMS",
     "PREDICTION_VARIANTS",
     "SAMPLE_UNIT",
@@ -104,6 +105,18 @@ PERTURBATION_PARAMS: Final[dict[str, str]] = {
     "intensity_scale": "factor",
     "gamma": "gamma",
     "motion": "degrees",
+    "rician_noise": "std",
+    "blur": "sigma",
+    "resolution": "spacing",
+    "gibbs": "alpha",
+    "ghosting": "intensity",
+    "scanner_shift": "shift",
+}
+
+#: The severity at which each perturbation type leaves the image unchanged (0 unless named): the
+#: operating range (docs/operating-ranges.md) is measured from it, in either direction.
+PERTURBATION_NEUTRAL: Final[dict[str, float]] = {
+    kind: {"gamma": 1.0, "resolution": 1.0}.get(kind, 0.0) for kind in PERTURBATION_PARAMS
 }
 
 #: Values of the predictions table's ``variant`` column (issue 9): the network's own outputs first

@@ -406,7 +406,7 @@ class Perturbation(Strict):
         description="perturbation type"
     )
     std: Searchable[Annotated[float, Field(ge=0, le=MAX_SEVERITY)]] | None = Field(
-        None, description="gaussian_noise: noise SD relative to the image SD"
+        None, description="gaussian_noise, rician_noise: noise SD relative to the image SD"
     )
     coeff: Searchable[Annotated[float, Field(ge=0, le=MAX_SEVERITY)]] | None = Field(
         None, description="bias_field: polynomial coefficient magnitude"
@@ -419,6 +419,21 @@ class Perturbation(Strict):
     )
     degrees: Searchable[Annotated[float, Field(ge=0, le=MAX_DEGREES)]] | None = Field(
         None, description="motion: rotation magnitude in degrees"
+    )
+    sigma: Searchable[Annotated[float, Field(ge=0, le=MAX_SEVERITY)]] | None = Field(
+        None, description="blur: Gaussian kernel SD in voxels"
+    )
+    spacing: Searchable[Annotated[float, Field(ge=1, le=MAX_SEVERITY)]] | None = Field(
+        None, description="resolution: voxel size multiplier (downsampled, then upsampled back)"
+    )
+    alpha: Searchable[Annotated[float, Field(ge=0, le=1)]] | None = Field(
+        None, description="gibbs: fraction of k-space truncated (Gibbs ringing)"
+    )
+    intensity: Searchable[Annotated[float, Field(ge=0, le=1)]] | None = Field(
+        None, description="ghosting: attenuation of every n-th k-space plane"
+    )
+    shift: Searchable[Annotated[float, Field(ge=0, le=MAX_SEVERITY)]] | None = Field(
+        None, description="scanner_shift: RMS intensity change of a smooth transfer curve (in SDs)"
     )
 
 
