@@ -59,6 +59,7 @@ from raybench_analysis.metrics import (
 )
 from raybench_analysis.mixed import MixedResult, mixed
 from raybench_analysis.obuchowski import obuchowski, obuchowski_auc
+from raybench_analysis.operating_range import OperatingRange, operating_range
 from raybench_analysis.ranking import ranking_stability
 from raybench_analysis.repeatability import (
     repeatability,
@@ -69,6 +70,7 @@ from raybench_analysis.robustness import robustness
 from raybench_analysis.sampling import sampling_variance
 from raybench_analysis.selective import risk_coverage, selective, selective_risk
 from raybench_analysis.settings import AnalysisSettings, read_saved_suite, resolve_settings
+from raybench_analysis.shift import feature_distance, frechet_distance, mmd2
 from raybench_analysis.simulate import (
     SimulatedRun,
     simulate_predictions,
@@ -91,6 +93,7 @@ __all__ = [
     "LearningCurveFit",
     "Metric",
     "MixedResult",
+    "OperatingRange",
     "Results",
     "SimulatedRun",
     "Summary",
@@ -122,9 +125,11 @@ __all__ = [
     "ece",
     "explanations",
     "f1",
+    "feature_distance",
     "fit_learning_curve",
     "fit_power_law",
     "fit_temperature",
+    "frechet_distance",
     "friedman",
     "get_metric",
     "glmm",
@@ -136,8 +141,10 @@ __all__ = [
     "mcc",
     "metric_by",
     "mixed",
+    "mmd2",
     "obuchowski",
     "obuchowski_auc",
+    "operating_range",
     "parse_formula",
     "power_law",
     "r2",

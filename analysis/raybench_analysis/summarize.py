@@ -38,11 +38,13 @@ from raybench_analysis.friedman import friedman
 from raybench_analysis.io import Results, load
 from raybench_analysis.learning_curve import resampling_tables
 from raybench_analysis.metrics import Metric, calibration_bins, get_metric, metric_by
+from raybench_analysis.operating_range import operating_range
 from raybench_analysis.ranking import ranking_stability
 from raybench_analysis.robustness import robustness
 from raybench_analysis.selective import selective
 from raybench_analysis.settings import read_saved_suite, resolve_settings
 from raybench_analysis.variance import variance_components
+from raybench_analysis.vocabulary import DEFAULT_TOLERANCE
 
 __all__ = ["Summary", "read_results", "summarize"]
 
@@ -282,7 +284,9 @@ def summarize(
         interval of the variance on the scale of ``sd``, within what the metric's range allows),
         ``sites`` (per site, resampling the levels below ``site``), ``calibration`` and
         ``reliability`` (classification: ECE with interval; reliability bins), ``robustness``
-        (perturbed runs), ``ranking`` (:func:`ranking_stability`), ``friedman`` and
+        (perturbed runs), ``operating_ranges`` and ``operating_curve`` (perturbations tested at
+        severities, metrics in [0, 1]: :func:`raybench_analysis.operating_range` with tolerance
+        ``DEFAULT_TOLERANCE``), ``ranking`` (:func:`ranking_stability`), ``friedman`` and
         ``friedman_ranks`` (with two datasets or more: :func:`raybench_analysis.friedman` on the
         per-dataset estimates); with training-set draws (``validation.train_resampling``: the
         other tables keep the whole-fold trials), ``learning_curve``, ``learning_curve_fit``
@@ -521,7 +525,28 @@ def _metric_tables(run: _Run, m: Metric, tag: str) -> dict[str, pl.DataFrame | N
             f"robustness{tag}", notes, robustness, test, m, levels, alpha=alpha,
             by=[*by, "model"], **run.common, **run.resampling,
         )  # fmt: skip
+        tables |= _operating_ranges(run, m, tag)
     return tables
+
+
+def _operating_ranges(run: _Run, m: Metric, tag: str) -> dict[str, pl.DataFrame | None]:
+    """Operating ranges (``DEFAULT_TOLERANCE``) of the perturbation types tested at severities,
+    for metrics in [0, 1]; another tolerance or metric: call :func:`operating_range` directly."""
+    if "severity" not in run.test.columns or run.test["severity"].null_count() == run.test.height:
+        return {}
+    if m.value_range != (0.0, 1.0):
+        run.notes.append(
+            f"operating_ranges{tag}: no default tolerance for {m.label()}; call "
+            "raybench_analysis.operating_range(results, tolerance=...) with one in its units"
+        )
+        return {}
+    out = _section(
+        f"operating_ranges{tag}", run.notes, operating_range, run.test, DEFAULT_TOLERANCE, m,
+        run.alpha, levels=run.levels, by=[*run.by, "model"], **run.common, **run.resampling,
+    )  # fmt: skip
+    if out is None:
+        return {}
+    return {"operating_ranges": out.ranges, "operating_curve": out.curve}
 
 
 _ONE_MODEL = "comparisons and ranking: only one model in the predictions"

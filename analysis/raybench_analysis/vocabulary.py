@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_HIERARCHY",
     "DEFAULT_N_BOOT",
+    "DEFAULT_TOLERANCE",
     "EXPLANATION_METHODS",
     "EXPLANATION_METRICS",
     "HIERARCHY_LEVELS",
@@ -97,6 +98,10 @@ DEFAULT_HIERARCHY: Final[tuple[str, ...]] = ("site", "subject_id")
 #: Significance level (1 - interval coverage) and bootstrap replicates when a suite names none.
 DEFAULT_ALPHA: Final[float] = 0.05
 DEFAULT_N_BOOT: Final[int] = 2000
+
+#: Largest acceptable metric degradation of an operating range when none is named (metric units:
+#: 0.05 is five AUC or Dice points); used by default only for metrics bounded in [0, 1].
+DEFAULT_TOLERANCE: Final[float] = 0.05
 
 #: The one parameter (its strength, the severity) that each perturbation type carries.
 PERTURBATION_PARAMS: Final[dict[str, str]] = {

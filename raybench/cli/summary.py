@@ -188,6 +188,14 @@ def print_summary(summary: Summary) -> None:
              ("perturbation", "perturbation"), ("clean", "clean"), ("estimate", "change"),
              (CI, "interval")],
         )  # fmt: skip
+    if "operating_ranges" in summary:
+        printer.table(
+            "operating ranges: severities within tolerance of the clean metric (FWER alpha)",
+            _with_dataset(summary["operating_ranges"]),
+            [("dataset", "dataset"), ("metric", "metric"), ("model", "model"),
+             ("perturbation_type", "type"), ("tolerance", "tolerance"), ("range_low", "from"),
+             ("range_high", "to"), ("tested_high", "tested to"), ("censored_high", "censored")],
+        )  # fmt: skip
     _print_uncertainty(printer, summary, level)
     _print_learning_curves(printer, summary, level)
     print_notes(summary.missing)

@@ -128,7 +128,7 @@ def test_full_run_has_every_section_and_figure(full_report: Any) -> None:
     assert "abc1234" in html_text and "synth-fp" in html_text and "2.13.0" in html_text
     assert "name: simulated" in html_text  # the saved suite
     # methods: every cited source is listed in full
-    for key in ("demsar2006", "nadeau2003", "guo2017", "hendrycks2019"):
+    for key in ("demsar2006", "nadeau2003", "guo2017", "hendrycks2019", "maurer1995"):
         assert html.escape(REFERENCES[key]) in html_text, key
 
 
@@ -170,6 +170,7 @@ def test_numbers_equal_raybench_analyze_json(full_results: Path, tmp_path: Path)
         "sites": ("dataset", "model", "site"),
         "variance": ("dataset", "model", "component"),
         "robustness": ("dataset", "model", "perturbation"),
+        "operating_ranges": ("dataset", "model", "perturbation_type"),
         "ranking": ("dataset", "model"),
         "friedman": ("test",),
     }

@@ -556,6 +556,18 @@ def _robustness(summary: Summary, draw: _Figures, colors: dict[str, str]) -> Sec
         parts.append(
             draw(fig, _slug("robustness", dataset), "Metric change against perturbation severity")
         )
+    if "operating_ranges" in summary:
+        ranges = summary["operating_ranges"]
+        parts.append(
+            "<h3>Operating ranges</h3><p>Per model and perturbation type, the severities over "
+            f"which {escape(s['metric'])} is shown to stay within {ranges['tolerance'][0]:g} of "
+            "its clean value (one-sided bounds tested from the least severe upward, family-wise "
+            f"error rate {s['alpha']:g}); <em>censored</em>: every tested severity passed.</p>"
+        )
+        cols = [("dataset", "dataset"), ("model", "model"), ("perturbation_type", "type")]
+        cols += [("range_low", "from"), ("range_high", "to"), ("tested_low", "tested from")]
+        cols += [("tested_high", "tested to"), ("censored_high", "censored")]
+        parts.append(table(ranges, cols, name="operating_ranges"))
     return Section("robustness", "Robustness", "".join(parts))
 
 

@@ -79,6 +79,11 @@ REFERENCES: dict[str, str] = {
         "Maier-Hein, L., et al. (2018). Why rankings of biomedical image analysis competitions "
         "should be interpreted with care. Nature Communications, 9, 5217."
     ),
+    "maurer1995": (
+        "Maurer, W., Hothorn, L. A., & Lehmacher, W. (1995). Multiple comparisons in drug clinical "
+        "trials and preclinical assays: a-priori ordered hypotheses. In J. Vollmar (Ed.), "
+        "Biometrie in der chemisch-pharmazeutischen Industrie 6 (pp. 3–18). Gustav Fischer."
+    ),
     "nadeau2003": (
         "Nadeau, C., & Bengio, Y. (2003). Inference for the generalization error. Machine "
         "Learning, 52(3), 239–281."
@@ -90,6 +95,10 @@ REFERENCES: dict[str, str] = {
     "varoquaux2023": (
         "Varoquaux, G., & Colliot, O. (2023). Evaluating machine learning models and their "
         "diagnostic value. In Machine Learning for Brain Disorders (pp. 601–630). Springer."
+    ),
+    "westfall2001": (
+        "Westfall, P. H., & Krishen, A. (2001). Optimally weighted, fixed sequence and gatekeeper "
+        "multiple testing procedures. Journal of Statistical Planning and Inference, 99(1), 25–40."
     ),
     "wiesenfarth2021": (
         "Wiesenfarth, M., et al. (2021). Methods and open-source toolkit for analyzing and "
@@ -205,6 +214,16 @@ METHODS: tuple[MethodText, ...] = (
         "{hierarchy} and its {confidence} interval (Hendrycks & Dietterich 2019; Boone et al. "
         "2023).",
         ("hendrycks2019", "boone2023"),
+    ),
+    MethodText(
+        "operating_ranges",
+        "Operating ranges",
+        "The operating range of a model for a perturbation type is the largest severity up to "
+        "which the one-sided bound of the paired change of {metric} stays within the tolerance of "
+        "its clean value; severities are tested in order from the least severe, stopping at the "
+        "first failure, which controls the family-wise error rate at {alpha} without adjustment "
+        "(Maurer, Hothorn & Lehmacher 1995; Westfall & Krishen 2001).",
+        ("maurer1995", "westfall2001"),
     ),
 )
 
