@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "EXPLANATION_METHODS",
     "EXPLANATION_METRICS",
+    "GENERATORS",
     "HIERARCHY_LEVELS",
     "INPUT_NOISE_TYPES",
     "LOWER_IS_BETTER",
@@ -123,6 +124,10 @@ PERTURBATION_PARAMS: Final[dict[str, str]] = {
 PERTURBATION_NEUTRAL: Final[dict[str, float]] = {
     kind: {"gamma": 1.0, "resolution": 1.0}.get(kind, 0.0) for kind in PERTURBATION_PARAMS
 }
+
+#: Generative models of ``source: generated`` datasets (docs/generated.md): a class-conditional
+#: variational autoencoder; a GAN, flow or diffusion model plugs in under a new name.
+GENERATORS: Final[tuple[str, ...]] = ("cvae",)
 
 #: Values of the predictions table's ``variant`` column (issue 9): the network's own outputs first
 #: (the default), then temperature-scaled, Monte Carlo input-noise and MC-dropout predictions.

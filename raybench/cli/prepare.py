@@ -84,7 +84,10 @@ def prepare(
     suite, line = load_suite_checked(suite_path, no_plugins)
     base = suite_dir(suite_path)
     where = data_root(root)
-    cohorts = {
-        ds.name: load_cohort(ds, base, where, materialize=materialize) for ds in suite.datasets
-    }
+    cohorts = {}
+    for ds in sorted(suite.datasets, key=lambda d: d.source == "generated"):  # sources first
+        cohorts[ds.name] = load_cohort(
+            ds, base, where, materialize=materialize, suite=suite, cohorts=cohorts
+        )
+    cohorts = {ds.name: cohorts[ds.name] for ds in suite.datasets}
     return Prepared(suite, Path(suite_path), cohorts, compile_suite(suite, cohorts), line)

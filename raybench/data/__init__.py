@@ -7,7 +7,9 @@ validated, fingerprinted cohort; :func:`check_dataset` validates one without wri
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from raybench.data.bids import read_bids, read_bids_table
 from raybench.data.cohort import REQUIRED_COLUMNS, Cohort
@@ -20,7 +22,14 @@ from raybench.data.synthetic import (
     synthetic_table,
 )
 from raybench.data.validate import check_cohort, check_task
-from raybench.suite.schema import BidsDataset, ManifestDataset, SyntheticDataset, Task
+from raybench.errors import DataError
+from raybench.suite.schema import (
+    BidsDataset,
+    GeneratedDataset,
+    ManifestDataset,
+    SyntheticDataset,
+    Task,
+)
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -36,7 +45,7 @@ __all__ = [
     "synthetic_table",
 ]
 
-DatasetSpec = SyntheticDataset | ManifestDataset | BidsDataset
+DatasetSpec = SyntheticDataset | ManifestDataset | BidsDataset | GeneratedDataset
 
 
 def _under(base: Path, path: str) -> Path:
@@ -65,16 +74,35 @@ def _synthetic(spec: SyntheticDataset, root: Path) -> Cohort:
 
 
 def load_cohort(
-    spec: DatasetSpec, suite_dir: Path, data_root: Path, *, materialize: bool = True
+    spec: DatasetSpec,
+    suite_dir: Path,
+    data_root: Path,
+    *,
+    materialize: bool = True,
+    suite: Any = None,
+    cohorts: Mapping[str, Cohort] | None = None,
 ) -> Cohort:
     """The validated, fingerprinted cohort of one suite dataset.
 
     Synthetic datasets are generated once into :func:`synthetic_cohort_dir` and reused afterwards;
     manifest and BIDS paths are relative to ``suite_dir``. With ``materialize=False`` nothing is
     written: a synthetic cohort's table points where its files would be, and file-based sources do
-    not update their content-hash memo. Raises :class:`~raybench.errors.DataError`.
+    not update their content-hash memo. A generated dataset needs the ``suite`` (task, outer
+    protocol) and the already loaded ``cohorts`` holding its ``from`` dataset
+    (:mod:`raybench.data.generated`). Raises :class:`~raybench.errors.DataError`.
     """
     suite_dir = Path(suite_dir)
+    if isinstance(spec, GeneratedDataset):
+        source = (cohorts or {}).get(spec.params.from_)
+        if source is None or suite is None:
+            raise DataError(
+                f"dataset {spec.name!r}: from={spec.params.from_!r} is not a loaded dataset; "
+                "load the other datasets of the suite first and pass suite= and cohorts="
+            )
+        root = _under(suite_dir, spec.cache_dir) if spec.cache_dir else Path(data_root)
+        from raybench.data.generated import generated_cohort  # torch and MONAI: only when used
+
+        return generated_cohort(spec, source, suite, root, materialize=materialize)
     if isinstance(spec, SyntheticDataset):
         root = synthetic_cohort_dir(spec, suite_dir, data_root)
         if materialize:
@@ -103,6 +131,13 @@ def check_dataset(spec: DatasetSpec, suite_dir: Path, *, task: Task | None = Non
     the generator would write. Raises :class:`~raybench.errors.DataError`.
     """
     suite_dir = Path(suite_dir)
+    if isinstance(spec, GeneratedDataset):
+        if task is not None and task.type != "classification":
+            raise DataError(
+                f"dataset {spec.name!r} (source: generated): task.type={task.type!r}; the "
+                f"{spec.params.generator} generator is class-conditional and needs classification"
+            )
+        return
     if isinstance(spec, SyntheticDataset):
         check_params(spec.params)
         if task is not None:

@@ -639,3 +639,25 @@ def explanations(data: dict[str, Any]) -> Iterator[Problem]:
         "explanation method",
         format_path,
     )
+
+
+@check
+def generated_datasets(data: dict[str, Any]) -> Iterator[Problem]:
+    """A generated dataset's ``from`` names another dataset of the suite, which is not generated."""
+    datasets = [(i, d) for i, d in _items(data, "datasets") if isinstance(d, dict)]
+    sources = {d.get("name"): d.get("source") for _, d in datasets}
+    real = sorted(n for n, s in sources.items() if isinstance(n, str) and s != "generated")
+    for i, d in datasets:
+        origin = _get(d, "params", "from")
+        if d.get("source") != "generated" or not isinstance(origin, str):
+            continue
+        path = ("datasets", i, "params", "from")
+        if origin == d.get("name"):
+            yield Problem(path, "a generated dataset cannot be fitted to itself",
+                          found=show(origin), allowed=choices(real))  # fmt: skip
+        elif origin not in sources:
+            yield Problem(path, "not a dataset of this suite", found=show(origin),
+                          allowed=choices(real), suggestion=suggest(origin, real))  # fmt: skip
+        elif sources[origin] == "generated":
+            yield Problem(path, "names another generated dataset; fit to real data",
+                          found=show(origin), allowed=choices(real))  # fmt: skip

@@ -119,7 +119,7 @@ def _table(model: type[BaseModel]) -> list[str]:
     for name, field in model.model_fields.items():
         typ = type_text(field.annotation, field.metadata).replace("|", "\\|")
         desc = (field.description or "").replace("|", "\\|").replace("<", "\\<")
-        rows.append(f"| `{name}` | {typ} | {_default(field)} | {desc} |")
+        rows.append(f"| `{field.alias or name}` | {typ} | {_default(field)} | {desc} |")
     return rows
 
 

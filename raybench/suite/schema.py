@@ -35,6 +35,7 @@ from raybench_analysis.vocabulary import (
     DEFAULT_ALPHA,
     DEFAULT_HIERARCHY,
     DEFAULT_N_BOOT,
+    GENERATORS,
     HIERARCHY_LEVELS,
     INPUT_NOISE_TYPES,
     METRICS_BY_TASK,
@@ -221,8 +222,44 @@ class BidsDataset(Strict):
     )
 
 
+class GeneratedParams(Strict):
+    """A generative model fitted to another dataset's training subjects (docs/generated.md)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(
+        alias="from",
+        pattern=NAME_PATTERN,
+        description="the dataset whose training subjects (outer fold 0's training side) the "
+        "generator is fitted to; another dataset of the suite, not a generated one",
+    )
+    generator: Literal.__getitem__(GENERATORS) = Field(  # type: ignore[valid-type]
+        GENERATORS[0], description="generative model"
+    )
+    latent: int = Field(32, ge=1, le=4096, description="latent dimensions")
+    epochs: int = Field(50, ge=1, le=MAX_EPOCHS, description="training epochs of the generator")
+    samples: int = Field(200, ge=2, le=1_000_000, description="labelled samples drawn")
+    lr: float = Field(1.0e-3, gt=0.0, le=MAX_LR, description="Adam learning rate")
+    batch_size: int = Field(16, ge=1, le=4096, description="generator minibatch size")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of fitting and sampling")
+
+
+class GeneratedDataset(Strict):
+    """Labelled samples drawn from a generative model of another dataset, as NIfTI + manifest."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="unique dataset name")
+    source: Literal["generated"] = Field(description="data source")
+    params: GeneratedParams = Field(description="generator and its training")
+    cache_dir: str | None = Field(
+        None,
+        description="where the samples are written, relative to the suite (default: the "
+        "--data-root of the command); files go in <dir>/<name>-<hash>",
+    )
+
+
 Dataset = Annotated[
-    Union[SyntheticDataset, ManifestDataset, BidsDataset], Field(discriminator="source")
+    Union[SyntheticDataset, ManifestDataset, BidsDataset, GeneratedDataset],
+    Field(discriminator="source"),
 ]
 
 # --------------------------------------------------------------------------- task and models
