@@ -144,7 +144,7 @@ class ConditionalVAE:
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                total += float(loss) * len(x)
+                total += float(loss.detach()) * len(x)
             losses.append(total / len(images))
             if not math.isfinite(losses[-1]):
                 return losses
