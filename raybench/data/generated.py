@@ -112,7 +112,10 @@ class ConditionalVAE:
     """The ``cvae`` generator: a class-conditional VAE (Sohn, Lee & Yan 2015) on MONAI blocks.
 
     Trained with Adam on the Gaussian evidence lower bound, ``Σ (x − x̂)² + KL(q(z|x, y) ‖ N(0, I))``
-    per image (Kingma & Welling 2014); sampling decodes ``z ~ N(0, I)`` with the requested class.
+    per image (Kingma & Welling 2014). Sampling decodes, with the requested class, codes drawn
+    from a diagonal Gaussian fitted to the posterior means of that class's training images
+    (ex-post density estimation, Ghosh et al. 2020, "From variational to deterministic
+    autoencoders", ICLR), which keeps samples in their class where the decoder would ignore it.
     """
 
     def __init__(self, params: GeneratedParams) -> None:
