@@ -118,7 +118,8 @@ _PREDICTIONS = TableSpec(
             "split",
             "string",
             "`test` (refit trials' test fold) or `val` (search trials; refit trials' validation "
-            "samples, which calibrate and are never test rows)",
+            "samples, which calibrate and are never test rows), or `external` (a saved refit "
+            "model on a dataset never used for training or selection; docs/predict.md)",
         ),
         ("perturbation", "string", "`none`, or the perturbation id (`gaussian_noise(std=0.1)`)"),
         ("perturbation_type", "string", "`none`, `gaussian_noise`, `bias_field`, ..."),
@@ -229,7 +230,12 @@ _TRIALS = TableSpec(
         ("dataset", "string", "dataset name in the suite"),
         ("model", "string", "model name in the suite"),
         ("task", "string", "`classification`, `regression` or `segmentation`"),
-        ("stage", "string", "`search` (inner-fold trial of one search point) or `refit`"),
+        (
+            "stage",
+            "string",
+            "`search` (inner-fold trial of one search point), `refit`, or `predict` (a saved "
+            "refit model evaluated on another dataset: `validation.external`, `raybench predict`)",
+        ),
         ("protocol", "string", "`outer` or the `strategy` of an `extra` protocol"),
         ("outer_fold", "int64", "fold index within the protocol (repeat x k + fold)"),
         ("inner_fold", "int64", "inner fold index of `search` trials; null for refits"),
@@ -275,6 +281,17 @@ _TRIALS = TableSpec(
             "string",
             'JSON of suite resources the run overrode, e.g. `{"gpu": [0.5, 0.0]}` (suite value, '
             "run value) for `raybench run --gpus 0`; null when none",
+        ),
+        (
+            "model_sha256",
+            "string",
+            "sha256 of the saved model `models/<trial_id>.pt` (refit with "
+            "`training.save_model: best`); `predict` entries: of the model they evaluated",
+        ),
+        (
+            "refit_trial_id",
+            "string",
+            "`predict` entries: the refit trial whose saved model made the predictions; else null",
         ),
         *(
             (count_column(t), "int64", f"rows in `{t}/<trial_id>.parquet`, set by the store")

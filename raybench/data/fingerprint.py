@@ -37,11 +37,10 @@ def synthetic_identity(params: SyntheticParams) -> dict[str, Any]:
     """What determines a synthetic cohort's bytes: generator name, version and parameters."""
     from raybench.data.phantom import GENERATOR_VERSION
 
-    return {
-        "generator": "raybench.synthetic",
-        "version": GENERATOR_VERSION,
-        "params": params.model_dump(mode="json"),
-    }
+    dumped = params.model_dump(mode="json")
+    if not dumped.get("subject_prefix"):  # added later: cohorts without one keep their identity
+        dumped.pop("subject_prefix", None)
+    return {"generator": "raybench.synthetic", "version": GENERATOR_VERSION, "params": dumped}
 
 
 def synthetic_fingerprint(params: SyntheticParams) -> str:
