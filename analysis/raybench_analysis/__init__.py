@@ -25,6 +25,12 @@ from raybench_analysis.explanations import (
     explanations,
     map_stability,
 )
+from raybench_analysis.external import (
+    compare_external,
+    external_performance,
+    external_summary,
+    generalisation_gap,
+)
 from raybench_analysis.formula import FormulaError, parse_formula
 from raybench_analysis.friedman import FriedmanResult, friedman
 from raybench_analysis.glmm import GlmmResult, glmm
@@ -100,6 +106,7 @@ __all__ = [
     "combine",
     "compare",
     "compare_across",
+    "compare_external",
     "compare_methods",
     "compare_models",
     "conformal",
@@ -111,9 +118,12 @@ __all__ = [
     "dice",
     "ece",
     "explanations",
+    "external_performance",
+    "external_summary",
     "f1",
     "fit_temperature",
     "friedman",
+    "generalisation_gap",
     "get_metric",
     "glmm",
     "load",

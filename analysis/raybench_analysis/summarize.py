@@ -42,6 +42,7 @@ from raybench_analysis.robustness import robustness
 from raybench_analysis.selective import selective
 from raybench_analysis.settings import read_saved_suite, resolve_settings
 from raybench_analysis.variance import variance_components
+from raybench_analysis.vocabulary import FINAL_PROTOCOL
 
 __all__ = ["Summary", "read_results", "summarize"]
 
@@ -164,6 +165,8 @@ def _grid_notes(trials: pl.DataFrame | None, predictions: pl.DataFrame) -> list[
                 f"{row.get('seed')}) failed: {row.get('error') or 'no error message'}"
             )
     keys = [c for c in ("dataset", "protocol", "model", "outer_fold", "seed") if c in refit.columns]
+    if "protocol" in refit.columns:  # the final refit has no test fold: not a cell of the grid
+        refit = refit.filter(pl.col("protocol").fill_null("") != FINAL_PROTOCOL)
     if len(keys) >= 3:
         done = refit.filter(pl.col("status") == "completed") if "status" in refit.columns else refit
         full = None

@@ -361,7 +361,8 @@ def _prepare(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> _Run:
     train_rows = rows_of(cohort, spec.train_ids)
     val_rows = rows_of(cohort, spec.val_ids)
     eval_split = "test" if spec.stage == "refit" else "val"
-    eval_rows = rows_of(cohort, spec.test_ids if spec.stage == "refit" else spec.val_ids)
+    eval_ids = spec.test_ids if spec.stage == "refit" else spec.val_ids
+    eval_rows = rows_of(cohort, eval_ids) if eval_ids else []
     if not train_rows:
         raise DataError(f"trial {spec.trial_id}: no training samples (train_ids is empty)")
     if not eval_rows and not (spec.stage == "refit" and spec.protocol == FINAL_PROTOCOL):
