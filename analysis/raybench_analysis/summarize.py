@@ -34,6 +34,7 @@ from raybench_analysis.combine import (
 from raybench_analysis.compare import compare
 from raybench_analysis.conformal import conformal
 from raybench_analysis.contract import raw_rows
+from raybench_analysis.external import external_summary
 from raybench_analysis.friedman import friedman
 from raybench_analysis.io import Results, load
 from raybench_analysis.metrics import Metric, calibration_bins, get_metric, metric_by
@@ -42,7 +43,7 @@ from raybench_analysis.robustness import robustness
 from raybench_analysis.selective import selective
 from raybench_analysis.settings import read_saved_suite, resolve_settings
 from raybench_analysis.variance import variance_components
-from raybench_analysis.vocabulary import FINAL_PROTOCOL
+from raybench_analysis.vocabulary import EXTERNAL_SPLIT, FINAL_PROTOCOL
 
 __all__ = ["Summary", "read_results", "summarize"]
 
@@ -286,9 +287,11 @@ def summarize(
         ``reliability`` (classification: ECE with interval; reliability bins), ``robustness``
         (perturbed runs), ``ranking`` (:func:`ranking_stability`), ``friedman`` and
         ``friedman_ranks`` (with two datasets or more: :func:`raybench_analysis.friedman` on the
-        per-dataset estimates); and ``missing`` notes. ``settings`` holds what was used:
-        ``metric`` (primary), ``metrics``, ``hierarchy``, ``alpha``, ``n_boot``, ... and
-        ``origin`` (argument, suite or default, per setting).
+        per-dataset estimates); with external rows (``split = "external"``), ``external``,
+        ``generalisation_gap`` and ``external_comparisons``
+        (:func:`raybench_analysis.external_summary`, primary metric); and ``missing`` notes.
+        ``settings`` holds what was used: ``metric`` (primary), ``metrics``, ``hierarchy``,
+        ``alpha``, ``n_boot``, ... and ``origin`` (argument, suite or default, per setting).
 
     Notes
     -----
@@ -393,6 +396,7 @@ def summarize(
         }  # fmt: skip
         extra |= _uncertainty_sections(predictions, levels, cfg.alpha, notes, run.common)
         tables |= {k: v for k, v in extra.items() if v is not None}
+    tables |= _external_sections(predictions, trials, metrics[0], levels, cfg.alpha, run)
     if combined is not None:
         tables = _with_sources(tables, clean)
         settings |= {"sources": combined.sources, "renamed": combined.renamed.to_dicts()}
@@ -438,6 +442,26 @@ def _pairing_notes(comparisons: pl.DataFrame | None) -> list[str]:
             listed = ", ".join(f"{a} vs {b}" for a, b in pairs.sort("model_a", "model_b").rows())
             notes.append(f"comparisons: {listed} {text}")
     return notes
+
+
+def _external_sections(
+    predictions: pl.DataFrame,
+    trials: pl.DataFrame | None,
+    metric: Metric,
+    levels: list[str],
+    alpha: float,
+    run: _Run,
+) -> dict[str, pl.DataFrame]:
+    """Issue 16's tables (primary metric), when saved models were evaluated on external data:
+    ``external``, ``generalisation_gap`` and ``external_comparisons``
+    (:func:`raybench_analysis.external_summary`)."""
+    if "split" not in predictions.columns or not (predictions["split"] == EXTERNAL_SPLIT).any():
+        return {}
+    out = _section(
+        "external", run.notes, external_summary, predictions, metric, levels, trials=trials,
+        alpha=alpha, **run.common,
+    )  # fmt: skip
+    return out or {}
 
 
 @dataclass(frozen=True)
