@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -42,8 +41,12 @@ def _invoke(*args: str):
 
 
 def test_external_run_predict_and_saved_models(ray_session, tmp_path) -> None:
+    from raybench.cli.prepare import prepare
     from raybench.data import load_cohort
     from raybench.data.synthetic import generate_cohort
+    from raybench.plan.spec import plan_json
+    from raybench.runner import RunOptions, run_plan
+    from raybench.store import ResultStore
     from raybench.suite import load_suite
     from raybench.suite.schema import SyntheticParams
     from raybench.training.predict import predict_saved
@@ -51,8 +54,11 @@ def test_external_run_predict_and_saved_models(ray_session, tmp_path) -> None:
 
     suite_path, results, data = tmp_path / "s.yaml", tmp_path / "r", tmp_path / "data"
     suite_path.write_text(SUITE)
-    res = _invoke("run", str(suite_path), "--results", str(results), "--data-root", str(data))
-    assert res.exit_code == 0, res.output
+    prep = prepare(suite_path, data, materialize=True)
+    files = {"suite.yaml": SUITE.encode(), "plan.json": plan_json(prep.plan)}
+    options = RunOptions(cache_dir=data / "cache", files=files)
+    summary = run_plan(prep.plan, prep.cohorts, ResultStore(str(results)), options)
+    assert summary.ok, summary.failed
     trials = pl.read_parquet(str(results / "trials" / "*.parquet"))
     refits = trials.filter(pl.col("stage") == "refit").sort("protocol", "outer_fold")
     entries = trials.filter(pl.col("stage") == "predict")
@@ -111,3 +117,17 @@ def test_external_run_predict_and_saved_models(ray_session, tmp_path) -> None:
     bad = _invoke(*args, "--perturbations", "--data-root", str(data))
     assert bad.exit_code == 1
     assert "differs from the" in json.dumps(json.loads(bad.stdout.strip().splitlines()[-1]))
+
+    # the analysis: external performance and generalisation gap of the run's own external rows
+    from raybench_analysis import load, summarize
+
+    tables = summarize(str(results), n_boot=200)
+    assert set(tables["external"]["dataset"]) == {"ext", "new"}
+    gap = tables["generalisation_gap"]
+    assert gap.select("development", "dataset", "protocol").unique().sort("dataset").rows() == [
+        ("synth", "ext", "outer"),
+        ("synth", "new", "outer"),
+    ]
+    from raybench_analysis.contract import check_leakage
+
+    assert check_leakage(load(str(results))).is_empty()
