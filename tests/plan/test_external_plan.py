@@ -64,10 +64,9 @@ def test_a_shared_subject_is_leakage() -> None:
 def test_a_shared_image_hash_is_leakage() -> None:
     dev = cohort_table().with_columns(image_sha256=pl.col("sample_id") + "-hash")
     ext = _external_table().with_columns(image_sha256=pl.lit("sub-003_ses-0-hash"))
+    cohorts = {"synth": cohort("synth", dev), "ext": cohort("ext", ext, "fp1")}
     with pytest.raises(LeakageError, match="image_sha256"):
-        compile_suite(
-            _suite(external=["ext"]), {"synth": cohort("synth", dev), "ext": cohort("ext", ext, "fp1")}
-        )
+        compile_suite(_suite(external=["ext"]), cohorts)
 
 
 def test_the_same_data_under_another_name_is_refused() -> None:
