@@ -343,6 +343,10 @@ def _difference(
 ) -> tuple[float, float, float]:
     """(a − b, its se, Welch–Satterthwaite df) for independent estimates ``a`` and ``b``.
 
+    The combination of :func:`raybench_analysis.bootstrap.unpaired_difference`, from each side's
+    standard error and degrees of freedom (as :func:`bootstrap` reports them) instead of its
+    replicates.
+
     >>> gap, se, df = _difference(0.9, 0.03, 9.0, 0.7, 0.04, 5.0)
     >>> round(gap, 6), round(se, 6), round(df, 2)
     (0.2, 0.05, 10.38)
