@@ -25,6 +25,12 @@ from raybench_analysis.explanations import (
     explanations,
     map_stability,
 )
+from raybench_analysis.external import (
+    compare_external,
+    external_performance,
+    external_summary,
+    generalisation_gap,
+)
 from raybench_analysis.formula import FormulaError, parse_formula
 from raybench_analysis.friedman import FriedmanResult, friedman
 from raybench_analysis.glmm import GlmmResult, glmm
@@ -113,6 +119,7 @@ __all__ = [
     "combine",
     "compare",
     "compare_across",
+    "compare_external",
     "compare_methods",
     "compare_models",
     "conformal",
@@ -124,6 +131,8 @@ __all__ = [
     "dice",
     "ece",
     "explanations",
+    "external_performance",
+    "external_summary",
     "f1",
     "feature_distance",
     "fit_learning_curve",
@@ -131,6 +140,7 @@ __all__ = [
     "fit_temperature",
     "frechet_distance",
     "friedman",
+    "generalisation_gap",
     "get_metric",
     "glmm",
     "learning_curve",

@@ -140,7 +140,8 @@ _PREDICTIONS = TableSpec(
             "split",
             "string",
             "`test` (refit trials' test fold) or `val` (search trials; refit trials' validation "
-            "samples, which calibrate and are never test rows)",
+            "samples, which calibrate and are never test rows), or `external` (a saved refit "
+            "model on a dataset never used for training or selection; docs/predict.md)",
         ),
         ("perturbation", "string", "`none`, or the perturbation id (`gaussian_noise(std=0.1)`)"),
         ("perturbation_type", "string", "`none`, `gaussian_noise`, `bias_field`, ..."),
@@ -253,7 +254,12 @@ _TRIALS = TableSpec(
         ("dataset", "string", "dataset name in the suite"),
         ("model", "string", "model name in the suite"),
         ("task", "string", "`classification`, `regression` or `segmentation`"),
-        ("stage", "string", "`search` (inner-fold trial of one search point) or `refit`"),
+        (
+            "stage",
+            "string",
+            "`search` (inner-fold trial of one search point), `refit`, or `predict` (a saved "
+            "refit model evaluated on another dataset: `validation.external`, `raybench predict`)",
+        ),
         ("protocol", "string", "`outer` or the `strategy` of an `extra` protocol"),
         ("outer_fold", "int64", "fold index within the protocol (repeat x k + fold)"),
         ("inner_fold", "int64", "inner fold index of `search` trials; null for refits"),
@@ -301,6 +307,17 @@ _TRIALS = TableSpec(
             "run value) for `raybench run --gpus 0`; null when none",
         ),
         *_RESAMPLE_COLUMNS,
+        (
+            "model_sha256",
+            "string",
+            "sha256 of the saved model `models/<trial_id>.pt` (refit with "
+            "`training.save_model: best`); `predict` entries: of the model they evaluated",
+        ),
+        (
+            "refit_trial_id",
+            "string",
+            "`predict` entries: the refit trial whose saved model made the predictions; else null",
+        ),
         *(
             (count_column(t), "int64", f"rows in `{t}/<trial_id>.parquet`, set by the store")
             for t in DATA_TABLES
@@ -553,21 +570,27 @@ def inventory(filesystem: Any, root: str) -> Inventory:
 # --------------------------------------------------------------------------- leakage
 
 
-def check_leakage(splits: Any) -> pl.DataFrame:
-    """Subjects that hold two roles (train / val / test) within one trial: the one audit.
+def check_leakage(splits: Any, predictions: Any = None, trials: Any = None) -> pl.DataFrame:
+    """Subjects that hold two roles within one trial, or that are both external and development
+    subjects: the one audit.
 
     Parameters
     ----------
     splits : polars/pandas DataFrame, LazyFrame, or an object with a ``splits`` attribute
         The ``splits`` table (``trial_id``, ``subject_id``, ``role``), or the object returned by
-        :func:`raybench_analysis.load`.
+        :func:`raybench_analysis.load` (its ``predictions`` and ``trials`` are then used too).
+    predictions, trials : DataFrame or LazyFrame, optional
+        With both, the external audit runs as well: a subject of a ``split = "external"`` row
+        that is in the ``splits`` table of a trial of its model's development dataset (the
+        dataset of the entry's ``refit_trial_id``) is a leak of role ``external`` plus the roles
+        it had there.
 
     Returns
     -------
     polars.DataFrame
         One row per leaked (trial, subject): ``trial_id``, ``subject_id``, ``roles`` (sorted,
-        comma-separated), ``n_samples`` (rows of that subject in the trial). Empty when no
-        subject crossed a split.
+        comma-separated), ``n_samples`` (rows of that subject in the trial: split rows, or the
+        external samples predicted). Empty when no subject crossed a split.
 
     Examples
     --------
@@ -575,11 +598,20 @@ def check_leakage(splits: Any) -> pl.DataFrame:
     ...                   "subject_id": ["a", "a", "b"], "role": ["train", "test", "test"]})
     >>> check_leakage(s).row(0)
     ('t', 'a', 'test,train', 2)
+    >>> p = pl.DataFrame({"trial_id": ["e"], "sample_id": ["b9"], "subject_id": ["b"],
+    ...                   "split": ["external"]})
+    >>> t = pl.DataFrame({"trial_id": ["t", "e"], "dataset": ["dev", "ext"],
+    ...                   "refit_trial_id": [None, "t"]})
+    >>> check_leakage(s, p, t).rows()
+    [('e', 'b', 'external,test', 1), ('t', 'a', 'test,train', 2)]
     """
+    if predictions is None and trials is None:
+        predictions = getattr(splits, "predictions", None)
+        trials = getattr(splits, "trials", None)
     frame = getattr(splits, "splits", splits)
-    lazy = frame if isinstance(frame, pl.LazyFrame) else to_polars(frame, name="splits").lazy()
+    lazy = _lazy(frame, "splits")
     require_columns(lazy, ["trial_id", "subject_id", "role"], name="splits", why="for leakage")
-    return (
+    within = (
         lazy.group_by("trial_id", "subject_id")
         .agg(
             pl.col("role").unique().sort().str.join(",").alias("roles"),
@@ -588,8 +620,57 @@ def check_leakage(splits: Any) -> pl.DataFrame:
         )
         .filter(pl.col("_n_roles") > 1)
         .drop("_n_roles")
-        .sort("trial_id", "subject_id")
-        .collect()
+    )
+    if predictions is not None and trials is not None:
+        external = _external_leaks(lazy, _lazy(predictions, "predictions"), _lazy(trials, "trials"))
+        if external is not None:
+            within = pl.concat([within, external])
+    return within.sort("trial_id", "subject_id").collect()
+
+
+def _lazy(frame: Any, name: str) -> pl.LazyFrame:
+    return frame if isinstance(frame, pl.LazyFrame) else to_polars(frame, name=name).lazy()
+
+
+def _external_leaks(
+    splits: pl.LazyFrame, predictions: pl.LazyFrame, trials: pl.LazyFrame
+) -> pl.LazyFrame | None:
+    """External rows whose subject is a development subject of their model's dataset."""
+    p_cols = predictions.collect_schema().names()
+    t_cols = trials.collect_schema().names()
+    if not {"trial_id", "subject_id", "split"} <= set(p_cols) or not {
+        "trial_id",
+        "dataset",
+    } <= set(t_cols):
+        return None
+    sample = pl.col("sample_id") if "sample_id" in p_cols else pl.col("subject_id")
+    parent = (
+        pl.col("refit_trial_id").fill_null(pl.col("trial_id"))
+        if "refit_trial_id" in t_cols
+        else pl.col("trial_id")
+    )
+    dataset_of = trials.select(pl.col("trial_id").alias("_refit"), pl.col("dataset").alias("_dev"))
+    development = (
+        trials.select("trial_id", pl.col("dataset").alias("_dev"))
+        .join(splits.select("trial_id", "subject_id", "role"), on="trial_id")
+        .select("_dev", "subject_id", "role")
+        .unique()
+    )
+    external = (
+        predictions.filter(pl.col("split") == "external")
+        .select("trial_id", "subject_id", sample.alias("_sample"))
+        .unique()
+        .join(trials.select("trial_id", parent.alias("_refit")), on="trial_id")
+        .join(dataset_of, on="_refit")
+    )
+    return (
+        external.join(development, on=["_dev", "subject_id"])
+        .group_by("trial_id", "subject_id")
+        .agg(
+            # "external" sorts before "test", "train" and "val": the roles stay sorted
+            (pl.lit("external,") + pl.col("role").unique().sort().str.join(",")).alias("roles"),
+            pl.col("_sample").n_unique().cast(pl.Int64).alias("n_samples"),
+        )
     )
 
 

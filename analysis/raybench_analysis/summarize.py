@@ -34,6 +34,7 @@ from raybench_analysis.combine import (
 from raybench_analysis.compare import compare
 from raybench_analysis.conformal import conformal
 from raybench_analysis.contract import raw_rows
+from raybench_analysis.external import external_summary
 from raybench_analysis.friedman import friedman
 from raybench_analysis.io import Results, load
 from raybench_analysis.learning_curve import resampling_tables
@@ -44,7 +45,7 @@ from raybench_analysis.robustness import robustness
 from raybench_analysis.selective import selective
 from raybench_analysis.settings import read_saved_suite, resolve_settings
 from raybench_analysis.variance import variance_components
-from raybench_analysis.vocabulary import DEFAULT_TOLERANCE
+from raybench_analysis.vocabulary import DEFAULT_TOLERANCE, EXTERNAL_SPLIT, FINAL_PROTOCOL
 
 __all__ = ["Summary", "read_results", "summarize"]
 
@@ -167,6 +168,8 @@ def _grid_notes(trials: pl.DataFrame | None, predictions: pl.DataFrame) -> list[
                 f"{row.get('seed')}) failed: {row.get('error') or 'no error message'}"
             )
     keys = [c for c in ("dataset", "protocol", "model", "outer_fold", "seed") if c in refit.columns]
+    if "protocol" in refit.columns:  # the final refit has no test fold: not a cell of the grid
+        refit = refit.filter(pl.col("protocol").fill_null("") != FINAL_PROTOCOL)
     if len(keys) >= 3:
         done = refit.filter(pl.col("status") == "completed") if "status" in refit.columns else refit
         full = None
@@ -291,9 +294,11 @@ def summarize(
         per-dataset estimates); with training-set draws (``validation.train_resampling``: the
         other tables keep the whole-fold trials), ``learning_curve``, ``learning_curve_fit``
         and ``sampling_variance`` (:func:`raybench_analysis.learning_curve.resampling_tables`);
-        and ``missing`` notes. ``settings`` holds what was used:
-        ``metric`` (primary), ``metrics``, ``hierarchy``, ``alpha``, ``n_boot``, ... and
-        ``origin`` (argument, suite or default, per setting).
+        with external rows (``split = "external"``), ``external``,
+        ``generalisation_gap`` and ``external_comparisons``
+        (:func:`raybench_analysis.external_summary`, primary metric); and ``missing`` notes.
+        ``settings`` holds what was used: ``metric`` (primary), ``metrics``, ``hierarchy``,
+        ``alpha``, ``n_boot``, ... and ``origin`` (argument, suite or default, per setting).
 
     Notes
     -----
@@ -401,6 +406,7 @@ def summarize(
         }  # fmt: skip
         extra |= _uncertainty_sections(predictions, levels, cfg.alpha, notes, run.common)
         tables |= {k: v for k, v in extra.items() if v is not None}
+    tables |= _external_sections(predictions, trials, metrics[0], levels, cfg.alpha, run)
     if combined is not None:
         tables = _with_sources(tables, clean)
         settings |= {"sources": combined.sources, "renamed": combined.renamed.to_dicts()}
@@ -449,6 +455,26 @@ def _pairing_notes(comparisons: pl.DataFrame | None) -> list[str]:
             listed = ", ".join(f"{a} vs {b}" for a, b in pairs.sort("model_a", "model_b").rows())
             notes.append(f"comparisons: {listed} {text}")
     return notes
+
+
+def _external_sections(
+    predictions: pl.DataFrame,
+    trials: pl.DataFrame | None,
+    metric: Metric,
+    levels: list[str],
+    alpha: float,
+    run: _Run,
+) -> dict[str, pl.DataFrame]:
+    """Issue 16's tables (primary metric), when saved models were evaluated on external data:
+    ``external``, ``generalisation_gap`` and ``external_comparisons``
+    (:func:`raybench_analysis.external_summary`)."""
+    if "split" not in predictions.columns or not (predictions["split"] == EXTERNAL_SPLIT).any():
+        return {}
+    out = _section(
+        "external", run.notes, external_summary, predictions, metric, levels, trials=trials,
+        alpha=alpha, **run.common,
+    )  # fmt: skip
+    return out or {}
 
 
 @dataclass(frozen=True)

@@ -232,6 +232,20 @@ EXPLANATION_METRICS: Final[dict[str, bool]] = {
 }
 
 
+#: ``training.save_model``: ``off`` keeps no weights; ``best`` keeps the selected (best-epoch)
+#: weights of every refit trial under ``models/<trial_id>.pt`` (docs/predict.md).
+SAVE_MODEL_MODES: Final[tuple[str, ...]] = ("off", "best")
+
+#: ``predictions.split`` of a saved model's predictions on a dataset never used for training or
+#: selection (``validation.external``, ``raybench predict``); ``trials.stage`` of those entries.
+EXTERNAL_SPLIT: Final[str] = "external"
+PREDICT_STAGE: Final[str] = "predict"
+
+#: ``trials.protocol`` of the optional refit on the whole development dataset
+#: (``validation.final``), which is evaluated on the external datasets only.
+FINAL_PROTOCOL: Final[str] = "final"
+
+
 def metrics_for(task_type: str) -> tuple[str, ...]:
     """The metrics a task of ``task_type`` can be scored with (the default first)."""
     return METRICS_BY_TASK[task_type]

@@ -11,11 +11,12 @@ import contextlib
 import io
 import json
 
-from analysis.validation import coverage, type1_error
+from analysis.validation import coverage, external_gap, type1_error
 
 
 def main() -> None:
-    """Run the coverage and type-I error (AUC, accuracy) studies; print one JSON object."""
+    """Run the coverage, type-I error (AUC, accuracy) and generalisation-gap studies; print one
+    JSON object."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few replicates (a smoke run)")
     args = parser.parse_args()
@@ -25,6 +26,7 @@ def main() -> None:
         ("coverage", coverage, []),
         ("type1_error", type1_error, []),  # AUC
         ("type1_error_accuracy", type1_error, ["--metric", "accuracy"]),
+        ("external_gap", external_gap, []),
     )
     for name, module, extra in studies:
         with contextlib.redirect_stdout(io.StringIO()):

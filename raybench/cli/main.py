@@ -19,7 +19,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from raybench.cli import analyze, data, import_, plan, report, run, status, validate
+from raybench.cli import analyze, data, import_, plan, predict, report, run, status, validate
 from raybench.cli.common import say
 from raybench.errors import RaybenchError
 
@@ -95,3 +95,4 @@ def root(
 
 for _module in (validate, data, plan, run, status, analyze, import_, report):
     _module.register(app)
+predict.register(app)

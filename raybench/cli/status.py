@@ -31,6 +31,8 @@ def _print(results: str, st: dict[str, Any]) -> None:
     }
     if st["unplanned"]:
         counts["not in plan"] = len(st["unplanned"])
+    if st.get("predicted"):
+        counts["predicted (models on other data)"] = len(st["predicted"])
     for col in counts:
         table.add_column(col, justify="right")
     table.add_row(*(str(n) for n in counts.values()))

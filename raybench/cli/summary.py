@@ -198,7 +198,36 @@ def print_summary(summary: Summary) -> None:
         )  # fmt: skip
     _print_uncertainty(printer, summary, level)
     _print_learning_curves(printer, summary, level)
+    _print_external(printer, summary, level)
     print_notes(summary.missing)
+
+
+def _print_external(printer: _Printer, summary: Summary, level: str) -> None:
+    """Issue 16's tables, when saved models were evaluated on external datasets."""
+    keys = [("development", "trained on"), ("dataset", "external"), ("protocol", "protocol")]
+    if "external" in summary:
+        printer.table(
+            f"external validation: estimates with {level} intervals",
+            summary["external"],
+            [*keys, ("metric", "metric"), ("model", "model"), ("estimate", "estimate"),
+             (CI, "interval"), *COUNTS],
+        )  # fmt: skip
+    if "generalisation_gap" in summary:
+        printer.table(
+            "generalisation gap (internal − external)",
+            summary["generalisation_gap"],
+            [*keys, ("metric", "metric"), ("model", "model"), ("internal", "internal"),
+             ("external", "external"), ("estimate", "gap"), (CI, f"{level} interval"),
+             ("p_value", "p")],
+        )  # fmt: skip
+    if "external_comparisons" in summary:
+        printer.table(
+            "pairwise comparisons on the external subjects (a − b)",
+            summary["external_comparisons"],
+            [*keys, ("metric", "metric"), ("model_a", "a"), ("model_b", "b"),
+             ("estimate", "difference"), (CI, f"{level} interval"), ("p_value", "p"),
+             ("p_adjusted", "p (adjusted)")],
+        )  # fmt: skip
 
 
 def _print_uncertainty(printer: _Printer, summary: Summary, level: str) -> None:

@@ -159,7 +159,7 @@ def design(params: SyntheticParams) -> list[Subject]:
         diagnosis[i] = SYNTHETIC_CLASSES[1] if diseased else SYNTHETIC_CLASSES[0]
     ages = np.round(rng.uniform(*AGE_RANGE, size=n), 1)
     sites = _labels(2, "site", n_sites)
-    subject_ids = _labels(max(3, len(str(n))), "sub-", n)
+    subject_ids = _labels(max(3, len(str(n))), f"sub-{params.subject_prefix}", n)
     return [
         Subject(
             index=i,

@@ -27,11 +27,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from raybench_analysis.vocabulary import PERTURBATION_PARAMS, SEARCHABLE_TRAINING_KEYS
+from raybench_analysis.vocabulary import (
+    FINAL_PROTOCOL,
+    PERTURBATION_PARAMS,
+    SEARCHABLE_TRAINING_KEYS,
+)
 
 from raybench.data.cohort import Cohort
 from raybench.errors import DataError, RaybenchError, SuiteError
 from raybench.plan.config import PerturbationLevel, TrialConfig
+from raybench.plan.external import external_fingerprints
 from raybench.plan.ids import config_digest, ids_digest, trial_id
 from raybench.plan.spec import Plan, Stage, TrialSpec
 from raybench.resampling import Draw, resampler_from_suite, with_copies
@@ -225,7 +230,7 @@ def split_seed(suite: Any) -> int:
 
 
 def _protocols(suite: Any) -> list[tuple[str, Any]]:
-    protocols = [("outer", suite.validation.outer)]
+    protocols: list[tuple[str, Any]] = [("outer", suite.validation.outer)]
     seen: dict[str, int] = {}
     for i, p in enumerate(suite.validation.extra):
         if p.strategy in seen:
@@ -236,12 +241,16 @@ def _protocols(suite: Any) -> list[tuple[str, Any]]:
             )
         seen[p.strategy] = i
         protocols.append((p.strategy, p))
+    if suite.validation.final:  # the whole development dataset, no test fold (see _splits)
+        protocols.append((FINAL_PROTOCOL, None))
     return protocols
 
 
 def _where(dataset: str, protocol: str) -> str:
     if protocol == "outer":
         return f"dataset {dataset!r}, validation.outer"
+    if protocol == FINAL_PROTOCOL:
+        return f"dataset {dataset!r}, validation.final"
     return f"dataset {dataset!r}, validation.extra ({protocol})"
 
 
@@ -299,11 +308,14 @@ def _splits(
 ) -> list[_Split]:
     task = suite.task
     where = _where(dataset, name)
-    outer_splitter = splitter_from_protocol(protocol, task, protocol_seed(seed, name))
-    outer_folds = outer_splitter.split(table)
-    check_no_leakage(outer_folds, table, "subject_id")
-    if protocol.strategy == "leave_one_site_out":
-        check_no_leakage(outer_folds, table, "site")
+    if protocol is None:  # validation.final: train on everything, evaluated externally only
+        outer_folds = [Fold(FINAL_PROTOCOL, 0, tuple(sorted(table["sample_id"].to_list())), ())]
+    else:
+        outer_splitter = splitter_from_protocol(protocol, task, protocol_seed(seed, name))
+        outer_folds = outer_splitter.split(table)
+        check_no_leakage(outer_folds, table, "subject_id")
+        if protocol.strategy == "leave_one_site_out":
+            check_no_leakage(outer_folds, table, "site")
     unit_of = unit_map(table, "subject_id")
     resampler = resampler_from_suite(suite, protocol, protocol_seed(seed, name, "resample"))
     out = []
@@ -403,7 +415,10 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
     spaces = _search_spaces(suite)
     trials = _Trials()
     meta_folds: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    external = external_fingerprints(suite, cohorts)
     for ds in suite.datasets:
+        if ds.name in external:  # never trained on: evaluated by the saved refit models
+            continue
         table, fp = _cohort_table(suite, ds.name, cohorts)
         classes = _classes(suite.task, table, ds.name)
         split_sets = _dataset_splits(suite, ds.name, protocols, table, seed0)
@@ -420,7 +435,10 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
                         for spec in _fold_trials(slot, sp, configs):
                             trials.add(spec)
     trials.warn_coincident()
-    return _plan(suite, cohorts, trials, seed0, meta_folds)
+    plan = _plan(suite, cohorts, trials, seed0, meta_folds)
+    if external:
+        plan.meta["external"] = external
+    return plan
 
 
 # --------------------------------------------------------------------------- compile steps

@@ -149,6 +149,9 @@ class TrainingConfig:
     )
     amp: bool = field(default=_default(schema.Training, "amp"))
     num_workers: int = field(default=_default(schema.Training, "num_workers"))
+    #: ``"best"``: a refit trial keeps its selected weights (``training.save_model``, or implied
+    #: by ``validation.external``); None (``off``) is left out of the config dict (ids unchanged).
+    save_model: str | None = field(default=None, metadata=_OPT_IN)
 
     def unresolved(self) -> list[str]:
         """Searchable keys still ``None`` (a searched refit whose point is not applied yet)."""
@@ -423,6 +426,7 @@ class TrialConfig:
                 else EarlyStoppingConfig(**t.early_stopping.model_dump()),
                 amp=t.amp,
                 num_workers=t.num_workers,
+                save_model=_save_model_of(suite),
             ),
             evaluation=EvaluationConfig(
                 metrics=tuple(ev.metrics) or (default_metric(suite.task.type),),
@@ -438,6 +442,12 @@ class TrialConfig:
             suite=suite.name,
             wandb=None if wandb is None else WandbConfig(**wandb.model_dump()),
         )
+
+
+def _save_model_of(suite: schema.Suite) -> str | None:
+    """``"best"`` when the suite keeps models or evaluates them on external datasets (which reads
+    the kept models), else None."""
+    return "best" if suite.training.save_model == "best" or suite.validation.external else None
 
 
 def _explain_of(evaluation: schema.Evaluation) -> ExplainConfig | None:

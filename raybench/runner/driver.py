@@ -148,6 +148,63 @@ class _Run:
             self._tune(stage, todo, counter, scratch)
         self.emit({"type": "stage_end", "stage": stage})
 
+    def external_jobs(self) -> list[tuple[str, list[Any], list[str]]]:
+        """(dataset, jobs to run, entries done) of each ``validation.external`` dataset.
+
+        The plan's completed refits with a saved model (a failed refit has none) are evaluated,
+        with the suite's perturbations when it has some (as on the test fold).
+        """
+        from raybench.runner.predict import plan_predictions
+
+        external = self.plan.meta.get("external") or {}
+        refits = [s for stage, specs in self.plan.stages if stage == "refit" for s in specs]
+        if not external or not refits:
+            return []
+        perturbed = bool((refits[0].config.get("evaluation") or {}).get("perturbations"))
+        resources = {s.trial_id: (s.resources.cpu, s.resources.gpu) for s in refits}
+        done = _completed_ids(self.store)
+        saved = [s.trial_id for s in refits if s.trial_id in done]
+        if not saved:
+            return []
+        return [
+            (
+                name,
+                *plan_predictions(
+                    self.store,
+                    name,
+                    fingerprint,
+                    perturbations=perturbed,
+                    refit_ids=saved,
+                    resources=resources,
+                ),
+            )
+            for name, fingerprint in sorted(external.items())
+        ]
+
+    def run_external(self) -> None:
+        """Evaluate the saved refit models on each external dataset (Ray tasks; resumable)."""
+        from raybench.runner.predict import run_predict_jobs
+
+        cache = self.opts.cache_dir or Path(tempfile.gettempdir()) / "raybench-cache"
+        for name, jobs, skipped in self.external_jobs():
+            stage = f"external:{name}"
+            total = len(jobs) + len(skipped)
+            self.emit(
+                {
+                    "type": "stage_start",
+                    "stage": stage,
+                    "total": total,
+                    "skipped": total - len(jobs),
+                }
+            )
+            done, failed = run_predict_jobs(
+                self.store, self.cohorts[name], jobs, cache, self.emit, stage
+            )
+            self.completed += done
+            self.failed.update(failed)
+            self.skipped += skipped
+            self.emit({"type": "stage_end", "stage": stage})
+
     def _tune(self, stage: str, todo: list[TrialSpec], counter: Any, scratch: Path) -> None:
         by_id = {s.trial_id: s for s in todo}
         payload = Payload(
@@ -262,6 +319,8 @@ def _run_on_ray(run: _Run, todo: Sequence[TrialSpec]) -> ClusterInfo | None:
                 run.run_stage(stage, specs, counter, scratch)
                 if interrupted():
                     break
+            if not interrupted():
+                run.run_external()
         if interrupted():
             hint = opts.resume_command or "run the same command again"
             raise RunInterrupted(
@@ -302,7 +361,7 @@ def run_plan(
             store.cleanup_tmp()  # staged files of a driver that was killed: never committed
         done = _completed_ids(store)
         todo = [t for t in plan.trials if t.trial_id not in done]
-        if todo:
+        if todo or any(jobs for _, jobs, _ in run.external_jobs()):
             info = _run_on_ray(run, todo)
         else:  # a resume with nothing to do: no Ray, no Tune, just the tally
             info = None

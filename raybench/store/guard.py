@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from raybench.errors import ResultsError
+from raybench.store.reader import predict_entry_ids
 
 if TYPE_CHECKING:
     from raybench.store.writer import ResultStore
@@ -61,6 +62,7 @@ def check_suite(
     saved = store.read_file("suite.yaml")
     inv = store.inventory()
     present = set(inv.statuses) | set(inv.damaged)
+    present -= predict_entry_ids(store.fs, store.root, local=store.local, inv=inv)
     if saved is None and not present:
         return SuiteCheck("new", "new results directory")
     new_hash = suite_hash(suite_yaml)

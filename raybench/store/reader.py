@@ -25,12 +25,20 @@ import polars as pl
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from raybench_analysis.contract import Inventory, inventory, polars_schema
+from raybench_analysis.vocabulary import PREDICT_STAGE
 
 from raybench.errors import ResultsError
 from raybench.store.faults import storage_errors
 from raybench.store.schemas import SCHEMAS, empty_table
 
-__all__ = ["RunLock", "committed_ids", "read_statuses", "scan_inventory", "scan_table"]
+__all__ = [
+    "RunLock",
+    "committed_ids",
+    "predict_entry_ids",
+    "read_statuses",
+    "scan_inventory",
+    "scan_table",
+]
 
 LOCK_NAME = ".lock"
 
@@ -70,6 +78,26 @@ def scan_table(
         )
     dataset = ds.dataset(paths, schema=SCHEMAS[table], format="parquet", filesystem=fs)
     return pl.scan_pyarrow_dataset(dataset)
+
+
+def predict_entry_ids(
+    fs: pafs.FileSystem, root: str, *, local: bool, inv: Inventory | None = None
+) -> set[str]:
+    """Ids of the committed ``predict`` entries (saved models evaluated on another dataset).
+
+    They are derived from refit trials, never planned: ``status`` counts them apart and the
+    suite guard does not take them for another suite's trials.
+    """
+    inv = inv or scan_inventory(fs, root)
+    if not inv.files["trials"]:
+        return set()
+    frame = (
+        scan_table(fs, root, "trials", local=local, inv=inv)
+        .filter(pl.col("stage") == PREDICT_STAGE)
+        .select("trial_id")
+        .collect()
+    )
+    return set(frame["trial_id"].to_list())
 
 
 # --------------------------------------------------------------------------- lock

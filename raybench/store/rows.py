@@ -153,6 +153,7 @@ def trial_row(
         "n_test": outcome.n_test,
         "best_epoch": outcome.best_epoch,
         "val_score": outcome.val_score,
+        "model_sha256": getattr(outcome, "model_sha256", None),
         **prov,
     }
     return table_from_rows("trials", [row])

@@ -18,7 +18,7 @@ import pyarrow.fs as pafs
 from raybench_analysis.contract import check_leakage
 
 from raybench.errors import ResultsError
-from raybench.store.reader import RunLock, scan_table
+from raybench.store.reader import RunLock, predict_entry_ids, scan_table
 
 if TYPE_CHECKING:
     from raybench.store.writer import ResultStore
@@ -76,10 +76,11 @@ def store_status(store: ResultStore, planned: Sequence[str] | None = None) -> di
     Keys: ``results`` (the URI), ``suite`` (name from plan.json), ``planned`` (count),
     ``completed`` (count), ``failed`` (id -> first line of its error), ``damaged`` (id ->
     ``{"file", "reason"}``), ``pending`` (planned ids not completed, damaged ones included),
-    ``unplanned`` (committed ids the plan does not list), ``running`` (the lock's pid, hostname,
-    started_at; ``unreadable: true`` for a garbage lock file; None when no run holds it) and
-    ``leakage`` (one dict per subject with two roles in one trial: trial_id, subject_id, roles,
-    n_samples).
+    ``unplanned`` (committed ids the plan does not list, predict entries aside), ``predicted``
+    (ids of the committed ``predict`` entries: saved models on other datasets), ``running``
+    (the lock's pid, hostname, started_at; ``unreadable: true`` for a garbage lock file; None
+    when no run holds it) and ``leakage`` (one dict per subject with two roles in one trial:
+    trial_id, subject_id, roles, n_samples).
     """
     root_type = store.fs.get_file_info(store.root).type
     plan = list(planned) if planned is not None else None
@@ -99,6 +100,7 @@ def store_status(store: ResultStore, planned: Sequence[str] | None = None) -> di
     in_plan = set(planned_list)
     splits = scan_table(store.fs, store.root, "splits", local=store.local, inv=inv)
     leaks = check_leakage(splits) if completed else pl.DataFrame()
+    predicted = predict_entry_ids(store.fs, store.root, local=store.local, inv=inv)
     return {
         "results": store.uri,
         "suite": _suite_name(store),
@@ -107,7 +109,10 @@ def store_status(store: ResultStore, planned: Sequence[str] | None = None) -> di
         "failed": _first_lines(store, inv, failed),
         "damaged": {t: {"file": d.path, "reason": d.reason} for t, d in inv.damaged.items()},
         "pending": [t for t in planned_list if t not in done],
-        "unplanned": sorted(t for t in inv.statuses if plan is not None and t not in in_plan),
+        "unplanned": sorted(
+            t for t in inv.statuses if plan is not None and t not in in_plan | predicted
+        ),
+        "predicted": sorted(predicted),
         "running": _running(store),
         "leakage": leaks.to_dicts() if leaks.height else [],
     }

@@ -42,6 +42,7 @@ from raybench_analysis.vocabulary import (
     OPTIMIZERS,
     PERTURBATION_PARAMS,
     SAMPLE_UNIT,
+    SAVE_MODEL_MODES,
     SCHEDULERS,
     SPLIT_STRATEGIES,
     STRATIFY_COLUMNS,
@@ -51,6 +52,7 @@ from raybench_analysis.vocabulary import (
 )
 
 from raybench.suite.checks import check_suite_data
+from raybench.suite.external_checks import external_datasets  # noqa: F401 (registers)
 
 T = TypeVar("T")
 
@@ -168,6 +170,12 @@ class SyntheticParams(Strict):
         ge=0,
         le=MAX_SEED,
         description="generator seed (the same seed gives byte-identical files)",
+    )
+    subject_prefix: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9]*$",
+        description="letters put before the subject numbers ('ext' gives sub-ext001): another "
+        "cohort's subjects under other ids (external validation, docs/validation.md)",
     )
 
 
@@ -332,6 +340,11 @@ class Training(Strict):
     )
     amp: bool = Field(True, description="mixed precision on GPU (ignored on CPU)")
     num_workers: int = Field(0, ge=0, le=MAX_WORKERS, description="DataLoader workers per trial")
+    save_model: Literal.__getitem__(SAVE_MODEL_MODES) = Field(  # type: ignore[valid-type]
+        "off",
+        description="best: keep each refit trial's selected weights under models/ "
+        "(raybench predict; docs/predict.md)",
+    )
 
 
 # --------------------------------------------------------------------------- validation
@@ -430,6 +443,16 @@ class Validation(Strict):
         None,
         description="draws of training subjects inside each outer training fold (learning "
         "curves, sampling variance); null: the whole fold only",
+    )
+    external: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
+        default_factory=list,
+        description="datasets never used for training or selection: every refit model is also "
+        "evaluated on each (split = external; docs/validation.md)",
+    )
+    final: bool = Field(
+        False,
+        description="also refit on the whole development dataset (selection by "
+        "validation.inner), evaluated on the external datasets only",
     )
 
 

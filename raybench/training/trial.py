@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
+from raybench_analysis.vocabulary import FINAL_PROTOCOL
 from torch.utils.data import DataLoader
 
 from raybench.data.cohort import Cohort
@@ -53,6 +54,7 @@ from raybench.training.loop import Predictions, TaskHead, make_head, predict, tr
 from raybench.training.metrics import score
 from raybench.training.models import build_network, check_forward
 from raybench.training.perturb import Perturbation, build_perturbation
+from raybench.training.saved import model_bytes, model_path, sha256_hex
 from raybench.training.uncertainty import Variant, calibrated_rows, uncertainty_variants
 
 __all__ = ["TrialContext", "TrialOutcome", "run_trial"]
@@ -95,6 +97,7 @@ class TrialOutcome:
     cache: dict[str, int] = field(default_factory=dict)
     explanations: pa.Table | None = None
     maps: dict[str, bytes] = field(default_factory=dict)
+    model_sha256: str | None = None
 
 
 # --------------------------------------------------------------------------- labels
@@ -263,6 +266,7 @@ def run_trial(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> TrialOutcom
     explained = _explain(run, model)
     prediction_rows += _uncertainty(run, model, prediction_rows)
     eval_seconds = time.perf_counter() - t_eval
+    saved = _saved_model(run, best.state)
     return TrialOutcome(
         predictions=table_from_rows("predictions", prediction_rows),
         epochs=table_from_rows("epochs", epoch_rows),
@@ -280,8 +284,17 @@ def run_trial(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> TrialOutcom
         n_test=len(rows_of(cohort, spec.test_ids)) if spec.test_ids else 0,
         cache={"hits": run.cache.stats.hits, "misses": run.cache.stats.misses},
         explanations=None if explained is None else table_from_rows("explanations", explained.rows),
-        maps={} if explained is None else explained.maps,
+        maps={**({} if explained is None else explained.maps), **saved},
+        model_sha256=sha256_hex(next(iter(saved.values()))) if saved else None,
     )
+
+
+def _saved_model(run: _Run, state: Mapping[str, torch.Tensor]) -> dict[str, bytes]:
+    """``{models/<trial_id>.pt: bytes}`` of a refit trial that keeps its model, else ``{}``."""
+    if run.config.training.save_model != "best" or run.spec.stage != "refit":
+        return {}
+    data = model_bytes(run.spec, run.config, run.targets, run.cache.preprocess, state)
+    return {model_path(run.spec.trial_id): data}
 
 
 @dataclass
@@ -349,10 +362,11 @@ def _prepare(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> _Run:
     train_rows = rows_of(cohort, spec.train_ids)
     val_rows = rows_of(cohort, spec.val_ids)
     eval_split = "test" if spec.stage == "refit" else "val"
-    eval_rows = rows_of(cohort, spec.test_ids if spec.stage == "refit" else spec.val_ids)
+    eval_ids = spec.test_ids if spec.stage == "refit" else spec.val_ids
+    eval_rows = rows_of(cohort, eval_ids) if eval_ids else []
     if not train_rows:
         raise DataError(f"trial {spec.trial_id}: no training samples (train_ids is empty)")
-    if not eval_rows:
+    if not eval_rows and not (spec.stage == "refit" and spec.protocol == FINAL_PROTOCOL):
         raise DataError(f"trial {spec.trial_id}: no {eval_split} samples to evaluate on")
     targets = _targets(config.task, cohort, train_rows)
     seg = targets.task_type == "segmentation"
@@ -401,7 +415,7 @@ def _evaluate(run: _Run, model: torch.nn.Module) -> list[dict[str, Any]]:
         perturbations = [build_perturbation(dataclasses.asdict(p)) for p in levels]
     head = make_head(run.targets.task_type, mean=run.targets.mean, sd=run.targets.sd)
     rows: list[dict[str, Any]] = []
-    for perturbation in [None, *perturbations]:
+    for perturbation in [None, *perturbations] if run.eval_rows else []:  # final: none
         loader = run.loader(run.eval_rows, shuffle=False, perturbation=perturbation)
         out = predict(model, loader, head, run.device, amp=run.amp)
         rows += _prediction_rows(
@@ -421,7 +435,7 @@ def _explain(run: _Run, model: torch.nn.Module) -> ExplainResult | None:
     a regression. Masks come from the cohort's ``mask`` column, on the network's grid.
     """
     explain = run.config.evaluation.explain
-    if explain is None or run.spec.stage != "refit" or not explain.methods:
+    if explain is None or run.spec.stage != "refit" or not explain.methods or not run.eval_rows:
         return None
     if run.targets.task_type == "segmentation":
         raise SuiteError(

@@ -28,7 +28,7 @@ SECTIONS = [
 
 #: Typed fields built from several suite keys (evaluation.explanations + evaluation.explain): they
 #: have no single schema default and are None unless the suite asks for them.
-DERIVED = {(cfg.EvaluationConfig, "explain")}
+DERIVED = {(cfg.EvaluationConfig, "explain"), (cfg.TrainingConfig, "save_model")}
 
 
 @pytest.mark.parametrize(("typed", "model", "required"), SECTIONS)

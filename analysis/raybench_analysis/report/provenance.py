@@ -201,7 +201,7 @@ def read_provenance(results: Results) -> Provenance:
     if "error" in failed.columns:
         failed = failed.with_columns(pl.col("error").str.split("\n").list.first())
     n_audited = _audited(results)
-    leakage = check_leakage(results.splits) if n_audited else None
+    leakage = check_leakage(results) if n_audited else None  # external rows audited too
     if not n_audited:
         missing.append("splits: no splits table, so the leakage audit could not run")
     return Provenance(
