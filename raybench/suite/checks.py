@@ -645,7 +645,7 @@ def explanations(data: dict[str, Any]) -> Iterator[Problem]:
 def generated_datasets(data: dict[str, Any]) -> Iterator[Problem]:
     """A generated dataset's ``from`` names another dataset of the suite, which is not generated."""
     datasets = [(i, d) for i, d in _items(data, "datasets") if isinstance(d, dict)]
-    sources = {d.get("name"): d.get("source") for _, d in datasets}
+    sources = {d["name"]: d.get("source") for _, d in datasets if isinstance(d.get("name"), str)}
     real = sorted(n for n, s in sources.items() if isinstance(n, str) and s != "generated")
     for i, d in datasets:
         origin = _get(d, "params", "from")
