@@ -136,7 +136,9 @@ class CachedVolumes(Dataset):
     Item ``i`` is ``{"image": FloatTensor (C, X, Y, Z), "target": tensor, "index": i}`` with
     ``target`` from ``targets[i]`` (class index, standardised value) or the cached mask (long,
     (1, X, Y, Z)) when ``targets`` is None. ``perturb(image, i)``, when given, is applied to the
-    preprocessed image (evaluation under perturbations).
+    preprocessed image (evaluation under perturbations); ``augment(arrays, sample_id, epoch)`` to
+    the image and mask of a training sample (:class:`raybench.training.augment.Augmenter`), with
+    the epoch set by :meth:`set_epoch` (as ``DistributedSampler.set_epoch`` in PyTorch).
     """
 
     def __init__(
@@ -145,11 +147,19 @@ class CachedVolumes(Dataset):
         rows: Sequence[Mapping[str, Any]],
         targets: Sequence[float] | None,
         perturb: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+        augment: Callable[[dict[str, torch.Tensor], str, int], dict[str, torch.Tensor]]
+        | None = None,
     ) -> None:
         self.cache = cache
         self.rows = list(rows)
         self.targets = None if targets is None else list(targets)
         self.perturb = perturb
+        self.augment = augment
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next iteration belongs to (it seeds the augmentation draws)."""
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -157,12 +167,22 @@ class CachedVolumes(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         arrays = self.cache.load(self.rows[i])
         image = torch.from_numpy(arrays["image"])
+        mask = torch.from_numpy(arrays["mask"]) if "mask" in arrays else None
+        if self.augment is not None:
+            moved = {"image": image} if mask is None else {"image": image, "mask": mask}
+            moved = self.augment(moved, str(self.rows[i]["sample_id"]), self.epoch)
+            image, mask = moved["image"], moved.get("mask", mask)
         if self.perturb is not None:
             image = self.perturb(image, i)
-        if self.targets is None:
-            target = torch.from_numpy(arrays["mask"]).long()
-        else:
+        if self.targets is not None:
             target = torch.tensor(self.targets[i])
+        elif mask is not None:
+            target = mask.long()
+        else:
+            raise DataError(
+                f"dataset {self.cache.cohort.name!r}: no targets and no cached mask for "
+                f"sample_id={self.rows[i]['sample_id']!r} (segmentation caches masks)"
+            )
         return {"image": image, "target": target, "index": i}
 
 
