@@ -51,6 +51,7 @@ __all__ = [
     "IntensityConfig",
     "Preprocess",
     "PreprocessConfig",
+    "dataset_geometry",
     "header_shape",
     "input_geometry",
     "preprocess_config",
@@ -369,4 +370,22 @@ def input_geometry(
         config.orientation,
         voxels * 4 + (voxels if with_mask else 0),
         how,
+    )
+
+
+def dataset_geometry(suite: Any, dataset: Any, cohort: Cohort) -> InputGeometry:
+    """:func:`input_geometry` of one suite dataset (its resolved ``preprocess``, the suite's task).
+
+    A synthetic dataset that is not generated yet is described from its generator's grid (shape
+    and affine are known from its parameters), so ``raybench plan`` writes nothing.
+    """
+    from raybench.data.phantom import Grid
+
+    config = preprocess_config(getattr(suite, "preprocess", None), dataset.preprocess)
+    header = None
+    if getattr(dataset, "source", None) == "synthetic":
+        grid = Grid(tuple(dataset.params.shape))
+        header = (grid.shape, grid.affine)
+    return input_geometry(
+        cohort, config, with_mask=suite.task.type == "segmentation", header=header
     )
