@@ -211,7 +211,8 @@ def _intensity(intensity: IntensityConfig) -> list[Any]:
 
     p = intensity.params
     if intensity.type == "zscore":
-        return [NormalizeIntensityd(keys="image", nonzero=bool(p.get("nonzero", True)))]
+        nonzero = bool(p.get("nonzero", True))
+        return [NormalizeIntensityd(keys="image", nonzero=nonzero, channel_wise=True)]
     if intensity.type == "percentile":
         b_min, b_max = p.get("range", (0.0, 1.0))
         return [
