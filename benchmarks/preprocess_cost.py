@@ -70,10 +70,10 @@ def _measure_preprocess(name: str, paths: list[str], repeats: int, queue: Any) -
 
     torch.set_num_threads(1)
     config = PreprocessConfig(**SETTINGS[name])
+    base = _rss_mib()  # after the imports: what the transforms add
     probe = Preprocess((1, 1, 1), config).transforms(common_grid=False)
     shape = tuple(probe({"image": paths[0]})["image"].shape[1:])
     chain = Preprocess(shape, config).transforms()
-    base = _rss_mib()
     times = []
     for i in range(repeats):
         t0 = time.perf_counter()
