@@ -382,7 +382,9 @@ def dataset_geometry(suite: Any, dataset: Any, cohort: Cohort) -> InputGeometry:
     """
     from raybench.data.phantom import Grid
 
-    config = preprocess_config(getattr(suite, "preprocess", None), dataset.preprocess)
+    config = preprocess_config(
+        getattr(suite, "preprocess", None), getattr(dataset, "preprocess", None)
+    )
     header = None
     if getattr(dataset, "source", None) == "synthetic":
         grid = Grid(tuple(dataset.params.shape))
