@@ -20,7 +20,9 @@ from typing import Final
 __all__ = [
     "ARCHITECTURES",
     "ARCHITECTURE_KINDS",
+    "AUGMENTATIONS",
     "CALIBRATION_METHODS",
+    "CLASS_BALANCING",
     "DEFAULT_ALPHA",
     "DEFAULT_HIERARCHY",
     "DEFAULT_N_BOOT",
@@ -30,9 +32,11 @@ __all__ = [
     "GENERATORS",
     "HIERARCHY_LEVELS",
     "INPUT_NOISE_TYPES",
+    "INTENSITY_NORMALIZATIONS",
     "LOWER_IS_BETTER",
     "METRICS_BY_TASK",
     "OPTIMIZERS",
+    "ORIENTATION_CODES",
     "PERTURBATION_NEUTRAL",
     "PERTURBATION_PARAMS",
     "PREDICTION_VARIANTS",
@@ -244,6 +248,33 @@ PREDICT_STAGE: Final[str] = "predict"
 #: ``trials.protocol`` of the optional refit on the whole development dataset
 #: (``validation.final``), which is evaluated on the external datasets only.
 FINAL_PROTOCOL: Final[str] = "final"
+#: Axis codes of ``preprocess.orientation``: one letter of each pair (L/R, A/P, I/S) per axis, in
+#: any order (``RAS``: x to the right, y anterior, z superior; nibabel's and MONAI's convention).
+ORIENTATION_CODES: Final[tuple[str, ...]] = tuple(
+    a + b + c
+    for a in "LRAPIS"
+    for b in "LRAPIS"
+    for c in "LRAPIS"
+    if sorted("LRAPIS".index(x) // 2 for x in a + b + c) == [0, 1, 2]
+)
+
+#: Intensity normalisations of ``preprocess.intensity`` (the first is the default).
+INTENSITY_NORMALIZATIONS: Final[tuple[str, ...]] = ("zscore", "percentile", "none")
+
+#: Random transforms of ``training.augment`` (MONAI), applied to training samples only.
+AUGMENTATIONS: Final[tuple[str, ...]] = (
+    "flip",
+    "affine",
+    "elastic",
+    "intensity_shift",
+    "intensity_scale",
+    "gamma",
+    "gaussian_noise",
+    "bias_field",
+)
+
+#: Values of ``training.class_weights`` and ``training.sampler`` (class imbalance).
+CLASS_BALANCING: Final[tuple[str, ...]] = ("balanced",)
 
 
 def metrics_for(task_type: str) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from raybench.cli.common import DataRootOption, JsonFlag, NoPluginsFlag, console, say
-from raybench.cli.prepare import prepare
+from raybench.cli.prepare import Prepared, prepare
 
 if TYPE_CHECKING:
     from raybench.plan.spec import Plan
@@ -60,6 +60,34 @@ def _print_table(plan: Plan) -> None:
         )
 
 
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} GiB"  # pragma: no cover - the loop returns
+
+
+def _print_inputs(prep: Prepared) -> None:
+    """What each dataset's network receives after preprocessing, and its memory: per sample (the
+    cached float32 volume) and for the dataset's whole volume cache."""
+    from raybench.data.preprocess import dataset_geometry
+
+    table = Table(title="inputs after preprocessing (per sample)")
+    for col in ("dataset", "shape", "voxel (mm)", "orientation", "memory", "cache", "from"):
+        table.add_column(col, justify="right" if col in ("memory", "cache") else "left")
+    for ds in prep.suite.datasets:
+        cohort = prep.cohorts[ds.name]
+        g = dataset_geometry(prep.suite, ds, cohort)
+        shape = "?" if g.shape is None else "×".join(map(str, g.shape))
+        voxel = "varies" if g.spacing is None else "×".join(f"{v:.3g}" for v in g.spacing)
+        size = g.bytes_per_sample
+        memory = "?" if size is None else _bytes(size)
+        cache = "?" if size is None else _bytes(size * cohort.table.height)
+        table.add_row(ds.name, shape, voxel, g.orientation, memory, cache, g.how)
+    console.print(table)
+
+
 def plan(
     suite: Annotated[Path, typer.Argument(help="The suite YAML file.")],
     json_: JsonFlag = False,
@@ -81,6 +109,7 @@ def plan(
         out.flush()
         return
     _print_table(prep.plan)
+    _print_inputs(prep)
 
 
 def register(app: typer.Typer) -> None:

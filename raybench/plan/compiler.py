@@ -34,8 +34,9 @@ from raybench_analysis.vocabulary import (
 )
 
 from raybench.data.cohort import Cohort
+from raybench.data.preprocess import preprocess_config
 from raybench.errors import DataError, RaybenchError, SuiteError
-from raybench.plan.config import PerturbationLevel, TrialConfig
+from raybench.plan.config import PerturbationLevel, TrialConfig, augment_pipelines
 from raybench.plan.external import external_fingerprints
 from raybench.plan.ids import config_digest, ids_digest, trial_id
 from raybench.plan.spec import Plan, Stage, TrialSpec
@@ -60,6 +61,9 @@ __all__ = [
 
 # --------------------------------------------------------------------------- search spaces
 
+#: The search-point key of ``training.augment`` (a pipeline: a list of transforms).
+AUGMENT_KEY = "augment"
+
 
 def _values(value: Any, where: str) -> list[Any]:
     if isinstance(value, list):
@@ -74,6 +78,9 @@ def _dimensions(model: Any, training: Any) -> list[tuple[str, list[Any]]]:
         (key, _values(getattr(training, key), f"training.{key}"))
         for key in SEARCHABLE_TRAINING_KEYS
     ]
+    pipelines = augment_pipelines(getattr(training, "augment", None))
+    if pipelines is not None:  # a dimension only when set: suites without it keep their ids
+        dims.append((AUGMENT_KEY, pipelines))
     for name in sorted(model.params):
         dims.append(
             (f"model.{name}", _values(model.params[name], f"models[{model.name}].params.{name}"))
@@ -122,14 +129,14 @@ def apply_point(config: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str
     model = dict(config.get("model", {}))
     params = dict(model.get("params", {}))
     for key, value in point.items():
-        if key in SEARCHABLE_TRAINING_KEYS:
+        if key in SEARCHABLE_TRAINING_KEYS or key == AUGMENT_KEY:
             training[key] = value
         elif key.startswith("model.") and len(key) > len("model."):
             params[key[len("model.") :]] = value
         else:
             raise SuiteError(
                 f"search point key {key!r} is unknown; allowed: "
-                f"{', '.join(SEARCHABLE_TRAINING_KEYS)}, model.<param>."
+                f"{', '.join(SEARCHABLE_TRAINING_KEYS)}, {AUGMENT_KEY}, model.<param>."
             )
     model["params"] = params
     out = dict(config)
@@ -197,11 +204,14 @@ def _classes(task: Any, table: pl.DataFrame, dataset: str) -> list[str] | None:
     return found
 
 
-def base_config(suite: Any, model: Any, classes: list[str] | None) -> dict[str, Any]:
+def base_config(
+    suite: Any, model: Any, classes: list[str] | None, dataset: Any = None
+) -> dict[str, Any]:
     """The trial config of ``model`` (:class:`~raybench.plan.config.TrialConfig` as a dict).
 
     Keys that are searched for this model are ``None`` until :func:`apply_point` sets them; keys
-    with a single value hold it.
+    with a single value hold it. ``dataset`` (a suite dataset) gives the preprocessing: the
+    suite's ``preprocess`` overridden by the dataset's.
     """
     searched = set(_searched_keys(model, suite.training))
     single = {k: None if k in searched else v[0] for k, v in _dimensions(model, suite.training)}
@@ -213,6 +223,9 @@ def base_config(suite: Any, model: Any, classes: list[str] | None) -> dict[str, 
         params={k[len(prefix) :]: v for k, v in single.items() if k.startswith(prefix)},
         searchable={k: v for k, v in single.items() if not k.startswith(prefix)},
         perturbations=expand_perturbations(suite.evaluation.perturbations),
+        preprocess=preprocess_config(
+            getattr(suite, "preprocess", None), getattr(dataset, "preprocess", None)
+        ),
     )
     return config.to_dict()
 
@@ -424,7 +437,7 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
         split_sets = _dataset_splits(suite, ds.name, protocols, table, seed0)
         meta_folds[ds.name] = _fold_meta(split_sets)
         for model, points in spaces:
-            configs = _Configs.of(suite, model, points, classes)
+            configs = _Configs.of(suite, model, points, classes, ds)
             for pname, splits in split_sets:
                 for sp in splits:
                     for seed in suite.seeds:
@@ -529,9 +542,14 @@ class _Configs:
 
     @classmethod
     def of(
-        cls, suite: Any, model: Any, points: list[dict[str, Any]], classes: list[str] | None
+        cls,
+        suite: Any,
+        model: Any,
+        points: list[dict[str, Any]],
+        classes: list[str] | None,
+        dataset: Any = None,
     ) -> _Configs:
-        base = base_config(suite, model, classes)
+        base = base_config(suite, model, classes, dataset)
         configs = [apply_point(base, p) for p in points]
         return cls(points, base, config_digest(base), configs, [config_digest(c) for c in configs])
 

@@ -35,10 +35,12 @@ from raybench_analysis.vocabulary import (
     higher_is_better,
 )
 
+from raybench.data.preprocess import PreprocessConfig
 from raybench.errors import SuiteError
 from raybench.suite import schema
 
 __all__ = [
+    "AugmentationConfig",
     "EarlyStoppingConfig",
     "EvaluationConfig",
     "ExplainConfig",
@@ -135,6 +137,34 @@ class EarlyStoppingConfig:
 
 
 @dataclass(frozen=True)
+class AugmentationConfig:
+    """One random transform of ``training.augment``: its ``type`` and settings (``prob``, ...)."""
+
+    type: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def augment_pipelines(augment: Any) -> list[list[dict[str, Any]]] | None:
+    """The pipelines of a suite's ``training.augment`` as plain config data (None when unset).
+
+    One pipeline (a list of transforms) gives one candidate; a list of pipelines is a search
+    dimension. Each transform is ``{"type", "params"}`` with every setting filled in.
+
+    >>> from raybench.suite.schema import Training
+    >>> augment_pipelines(Training(augment=[[], [{"type": "flip"}]]).augment)
+    [[], [{'type': 'flip', 'params': {'prob': 0.5, 'axes': [0]}}]]
+    """
+    if augment is None:
+        return None
+    searched = any(isinstance(v, list) for v in augment)
+    pipelines = augment if searched else [augment]
+    return [
+        [{"type": t.type, "params": t.model_dump(exclude={"type"}, mode="json")} for t in p]
+        for p in pipelines
+    ]
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     """Optimisation settings; a searched key is ``None`` until a search point is applied."""
 
@@ -152,6 +182,17 @@ class TrainingConfig:
     #: ``"best"``: a refit trial keeps its selected weights (``training.save_model``, or implied
     #: by ``validation.external``); None (``off``) is left out of the config dict (ids unchanged).
     save_model: str | None = field(default=None, metadata=_OPT_IN)
+    augment: tuple[AugmentationConfig, ...] | None = field(default=None, metadata=_OPT_IN)
+    class_weights: str | None = field(default=None, metadata=_OPT_IN)
+    sampler: str | None = field(default=None, metadata=_OPT_IN)
+
+    def __post_init__(self) -> None:
+        if self.augment is not None:
+            augment = tuple(
+                a if isinstance(a, AugmentationConfig) else _build(AugmentationConfig, a, "augment")
+                for a in self.augment
+            )
+            object.__setattr__(self, "augment", augment)
 
     def unresolved(self) -> list[str]:
         """Searchable keys still ``None`` (a searched refit whose point is not applied yet)."""
@@ -334,6 +375,7 @@ class TrialConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     plugins: dict[str, str] = field(default_factory=_factory(schema.Suite, "plugins"))
     wandb: WandbConfig | None = field(default=_default(schema.Tracking, "wandb"))
+    preprocess: PreprocessConfig | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -346,6 +388,8 @@ class TrialConfig:
         out = _plain({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         if out["evaluation"]["explain"] is None:
             del out["evaluation"]["explain"]  # no explanations: the id is that of earlier versions
+        if out["preprocess"] is None:
+            del out["preprocess"]  # no preprocess: in the suite: the id of earlier versions
         out.update(out.pop("extra"))
         return out
 
@@ -389,6 +433,9 @@ class TrialConfig:
                 "resources": ResourcesConfig.from_dict(data.get("resources") or {}),
                 "plugins": dict(data.get("plugins") or {}),
                 "wandb": WandbConfig.from_dict(data.get("wandb")),
+                "preprocess": None
+                if data.get("preprocess") is None
+                else PreprocessConfig.from_dict(data["preprocess"]),
             },
             extra=extra,
         )
@@ -402,12 +449,14 @@ class TrialConfig:
         params: Mapping[str, Any],
         searchable: Mapping[str, Any],
         perturbations: Sequence[PerturbationLevel],
+        preprocess: PreprocessConfig | None = None,
     ) -> TrialConfig:
         """The config of ``model`` in ``suite``.
 
         ``params`` are the network arguments and ``searchable`` the searchable training keys, each
-        a single value or ``None`` when searched; ``classes`` the cohort's classes (classification)
-        and ``perturbations`` the expanded levels. Everything else is read from the suite.
+        a single value or ``None`` when searched (``augment`` too, as plain pipelines);
+        ``classes`` the cohort's classes (classification), ``perturbations`` the expanded levels
+        and ``preprocess`` the dataset's preprocessing. Everything else is read from the suite.
         """
         t, ev, wandb = suite.training, suite.evaluation, suite.tracking.wandb
         return cls(
@@ -427,6 +476,8 @@ class TrialConfig:
                 amp=t.amp,
                 num_workers=t.num_workers,
                 save_model=_save_model_of(suite),
+                class_weights=t.class_weights,
+                sampler=t.sampler,
             ),
             evaluation=EvaluationConfig(
                 metrics=tuple(ev.metrics) or (default_metric(suite.task.type),),
@@ -441,6 +492,7 @@ class TrialConfig:
             plugins={model.arch: suite.plugins[model.arch]} if model.arch in suite.plugins else {},
             suite=suite.name,
             wandb=None if wandb is None else WandbConfig(**wandb.model_dump()),
+            preprocess=preprocess,
         )
 
 

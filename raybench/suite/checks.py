@@ -344,6 +344,10 @@ def search_points(data: dict[str, Any]) -> tuple[int, list[tuple[PathT, list[Any
         if isinstance(v, list):
             lists.append((("training", key), v))
             base *= max(len(v), 1)
+    augment = _get(training, "augment")  # a list of pipelines (lists) is searched
+    if isinstance(augment, list) and any(isinstance(v, list) for v in augment):
+        lists.append((("training", "augment"), augment))
+        base *= max(len(augment), 1)
     most = base
     for i, model in _items(data, "models"):
         params = _get(model, "params")
@@ -661,3 +665,18 @@ def generated_datasets(data: dict[str, Any]) -> Iterator[Problem]:
         elif sources[origin] == "generated":
             yield Problem(path, "names another generated dataset; fit to real data",
                           found=show(origin), allowed=choices(real))  # fmt: skip
+
+
+@check
+def class_balancing(data: dict[str, Any]) -> Iterator[Problem]:
+    """``training.class_weights`` and ``training.sampler`` count classes: classification only."""
+    ttype = _task_type(data)
+    if ttype is None or ttype == "classification":
+        return
+    for key in ("class_weights", "sampler"):
+        if _get(data, "training", key) is not None:
+            yield Problem(
+                ("training", key),
+                f"{key} balances classes, and task.type is {ttype}; remove it",
+                anchor="key",
+            )

@@ -8,7 +8,8 @@ is not a number, ``"8"`` is not an integer).
 *Search spaces.* A key typed ``Searchable[T]`` accepts either a scalar ``T`` or a non-empty list of
 ``T``: a list is a grid of values that the compiler expands into search points. The searchable keys
 are :data:`SEARCHABLE_KEYS`: ``models[].params.<any>``, ``training.lr``,
-``training.optimizer``, ``training.weight_decay``, ``training.batch_size`` and ``training.epochs``.
+``training.optimizer``, ``training.weight_decay``, ``training.batch_size``, ``training.epochs``
+and ``training.augment`` (a list of pipelines, each a list of transforms: ``[[], [{type: flip}]]``).
 Everywhere else a list is a list (e.g. ``seeds``). A perturbation parameter given as a list is a
 set of severities, not a search.
 
@@ -24,7 +25,9 @@ from typing import Annotated, Any, Literal, TypeVar, Union
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -32,6 +35,7 @@ from pydantic import (
 )
 from raybench_analysis.vocabulary import (
     CALIBRATION_METHODS,
+    CLASS_BALANCING,
     DEFAULT_ALPHA,
     DEFAULT_HIERARCHY,
     DEFAULT_N_BOOT,
@@ -40,6 +44,7 @@ from raybench_analysis.vocabulary import (
     INPUT_NOISE_TYPES,
     METRICS_BY_TASK,
     OPTIMIZERS,
+    ORIENTATION_CODES,
     PERTURBATION_PARAMS,
     SAMPLE_UNIT,
     SAVE_MODEL_MODES,
@@ -78,6 +83,7 @@ SEARCHABLE_KEYS: tuple[str, ...] = (
     "training.weight_decay",
     "training.batch_size",
     "training.epochs",
+    "training.augment",
 )
 
 # Documented maxima of numeric keys: far above any real benchmark, low enough that a typo (an extra
@@ -125,6 +131,89 @@ class Strict(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+#: Target voxel size of ``preprocess.spacing``, in mm (above it a brain is a few voxels).
+MAX_SPACING_MM = 50.0
+#: Voxels along each axis of ``preprocess.spatial_size``.
+MAX_SPATIAL_SIZE = 1_024
+
+Spacing = Annotated[float, Field(gt=0, le=MAX_SPACING_MM)]
+Size = Annotated[int, Field(ge=1, le=MAX_SPATIAL_SIZE)]
+
+
+class ZScore(Strict):
+    """Z-score: ``(x - mean) / sd`` (MONAI ``NormalizeIntensity``)."""
+
+    type: Literal["zscore"] = Field(description="intensity normalisation")
+    nonzero: bool = Field(
+        True, description="mean and SD of the non-zero voxels only (brain MRI: the background)"
+    )
+
+
+class Percentile(Strict):
+    """Percentiles ``lower``/``upper`` mapped to ``range`` (``ScaleIntensityRangePercentiles``)."""
+
+    type: Literal["percentile"] = Field(description="intensity normalisation")
+    lower: float = Field(0.5, ge=0, le=100, description="lower percentile, mapped to range[0]")
+    upper: float = Field(99.5, ge=0, le=100, description="upper percentile, mapped to range[1]")
+    range: tuple[float, float] = Field(
+        (0.0, 1.0), strict=False, description="[b_min, b_max]: the output range"
+    )
+    clip: bool = Field(True, description="clip values outside the range")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Percentile:
+        if self.lower >= self.upper:
+            raise ValueError(
+                f"lower={self.lower:g} must be below upper={self.upper:g} (percentiles in order)"
+            )
+        if self.range[0] >= self.range[1]:
+            raise ValueError(f"range={list(self.range)} must go from low to high")
+        return self
+
+
+class NoIntensity(Strict):
+    """No intensity normalisation (images used as stored)."""
+
+    type: Literal["none"] = Field(description="intensity normalisation")
+
+
+Intensity = Annotated[Union[ZScore, Percentile, NoIntensity], Field(discriminator="type")]
+
+
+class Preprocessing(Strict):
+    """Deterministic preprocessing of a dataset's volumes (docs/real-data.md), cached once.
+
+    At the top level of a suite it applies to every dataset; in a dataset entry its keys override
+    the top-level ones. Steps, in order: orientation, ``spacing``, ``crop_foreground``, one common
+    grid (``spatial_size``, else the first image's shape), intensity.
+    """
+
+    spacing: (
+        Union[Spacing, Annotated[tuple[Spacing, Spacing, Spacing], Field(strict=False)]] | None
+    ) = Field(
+        None,
+        description="target voxel size in mm (one number or [x, y, z]); null: keep the images'",
+    )
+    spatial_size: Annotated[tuple[Size, Size, Size], Field(strict=False)] | None = Field(
+        None,
+        description="input shape [x, y, z] in voxels (with spacing: padded or cropped to it, "
+        "else resized); null: the first image's",
+    )
+    crop_foreground: bool = Field(
+        False, description="crop to the bounding box of the voxels > 0 (the head or the brain)"
+    )
+    orientation: Literal.__getitem__(ORIENTATION_CODES) = Field(  # type: ignore[valid-type]
+        "RAS", description="axis codes the volumes are reoriented to (RAS, LPS, ...)"
+    )
+    intensity: Intensity = Field(
+        ZScore(type="zscore"),
+        description="{type: zscore, nonzero: true}, {type: percentile, lower, upper, range} or "
+        "{type: none}",
+    )
 
 
 # --------------------------------------------------------------------------- datasets
@@ -202,6 +291,9 @@ class SyntheticDataset(Strict):
         description="where the cohort is generated, relative to the suite (default: the "
         "--data-root of the command, ./.raybench-data); files go in <dir>/<name>-<hash>",
     )
+    preprocess: Preprocessing | None = Field(
+        None, description="this dataset's preprocessing (overrides the suite's, key by key)"
+    )
 
 
 class ManifestDataset(Strict):
@@ -213,6 +305,9 @@ class ManifestDataset(Strict):
         description="TSV or CSV file, relative to the suite; image paths are relative to it"
     )
     columns: ColumnMap = Field(ColumnMap(), description="names of the manifest's columns")
+    preprocess: Preprocessing | None = Field(
+        None, description="this dataset's preprocessing (overrides the suite's, key by key)"
+    )
 
 
 class BidsDataset(Strict):
@@ -227,6 +322,9 @@ class BidsDataset(Strict):
     )
     columns: ColumnMap = Field(
         ColumnMap(subject_id="participant_id"), description="names of participants.tsv's columns"
+    )
+    preprocess: Preprocessing | None = Field(
+        None, description="this dataset's preprocessing (overrides the suite's, key by key)"
     )
 
 
@@ -314,6 +412,135 @@ class EarlyStopping(Strict):
     )
 
 
+# --------------------------------------------------------------------------- augmentation
+
+Probability = Annotated[float, Field(ge=0, le=1, description="chance it applies to a sample")]
+
+
+def _ordered_pair(name: str, pair: tuple[float, float]) -> None:
+    if pair[0] > pair[1]:
+        raise ValueError(f"{name}={list(pair)} must go from low to high")
+
+
+class Flip(Strict):
+    """Mirror along each of ``axes`` independently (MONAI ``RandFlip``)."""
+
+    type: Literal["flip"] = Field(description="random transform")
+    prob: Probability = Field(0.5, description="chance of a flip, per axis")
+    axes: list[Annotated[int, Field(ge=0, le=2)]] = Field(
+        [0], min_length=1, description="spatial axes (0 = x: left-right after RAS)"
+    )
+
+
+class Affine(Strict):
+    """Random rotation and scaling about the centre (MONAI ``RandAffine``)."""
+
+    type: Literal["affine"] = Field(description="random transform")
+    prob: Probability = Field(0.5, description="chance it applies to a sample")
+    rotate: float = Field(10.0, ge=0, le=MAX_DEGREES, description="rotation up to ± degrees")
+    scale: float = Field(0.1, ge=0, lt=1, description="scaling up to ± this fraction")
+
+
+class Elastic(Strict):
+    """Random elastic deformation (MONAI ``Rand3DElastic``; Simard et al. 2003)."""
+
+    type: Literal["elastic"] = Field(description="random transform")
+    prob: Probability = Field(0.2, description="chance it applies to a sample")
+    sigma: tuple[
+        Annotated[float, Field(gt=0, le=MAX_SHAPE)], Annotated[float, Field(gt=0, le=MAX_SHAPE)]
+    ] = Field((5.0, 8.0), strict=False, description="smoothing SD range of the field, voxels")
+    magnitude: tuple[
+        Annotated[float, Field(ge=0, le=MAX_REAL)], Annotated[float, Field(ge=0, le=MAX_REAL)]
+    ] = Field((20.0, 60.0), strict=False, description="displacement magnitude range")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Elastic:
+        _ordered_pair("sigma", self.sigma)
+        _ordered_pair("magnitude", self.magnitude)
+        return self
+
+
+class IntensityShift(Strict):
+    """Add an offset drawn in ``[-offset, offset]`` (MONAI ``RandShiftIntensity``)."""
+
+    type: Literal["intensity_shift"] = Field(description="random transform")
+    prob: Probability = Field(0.5, description="chance it applies to a sample")
+    offset: float = Field(0.1, ge=0, le=MAX_SEVERITY, description="largest offset (image units)")
+
+
+class IntensityScale(Strict):
+    """Multiply by ``1 + f``, ``f`` drawn in ``[-factor, factor]`` (``RandScaleIntensity``)."""
+
+    type: Literal["intensity_scale"] = Field(description="random transform")
+    prob: Probability = Field(0.5, description="chance it applies to a sample")
+    factor: float = Field(0.1, ge=0, le=MAX_SEVERITY, description="largest relative change")
+
+
+class GammaAugment(Strict):
+    """Contrast change with a gamma drawn in ``gamma`` (MONAI ``RandAdjustContrast``)."""
+
+    type: Literal["gamma"] = Field(description="random transform")
+    prob: Probability = Field(0.5, description="chance it applies to a sample")
+    gamma: tuple[
+        Annotated[float, Field(gt=0, le=MAX_SEVERITY)],
+        Annotated[float, Field(gt=0, le=MAX_SEVERITY)],
+    ] = Field((0.7, 1.5), strict=False, description="[low, high] of the gamma exponent")
+
+    @model_validator(mode="after")
+    def _range(self) -> GammaAugment:
+        _ordered_pair("gamma", self.gamma)
+        return self
+
+
+class NoiseAugment(Strict):
+    """Additive Gaussian noise of SD drawn in ``[0, std]`` (MONAI ``RandGaussianNoise``)."""
+
+    type: Literal["gaussian_noise"] = Field(description="random transform")
+    prob: Probability = Field(0.5, description="chance it applies to a sample")
+    std: float = Field(0.05, ge=0, le=MAX_SEVERITY, description="largest noise SD (image units)")
+
+
+class BiasFieldAugment(Strict):
+    """Smooth multiplicative field, coefficients in ``[-coeff, coeff]`` (``RandBiasField``)."""
+
+    type: Literal["bias_field"] = Field(description="random transform")
+    prob: Probability = Field(0.5, description="chance it applies to a sample")
+    coeff: float = Field(0.3, ge=0, le=MAX_SEVERITY, description="largest polynomial coefficient")
+    degree: int = Field(3, ge=1, le=6, description="polynomial degree of the field")
+
+
+Augmentation = Annotated[
+    Union[
+        Flip,
+        Affine,
+        Elastic,
+        IntensityShift,
+        IntensityScale,
+        GammaAugment,
+        NoiseAugment,
+        BiasFieldAugment,
+    ],
+    Field(discriminator="type"),
+]
+
+
+def _augment_branch(value: Any) -> str:
+    """``search`` for a list of pipelines (lists), else ``pipeline``: one branch is validated."""
+    if isinstance(value, list) and any(isinstance(v, list) for v in value):
+        return "search"
+    return "pipeline"
+
+
+#: ``training.augment``: one pipeline (a list of transforms), or a search over pipelines.
+AugmentSpace = Annotated[
+    Union[
+        Annotated[list[Augmentation], Tag("pipeline")],
+        Annotated[list[list[Augmentation]], Tag("search")],
+    ],
+    Discriminator(_augment_branch),
+]
+
+
 class Training(Strict):
     """Optimisation settings shared by every model (searchable keys accept lists)."""
 
@@ -344,6 +571,17 @@ class Training(Strict):
         "off",
         description="best: keep each refit trial's selected weights under models/ "
         "(raybench predict; docs/predict.md)",
+    )
+    augment: AugmentSpace | None = Field(
+        None,
+        description="random transforms of the training samples, in order (docs/training.md); a "
+        "list of lists is searched, e.g. [[], [{type: flip}]] for off vs on; null: none",
+    )
+    class_weights: Literal.__getitem__(CLASS_BALANCING) | None = Field(  # type: ignore[valid-type]
+        None, description="balanced: loss weights n / (k n_c) from the training fold; null: none"
+    )
+    sampler: Literal.__getitem__(CLASS_BALANCING) | None = Field(  # type: ignore[valid-type]
+        None, description="balanced: draw training samples with equal chance per class"
     )
 
 
@@ -720,6 +958,9 @@ class Suite(Strict):
         description="user networks: name -> 'module:callable' (imported only when a trial runs)",
     )
     datasets: list[Dataset] = Field(min_length=1, description="datasets (unique names)")
+    preprocess: Preprocessing | None = Field(
+        None, description="preprocessing of every dataset (docs/real-data.md); null: the defaults"
+    )
     task: Task = Field(description="the task every model is trained for")
     models: list[Model] = Field(min_length=1, description="models (unique names)")
     training: Training = Field(Training(), description="optimisation settings")

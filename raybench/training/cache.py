@@ -4,8 +4,9 @@ Decoding a ``.nii.gz`` costs milliseconds per volume; a trial reads each of its 
 epoch, and a suite runs many trials on the same images. :class:`VolumeCache` runs MONAI's
 deterministic preprocessing (:class:`Preprocess`) once per image and stores the result as plain
 ``.npy`` arrays under ``<cache_dir>/<dataset>-<key>/``, where ``key`` hashes the dataset's
-fingerprint (its table and every file's size and mtime), the preprocessing description, the cache
-format and the MONAI version: a changed file or a changed transform gives a new key, never a stale
+fingerprint (its table and every file's size and content hash), the preprocessing description (the
+suite's ``preprocess:`` and the common grid, :mod:`raybench.data.preprocess`), the cache format and
+the MONAI version: a changed file or a changed transform gives a new key, never a stale
 hit.
 
 Several trial processes may fill one cache at once: each array is written to a temporary file in
@@ -25,7 +26,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,93 +34,16 @@ import monai
 import numpy as np
 import polars as pl
 import torch
-from monai.transforms import (
-    Compose,
-    EnsureChannelFirstd,
-    EnsureTyped,
-    LoadImaged,
-    NormalizeIntensityd,
-    Orientationd,
-    Resized,
-)
 from torch.utils.data import Dataset
 
 from raybench.data.cohort import Cohort
+from raybench.data.preprocess import Preprocess, preprocess_for
 from raybench.errors import DataError
 
 __all__ = ["CachedVolumes", "Preprocess", "VolumeCache", "preprocess_for"]
 
 #: Bumped when the on-disk layout or the meaning of a :class:`Preprocess` field changes.
-CACHE_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """The deterministic preprocessing of one dataset, as data (its JSON is part of the cache key).
-
-    ``spatial_size``: every volume is resized to it (a no-op for volumes that have it already);
-    ``orientation``: axis codes volumes are reoriented to; ``normalize``: ``"zscore_nonzero"``
-    (z-score over the non-zero voxels, the usual choice for skull-stripped brain MRI) or
-    ``"none"``; ``with_mask``: also load, reorient and resize (nearest neighbour) the ``mask``
-    column, binarised (``> 0``) for foreground segmentation.
-    """
-
-    spatial_size: tuple[int, ...]
-    orientation: str = "RAS"
-    normalize: str = "zscore_nonzero"
-    with_mask: bool = False
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-able description, hashed into the cache key."""
-        return {**asdict(self), "spatial_size": list(self.spatial_size)}
-
-    def transforms(self) -> Compose:
-        """The MONAI chain mapping a row ``{"image": path[, "mask": path]}`` to arrays."""
-        keys = ["image", "mask"] if self.with_mask else ["image"]
-        modes = ["trilinear", "nearest"] if self.with_mask else ["trilinear"]
-        chain: list[Any] = [
-            LoadImaged(keys=keys, image_only=True),
-            EnsureChannelFirstd(keys=keys),
-            Orientationd(keys=keys, axcodes=self.orientation, labels=None),
-            Resized(keys=keys, spatial_size=self.spatial_size, mode=modes),
-        ]
-        if self.normalize == "zscore_nonzero":
-            chain.append(NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True))
-        elif self.normalize != "none":
-            raise DataError(
-                f"preprocess normalize={self.normalize!r} is unknown; "
-                "use 'zscore_nonzero' or 'none'"
-            )
-        chain.append(EnsureTyped(keys=keys, data_type="numpy", dtype=np.float32, track_meta=False))
-        return Compose(chain)
-
-
-def preprocess_for(
-    cohort: Cohort, *, with_mask: bool, spatial_size: Sequence[int] | None = None
-) -> Preprocess:
-    """The :class:`Preprocess` of a cohort: volumes resized to ``spatial_size``.
-
-    Without ``spatial_size``, the shape of the first image (by ``sample_id``) after reorientation
-    is used, so all volumes of a dataset share one grid and the choice is the same in every trial.
-    """
-    if spatial_size is None:
-        first = cohort.table.sort("sample_id").row(0, named=True)
-        loader = Compose(
-            [
-                LoadImaged(keys="image", image_only=True),
-                EnsureChannelFirstd(keys="image"),
-                Orientationd(keys="image", axcodes="RAS", labels=None),
-            ]
-        )
-        try:
-            image = loader({"image": first["image"]})["image"]
-        except Exception as exc:
-            raise DataError(
-                f"dataset {cohort.name!r}, sample_id={first['sample_id']!r}: cannot read image "
-                f"{first['image']!r} ({exc}); check the file exists and is a 3-D NIfTI"
-            ) from exc
-        spatial_size = tuple(int(s) for s in image.shape[1:])
-    return Preprocess(spatial_size=tuple(int(s) for s in spatial_size), with_mask=with_mask)
+CACHE_FORMAT = 2
 
 
 @dataclass
@@ -154,7 +78,7 @@ class VolumeCache:
         info = self.root / "cache.json"
         if not info.exists():
             _atomic_write_bytes(info, json.dumps(description, indent=2, sort_keys=True).encode())
-        self._transform: Compose | None = None
+        self._transform: Any = None
 
     def _paths(self, sample_id: str) -> dict[str, Path]:
         stem = hashlib.sha256(sample_id.encode()).hexdigest()[:32]
@@ -212,7 +136,9 @@ class CachedVolumes(Dataset):
     Item ``i`` is ``{"image": FloatTensor (C, X, Y, Z), "target": tensor, "index": i}`` with
     ``target`` from ``targets[i]`` (class index, standardised value) or the cached mask (long,
     (1, X, Y, Z)) when ``targets`` is None. ``perturb(image, i)``, when given, is applied to the
-    preprocessed image (evaluation under perturbations).
+    preprocessed image (evaluation under perturbations); ``augment(arrays, sample_id, epoch)`` to
+    the image and mask of a training sample (:class:`raybench.training.augment.Augmenter`), with
+    the epoch set by :meth:`set_epoch` (as ``DistributedSampler.set_epoch`` in PyTorch).
     """
 
     def __init__(
@@ -221,11 +147,19 @@ class CachedVolumes(Dataset):
         rows: Sequence[Mapping[str, Any]],
         targets: Sequence[float] | None,
         perturb: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+        augment: Callable[[dict[str, torch.Tensor], str, int], dict[str, torch.Tensor]]
+        | None = None,
     ) -> None:
         self.cache = cache
         self.rows = list(rows)
         self.targets = None if targets is None else list(targets)
         self.perturb = perturb
+        self.augment = augment
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next iteration belongs to (it seeds the augmentation draws)."""
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -233,12 +167,22 @@ class CachedVolumes(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         arrays = self.cache.load(self.rows[i])
         image = torch.from_numpy(arrays["image"])
+        mask = torch.from_numpy(arrays["mask"]) if "mask" in arrays else None
+        if self.augment is not None:
+            moved = {"image": image} if mask is None else {"image": image, "mask": mask}
+            moved = self.augment(moved, str(self.rows[i]["sample_id"]), self.epoch)
+            image, mask = moved["image"], moved.get("mask", mask)
         if self.perturb is not None:
             image = self.perturb(image, i)
-        if self.targets is None:
-            target = torch.from_numpy(arrays["mask"]).long()
-        else:
+        if self.targets is not None:
             target = torch.tensor(self.targets[i])
+        elif mask is not None:
+            target = mask.long()
+        else:
+            raise DataError(
+                f"dataset {self.cache.cohort.name!r}: no targets and no cached mask for "
+                f"sample_id={self.rows[i]['sample_id']!r} (segmentation caches masks)"
+            )
         return {"image": image, "target": target, "index": i}
 
 

@@ -62,7 +62,22 @@ class TaskHead:
 
 
 class ClassificationHead(TaskHead):
+    """Cross-entropy; ``class_weights`` (``training.class_weights``) weight the training loss.
+
+    With weights, a batch's loss is ``sum_i w[y_i] ce_i / sum_i w[y_i]`` (PyTorch's weighted mean);
+    per-sample losses (validation, predictions) stay unweighted, comparable across suites.
+    """
+
     task_type = "classification"
+
+    def __init__(self, class_weights: torch.Tensor | None = None) -> None:
+        self.class_weights = class_weights
+
+    def batch_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.class_weights is None:
+            return super().batch_loss(logits, target)
+        weights = self.class_weights.to(logits.device, logits.dtype)
+        return F.cross_entropy(logits, target.long(), weight=weights)
 
     def sample_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, target.long(), reduction="none")
@@ -120,10 +135,16 @@ class SegmentationHead(TaskHead):
         return {"dice": dice.double().mean(dim=1).cpu().numpy()}
 
 
-def make_head(task_type: str, *, mean: float = 0.0, sd: float = 1.0) -> TaskHead:
-    """The :class:`TaskHead` of ``task_type``."""
+def make_head(
+    task_type: str,
+    *,
+    mean: float = 0.0,
+    sd: float = 1.0,
+    class_weights: torch.Tensor | None = None,
+) -> TaskHead:
+    """The :class:`TaskHead` of ``task_type`` (``class_weights``: classification only)."""
     if task_type == "classification":
-        return ClassificationHead()
+        return ClassificationHead(class_weights)
     if task_type == "regression":
         return RegressionHead(mean, sd)
     return SegmentationHead()

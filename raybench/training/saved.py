@@ -18,7 +18,7 @@ tensors, readable with ``torch.load(..., weights_only=True)`` (no code is unpick
     ``task_type, label, classes, mean, sd``: how labels were encoded (classes in index order; the
     training mean and SD of a regression target), so predictions decode as in the trial.
 ``preprocess``
-    :meth:`Preprocess.describe() <raybench.training.cache.Preprocess.describe>`: new data is
+    :meth:`Preprocess.describe() <raybench.data.preprocess.Preprocess.describe>`: new data is
     preprocessed to the network's input grid exactly as the training data was.
 ``state_dict``
     the weights of the selected epoch.
@@ -160,13 +160,11 @@ def load_saved_model(data: bytes, expected_sha256: str | None, where: str) -> Sa
         raise ResultsError(
             f"{where}: saved-model format {found!r}; this raybench reads format {MODEL_FORMAT}"
         )
-    pre = dict(doc["preprocess"])
-    pre["spatial_size"] = tuple(int(s) for s in pre["spatial_size"])
     return SavedModel(
         trial=dict(doc["trial"]),
         config=dict(doc["config"]),
         network=dict(doc["network"]),
         targets=dict(doc["targets"]),
-        preprocess=Preprocess(**pre),
+        preprocess=Preprocess.from_description(doc["preprocess"]),
         state_dict=dict(doc["state_dict"]),
     )

@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from raybench_analysis.vocabulary import FINAL_PROTOCOL
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from raybench.data.cohort import Cohort
 from raybench.errors import DataError, SuiteError, TrialError
@@ -41,6 +41,8 @@ from raybench.plan.config import TaskConfig, TrainingConfig, TrialConfig
 from raybench.plan.spec import TrialSpec
 from raybench.store.rows import resample_columns
 from raybench.store.schemas import table_from_rows
+from raybench.training.augment import Augmenter
+from raybench.training.balance import balanced_sampler, class_weights
 from raybench.training.cache import CachedVolumes, VolumeCache, preprocess_for, rows_of
 from raybench.training.determinism import (
     configure_torch,
@@ -215,13 +217,20 @@ def _scheduler(
 
 
 def _loader(
-    dataset: CachedVolumes, batch_size: int, *, shuffle: bool, seed: int, workers: int
+    dataset: CachedVolumes,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    workers: int,
+    sampler: Sampler[int] | None = None,
 ) -> DataLoader:
     n = len(dataset)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         # a last batch of one sample breaks batch norm in training; drop it then
         drop_last=shuffle and n > batch_size and n % batch_size == 1,
         num_workers=workers,
@@ -318,6 +327,34 @@ class _Run:
         """Mixed precision: asked for by the config, and on a GPU."""
         return self.config.training.amp and self.device.type == "cuda"
 
+    def train_loader(self) -> DataLoader:
+        """The training DataLoader: shuffled or class-balanced, augmented (training samples only).
+
+        ``training.augment`` and ``training.sampler`` act here and nowhere else: validation and
+        test samples go through :meth:`loader`, never augmented.
+        """
+        training = self.config.training
+        targets = self.targets.encode(self.train_rows, self.cohort.name)
+        augment = None
+        if training.augment:
+            augment = Augmenter(
+                training.augment,
+                self.spec.seed,
+                with_mask=self.targets.task_type == "segmentation",
+            )
+        sampler = None
+        if training.sampler == "balanced" and targets is not None:
+            sampler = balanced_sampler(targets, self.targets.n_out, self.spec.seed)
+        data = CachedVolumes(self.cache, self.train_rows, targets, augment=augment)
+        return _loader(
+            data,
+            int(training.batch_size),  # type: ignore[arg-type]  # resolved
+            shuffle=True,
+            seed=self.spec.seed,
+            workers=training.num_workers,
+            sampler=sampler,
+        )
+
     def loader(
         self,
         rows: list[dict[str, Any]],
@@ -374,7 +411,8 @@ def _prepare(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> _Run:
         for rows in (train_rows, val_rows, eval_rows):
             for row in rows:
                 row["mask"] = row[targets.label]
-    cache = VolumeCache(Path(ctx.cache_dir), cohort, preprocess_for(cohort, with_mask=seg))
+    preprocess = preprocess_for(cohort, with_mask=seg, config=config.preprocess)
+    cache = VolumeCache(Path(ctx.cache_dir), cohort, preprocess)
     return _Run(
         spec=spec,
         config=config,
@@ -455,7 +493,10 @@ def _explain(run: _Run, model: torch.nn.Module) -> ExplainResult | None:
             Path(run.ctx.cache_dir),
             run.cohort,
             preprocess_for(
-                run.cohort, with_mask=True, spatial_size=run.cache.preprocess.spatial_size
+                run.cohort,
+                with_mask=True,
+                spatial_size=run.cache.preprocess.spatial_size,
+                config=run.config.preprocess,
             ),
         )
         if has_mask
@@ -562,8 +603,14 @@ def _train_and_select(run: _Run, model: torch.nn.Module) -> tuple[list[dict[str,
     optimizer = _optimizer(model, training)
     scheduler = _scheduler(optimizer, training.scheduler, epochs)
     scaler = torch.amp.GradScaler("cuda") if run.amp else None
-    head = make_head(run.targets.task_type, mean=run.targets.mean, sd=run.targets.sd)
-    train_loader = run.loader(run.train_rows, shuffle=True)
+    weights = None
+    if training.class_weights == "balanced":
+        labels = run.targets.encode(run.train_rows, run.cohort.name) or []
+        weights = class_weights(labels, run.targets.n_out)
+    head = make_head(
+        run.targets.task_type, mean=run.targets.mean, sd=run.targets.sd, class_weights=weights
+    )
+    train_loader = run.train_loader()
     val_loader = run.loader(run.val_rows, shuffle=False)
     selection = run.config.selection
     stopping = training.early_stopping
@@ -572,6 +619,7 @@ def _train_and_select(run: _Run, model: torch.nn.Module) -> tuple[list[dict[str,
     best = _Best(selection.higher_is_better, stopping.min_delta if stopping else 0.0)
     for epoch in range(epochs):
         t_epoch = time.perf_counter()
+        train_loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]  # CachedVolumes
         train_loss = train_epoch(
             model, train_loader, head, optimizer, run.device, epoch, amp=run.amp, scaler=scaler
         )

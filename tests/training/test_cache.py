@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from raybench.data.cohort import Cohort
+from raybench.data.preprocess import IntensityConfig, PreprocessConfig
 from raybench.errors import DataError
 from raybench.training.cache import CachedVolumes, VolumeCache, preprocess_for, rows_of
 
@@ -54,8 +55,17 @@ def test_changed_fingerprint_or_transform_misses(cohort: Cohort, tmp_path: Path)
     assert resized.key != base.key
     assert resized.warm(_rows(cohort)[:2]).misses == 2
     assert resized.load(_rows(cohort)[0])["image"].shape == (1, 8, 8, 8)
-    unnormalised = VolumeCache(tmp_path, cohort, dataclasses.replace(pre, normalize="none"))
-    assert unnormalised.key not in (base.key, resized.key)
+    # every key of the suite's preprocess: is part of the cache key
+    variants = [
+        PreprocessConfig(intensity=IntensityConfig("none", {})),
+        PreprocessConfig(spacing=(2.0, 2.0, 2.0)),
+        PreprocessConfig(crop_foreground=True),
+        PreprocessConfig(orientation="LPS"),
+    ]
+    keys = {base.key, resized.key}
+    for config in variants:
+        keys.add(VolumeCache(tmp_path, cohort, dataclasses.replace(pre, config=config)).key)
+    assert len(keys) == 2 + len(variants)
 
 
 def test_concurrent_fillers_leave_complete_files_only(cohort: Cohort, tmp_path: Path) -> None:
