@@ -58,7 +58,9 @@ def predict_saved(
     configure_torch(torch_device.type, cpu_threads)
     seed = int(saved.trial["seed"])
     seed_everything(seed)
-    ident = SimpleNamespace(**{**saved.trial, "trial_id": entry_id, "dataset": cohort.name})
+    drawn = {"train_fraction": None, "train_resample": None, "n_train_subjects": None}
+    drawn |= {**saved.trial, "trial_id": entry_id, "dataset": cohort.name}
+    ident = SimpleNamespace(**drawn)
     ids = list(sample_ids) if sample_ids is not None else cohort.table["sample_id"].sort().to_list()
     rows = rows_of(cohort, ids)
     if targets.task_type == "segmentation":

@@ -86,6 +86,10 @@ def model_bytes(
             "protocol": spec.protocol,
             "outer_fold": int(spec.outer_fold),
             "seed": int(spec.seed),
+            # the model's draw of training subjects (validation.train_resampling), if any
+            "train_fraction": spec.train_fraction,
+            "train_resample": spec.train_resample,
+            "n_train_subjects": spec.n_train_subjects,
         },
         "config": spec.config,
         "network": {
