@@ -3,7 +3,7 @@
 # A1: shared errors, io, metrics, bootstrap, DeLong, corrected t-test, compare
 from raybench_analysis._frames import AnalysisError
 from raybench_analysis.anova import anova
-from raybench_analysis.bayes import bayes_ttest
+from raybench_analysis.bayes import bayes_hierarchical, bayes_ttest
 from raybench_analysis.bootstrap import bootstrap, bootstrap_replicates, unpaired_difference
 from raybench_analysis.calibration import (
     apply_temperature,
@@ -86,6 +86,7 @@ from raybench_analysis.simulate import (
 from raybench_analysis.simulate_training import simulate_learning_curve
 from raybench_analysis.summarize import Summary, read_results, summarize
 from raybench_analysis.ttest import corrected_ttest
+from raybench_analysis.varcomp import confint_varcomp
 from raybench_analysis.variance import sample_size, variance_components
 
 __all__ = [
@@ -184,3 +185,4 @@ __all__ = [
     "variants_as_models",
     "write_results_dir",
 ]
+__all__ += ["bayes_hierarchical", "confint_varcomp"]

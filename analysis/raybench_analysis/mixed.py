@@ -26,6 +26,7 @@ from ._frames import AnalysisError, require_columns, to_polars
 from .formula import FormulaError, ParsedFormula, RandomTerm, parse_formula
 from .glmm import GlmmResult, conditional_modes, glmm, warn_binary_gaussian
 from .satterthwaite import Block, CrossProducts, SatterthwaiteResult, satterthwaite
+from .varcomp import confint_varcomp
 
 __all__ = ["DIRECT_ROWS", "MixedResult", "mixed"]
 
@@ -89,6 +90,7 @@ class MixedResult:
     _levels: list[np.ndarray] = field(default_factory=list, repr=False)
     _data: pl.DataFrame | None = field(default=None, repr=False)
     _slices: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+    _x: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_par(self) -> int:
@@ -134,6 +136,15 @@ class MixedResult:
         u = spla.spsolve(a, rhs) if cp.q > 1 else rhs / a.toarray().ravel()
         blocks = [(b.group, b.terms, lv) for b, lv in zip(cp.blocks, self._levels, strict=True)]
         return conditional_modes(blocks, lam, a, np.asarray(u).ravel(), self.sigma**2, alpha)
+
+    def confint_varcomp(
+        self, method: str = "boot", *, level: float = 0.95, n_boot: int = 500, seed: int = 0
+    ) -> pl.DataFrame:
+        """Parametric-bootstrap intervals of the SDs, correlations and sigma.
+
+        See :func:`raybench_analysis.varcomp.confint_varcomp` (lme4's ``confint``).
+        """
+        return confint_varcomp(self, method, level=level, n_boot=n_boot, seed=seed)
 
     def anova(self) -> pl.DataFrame:
         """F-test of each fixed-effect term (all its columns = 0), Satterthwaite's df.
@@ -713,4 +724,5 @@ def _assemble(parsed, meth, terms, y, x, names, fit, sm_warnings, alpha) -> Mixe
         _cp=cp,
         _theta=theta,
         _levels=[t.levels for t in terms],
+        _x=x,
     )

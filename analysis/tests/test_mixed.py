@@ -321,3 +321,21 @@ def test_boundary_fit_is_the_reml_optimum() -> None:
     assert row["std_error"] == pytest.approx(np.std(y, ddof=1) / np.sqrt(15), rel=1e-6)
     assert row["df"] == pytest.approx(14.0, abs=0.01)
     assert any("boundary" in w for w in fit.warnings)
+
+
+def test_confint_varcomp_bootstrap_brackets_the_estimates_near_lme4(fit_reml) -> None:
+    # R 4.2.2, lme4 1.1.31: fm <- lmer(Reaction ~ Days + (Days | Subject), sleepstudy)
+    # set.seed(1); confint(fm, method = "boot", nsim = 500, boot.type = "perc") gives
+    #   sd_(Intercept) [12.44, 36.29], sd_Days [3.31, 8.38], cor [-0.52, 0.88], sigma [22.62, 28.65]
+    # (method = "profile": [14.38, 37.72], [3.80, 8.75], [-0.48, 0.68], [22.90, 28.86]);
+    # both bootstraps are Monte Carlo, so the comparison is loose
+    ci = fit_reml.confint_varcomp("boot", n_boot=40, seed=1)
+    assert ci["parameter"].to_list() == ["sd", "sd", "cor", "sigma"]
+    assert (ci["ci_low"] <= ci["estimate"]).all() and (ci["estimate"] <= ci["ci_high"]).all()
+    r_boot = [(12.44, 36.29), (3.31, 8.38), (-0.52, 0.88), (22.62, 28.65)]
+    slack = [8.0, 2.0, 0.5, 2.0]
+    for (lo, hi), got_lo, got_hi, s in zip(r_boot, ci["ci_low"], ci["ci_high"], slack, strict=True):
+        assert abs(got_lo - lo) < s and abs(got_hi - hi) < s
+    assert ci.equals(fit_reml.confint_varcomp("boot", n_boot=40, seed=1))
+    with pytest.raises(AnalysisError, match="boot"):
+        fit_reml.confint_varcomp("profile")
