@@ -24,6 +24,8 @@ from raybench_analysis.explanations import (
     compare_models,
     explanations,
     map_stability,
+    randomisation_check,
+    weak_segmentation,
 )
 from raybench_analysis.formula import FormulaError, parse_formula
 from raybench_analysis.friedman import FriedmanResult, friedman
@@ -141,6 +143,7 @@ __all__ = [
     "parse_formula",
     "power_law",
     "r2",
+    "randomisation_check",
     "ranking_stability",
     "read_results",
     "read_saved_suite",
@@ -165,5 +168,6 @@ __all__ = [
     "unpaired_difference",
     "variance_components",
     "variants_as_models",
+    "weak_segmentation",
     "write_results_dir",
 ]

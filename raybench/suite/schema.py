@@ -509,6 +509,19 @@ class Explain(Strict):
     save_maps: int = Field(
         4, ge=0, le=MAX_EXPLAIN_SAMPLES, description="samples per trial whose maps are kept (NIfTI)"
     )
+    threshold_samples: int = Field(
+        16,
+        ge=0,
+        le=MAX_EXPLAIN_SAMPLES,
+        description="validation samples whose maps choose the weakly supervised segmentation "
+        "threshold (0: no segmentation scores)",
+    )
+    randomisation: bool = Field(
+        True, description="compare each map with a weight-randomised network's (Adebayo 2018)"
+    )
+    stability: bool = Field(
+        True, description="explain the test images under each of evaluation.perturbations too"
+    )
 
 
 class InputNoise(Strict):
