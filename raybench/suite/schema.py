@@ -127,6 +127,27 @@ class Strict(BaseModel):
 # --------------------------------------------------------------------------- datasets
 
 
+class Shortcut(Strict):
+    """A label-correlated marker outside the head (docs/synthetic.md, docs/explanations.md)."""
+
+    sites: list[str] = Field(
+        default_factory=list,
+        description="sites whose images may carry the marker, e.g. [site01] ([] = every site)",
+    )
+    ad_rate: float = Field(0.9, ge=0.0, le=1.0, description="share of AD images with the marker")
+    cn_rate: float = Field(0.1, ge=0.0, le=1.0, description="share of CN images with the marker")
+    strength: float = Field(
+        2.0, gt=0.0, le=MAX_REAL, description="marker intensity, in white-matter units"
+    )
+    size: float = Field(
+        0.12,
+        gt=0.0,
+        le=0.15,
+        description="edge of the marker cube as a fraction of the volume's (it stays outside "
+        "the head up to 0.15)",
+    )
+
+
 class SyntheticParams(Strict):
     """Parameters of the built-in synthetic cohort generator (see docs/synthetic.md)."""
 
@@ -167,6 +188,9 @@ class SyntheticParams(Strict):
         ge=0,
         le=MAX_SEED,
         description="generator seed (the same seed gives byte-identical files)",
+    )
+    shortcut: Shortcut | None = Field(
+        None, description="a label-correlated marker outside the head (null: none)"
     )
 
 
