@@ -251,7 +251,7 @@ def test_search_trials_and_suites_without_explanations_explain_nothing(
 
 
 def test_explained_trial_commits_its_table_and_maps_and_the_analysis_reads_them(
-    cohort: Cohort, spec_of: Any, tmp_path: Path
+    cohort: Cohort, spec_of: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from types import SimpleNamespace
 
@@ -283,6 +283,16 @@ def test_explained_trial_commits_its_table_and_maps_and_the_analysis_reads_them(
     summary = rba.explanations(res, metrics="deletion_auc", n_boot=200)
     assert set(summary["method"]) == {"gradcam", "gradient"}
     assert summary["n_seed"].to_list() == [2, 2]
+    # `raybench analyze` and the run's closing summary show them (the same summarize tables)
+    from raybench.cli.summary import print_summary
+
+    closing = rba.summarize(tmp_path / "res", n_boot=200)
+    assert {"explanations", "randomisation"} <= set(closing)
+    assert set(closing["randomisation"]["status"]) <= {"passes", "fails", "inconclusive"}
+    capsys.readouterr()
+    print_summary(closing)
+    printed = capsys.readouterr().out
+    assert "explanations: localisation" in printed and "model-randomisation check" in printed
 
 
 def test_grad_cam_leaves_no_hook_on_the_network() -> None:
