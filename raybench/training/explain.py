@@ -11,7 +11,10 @@ subset of the test samples with each method of ``evaluation.explanations`` and s
   most relevant voxels first set to the baseline 0 (the brain mean of a z-scored image, and its
   background), or restored into an all-baseline image, the target's probability after each step;
 - *complexity*: sparseness, the Gini index of the absolute map (Chalasani et al. 2020);
-- *cost*: seconds per sample.
+- *cost*: seconds per sample;
+- *weakly supervised segmentation* (Dice, HD95 at a threshold chosen on validation samples), the
+  *model-parameter randomisation check* (Adebayo et al. 2018) and *stability* under the suite's
+  perturbations: :mod:`raybench.training.explain_checks`.
 
 Methods: Grad-CAM, Grad-CAM++ and occlusion sensitivity from ``monai.visualize``; vanilla
 gradient, SmoothGrad, Integrated Gradients, KernelSHAP and LIME from Captum (docs/explanations.md
