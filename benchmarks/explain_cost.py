@@ -8,8 +8,8 @@ random 64³ volumes with every method of ``evaluation.explanations`` at the sett
 For each method: ``seconds`` per image (median over the images), ``forward_passes``: that time
 divided by one forward pass of one image (what the method costs in forward passes), and memory:
 on CPU the growth of the process's peak resident set while the method runs (``extra_mb``; each
-method runs in a fresh process after a warm-up forward pass), on a GPU the peak allocated by
-torch (``peak_mb``). A trial with ``randomisation`` and ``stability`` explains each image once
+method runs in a fresh process after a warm-up forward and gradient pass), on a GPU the peak
+allocated by torch (``peak_mb``). A trial with ``randomisation`` and ``stability`` explains each image once
 more, and once per perturbation; ``threshold_samples`` validation images add their own maps.
 
 Run: ``.venv/bin/python -m benchmarks.explain_cost [--device cuda] [--shape 64] [--methods ...]``.
@@ -63,7 +63,9 @@ def _measure(method: str, shape: int, samples: int, device_name: str, threads: i
     model = _network(shape, device)
     images = torch.randn(samples, 1, 1, shape, shape, shape, device=device)
     with torch.no_grad():
-        model(images[0])  # warm-up
+        model(images[0])  # warm-up: allocator, kernels
+    # and the libraries: Captum's import and a first backward pass are not the method's cost
+    attribute(model, images[0], 1, ExplanationMethodConfig("gradient"), seed=0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
