@@ -9,8 +9,9 @@ For each method: ``seconds`` per image (median over the images), ``forward_passe
 divided by one forward pass of one image (what the method costs in forward passes), and memory:
 on CPU the growth of the process's peak resident set while the method runs (``extra_mb``; each
 method runs in a fresh process after a warm-up forward and gradient pass), on a GPU the peak
-allocated by torch (``peak_mb``). A trial with ``randomisation`` and ``stability`` explains each image once
-more, and once per perturbation; ``threshold_samples`` validation images add their own maps.
+allocated by torch (``peak_mb``). A trial with ``randomisation`` and ``stability`` explains each
+image once more, and once per perturbation; ``threshold_samples`` validation images add their
+own maps.
 
 Run: ``.venv/bin/python -m benchmarks.explain_cost [--device cuda] [--shape 64] [--methods ...]``.
 """
