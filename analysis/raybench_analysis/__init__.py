@@ -24,6 +24,8 @@ from raybench_analysis.explanations import (
     compare_models,
     explanations,
     map_stability,
+    randomisation_check,
+    weak_segmentation,
 )
 from raybench_analysis.external import (
     compare_external,
@@ -159,6 +161,7 @@ __all__ = [
     "parse_formula",
     "power_law",
     "r2",
+    "randomisation_check",
     "ranking_stability",
     "read_results",
     "read_saved_suite",
@@ -183,6 +186,7 @@ __all__ = [
     "unpaired_difference",
     "variance_components",
     "variants_as_models",
+    "weak_segmentation",
     "write_results_dir",
 ]
 __all__ += ["bayes_hierarchical", "confint_varcomp"]

@@ -226,10 +226,27 @@ _EXPLANATIONS = TableSpec(
         ("site", "string", "site of the image (hierarchy level)"),
         ("method", "string", "attribution method: `gradcam`, `integrated_gradients`, ..."),
         ("target", "string", "the explained output: positive or predicted class, or `value`"),
-        ("metric", "string", "`auroc`, `mass_accuracy`, `deletion_auc`, ... (EXPLANATION_METRICS)"),
+        (
+            "perturbation",
+            "string",
+            "`none`, or the perturbation id of a `perturbation_spearman` row (the map of the "
+            "perturbed image against the clean one)",
+        ),
+        ("metric", "string", "`auroc`, `mass_accuracy`, `dice`, ... (EXPLANATION_METRICS)"),
         ("value", "float64", "the metric's value; NaN when undefined (see `note`)"),
         ("note", "string", "why a value is NaN (no or empty mask, non-finite map); else null"),
+        (
+            "threshold",
+            "float64",
+            "`dice`/`hd95` rows: the segmentation threshold (fraction of the map's maximum) "
+            "chosen on the trial's validation samples; else null",
+        ),
         ("map_path", "string", "the kept map, relative to the results directory; else null"),
+        (
+            "slices_path",
+            "string",
+            "the kept sample's slices (NPZ: image, mask, every map) for the report; else null",
+        ),
     ),
 )
 

@@ -10,7 +10,14 @@ summarised, through the same machinery, never a copy of it:
 - :func:`compare_methods` and :func:`compare_models`: paired differences (same samples, same
   resamples) with Holm or BH adjusted p-values, through :func:`raybench_analysis.compare`;
 - :func:`map_stability`: "retrain it, does the explanation stay?": rank correlation and top-k%
-  overlap of one sample's maps across training seeds, with the same intervals.
+  overlap of one sample's maps across training seeds, with the same intervals;
+- :func:`weak_segmentation`: Dice and HD95 of the maps thresholded at the validation-chosen
+  threshold, overall or per site (resampling subjects within each site), with the thresholds;
+- :func:`randomisation_check`: Adebayo et al.'s (2018) model-parameter randomisation test, each
+  method flagged ``passes``, ``fails`` or ``inconclusive``.
+
+Stability under the suite's perturbations is the ``perturbation_spearman`` metric of
+:func:`explanations` (one row per perturbation).
 
 Every model and seed of one test fold explains the same samples (the draw depends on the fold
 only), so methods and models are paired sample by sample.
@@ -30,14 +37,26 @@ from raybench_analysis.compare import compare
 from raybench_analysis.metrics import Metric, _mean_finalize
 from raybench_analysis.vocabulary import DEFAULT_ALPHA, DEFAULT_N_BOOT, EXPLANATION_METRICS
 
-__all__ = ["compare_methods", "compare_models", "explanations", "map_stability"]
+__all__ = [
+    "RANDOMISATION_THRESHOLD",
+    "compare_methods",
+    "compare_models",
+    "explanations",
+    "map_stability",
+    "randomisation_check",
+    "weak_segmentation",
+]
 
 #: One trained model: its scores are averaged over seeds within a fold, then over folds.
 _TRAINED = ("outer_fold", "seed")
 
 
 def _table(data: Any) -> pl.DataFrame:
-    """The explanations table of ``data`` (a frame, or :func:`raybench_analysis.load`'s result)."""
+    """The explanations table of ``data`` (a frame, or :func:`raybench_analysis.load`'s result).
+
+    A ``perturbation`` column (absent from tables written before it existed) reads null as
+    ``"none"``: the clean image.
+    """
     frame = getattr(data, "explanations", data)
     if isinstance(frame, pl.LazyFrame):
         frame = frame.collect()
@@ -48,7 +67,18 @@ def _table(data: Any) -> pl.DataFrame:
         name="explanations",
         why="to summarise explanations",
     )
+    if "perturbation" in frame.columns:
+        frame = frame.with_columns(pl.col("perturbation").cast(pl.String).fill_null("none"))
     return frame
+
+
+def _by(frame: pl.DataFrame, by: str | Sequence[str] | None) -> list[str]:
+    """The grouping columns: ``by``, and ``perturbation`` when some rows are of perturbed images
+    (the ``perturbation_spearman`` rows: one per perturbation and sample)."""
+    names = as_names(by, name="by")
+    if "perturbation" in frame.columns and (frame["perturbation"] != "none").any():
+        names = [*names, "perturbation"]
+    return names
 
 
 def _finite(frame: pl.DataFrame) -> pl.DataFrame:
@@ -112,7 +142,7 @@ def explanations(
     (0.65, True)
     """
     frame = _table(data)
-    keys = [*as_names(by, name="by"), "model", "method"]
+    keys = [*_by(frame, by), "model", "method"]
     require_columns(frame, [*keys, *levels], name="explanations", why="to group and resample")
     out = []
     for metric in _metrics(frame, metrics):
@@ -230,7 +260,7 @@ def compare_methods(
         ``model``, ``metric``, ``higher_is_better``, and compare's ``method`` renamed ``test``.
     """
     frame = _table(data)
-    names = as_names(by, name="by")
+    names = _by(frame.filter(pl.col("metric") == metric), by)
     return _compare(frame, metric, "method", names, levels=levels, correction=correction, **kwargs)
 
 
@@ -248,7 +278,7 @@ def compare_models(
     has ``model_a``/``model_b`` and ``method``.
     """
     frame = _table(data)
-    names = as_names(by, name="by")
+    names = _by(frame.filter(pl.col("metric") == metric), by)
     return _compare(frame, metric, "model", names, levels=levels, correction=correction, **kwargs)
 
 
@@ -359,3 +389,179 @@ def map_stability(
         .rename({"method": "interval_method", "_method": "method"})
         .sort([*keys, "quantity"])
     )
+
+
+#: Rank correlation between trained and randomised maps at or above which a method fails the
+#: model-randomisation check (Adebayo et al. 2018 report no cut-off; 0.5 says "still mostly the
+#: same ranking of voxels" and is an argument of :func:`randomisation_check`).
+RANDOMISATION_THRESHOLD = 0.5
+
+
+def randomisation_check(
+    data: Any,
+    threshold: float = RANDOMISATION_THRESHOLD,
+    levels: Sequence[str] = ("subject_id",),
+    by: str | Sequence[str] | None = ("dataset",),
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    alpha: float = DEFAULT_ALPHA,
+) -> pl.DataFrame:
+    """Does the map depend on the trained weights? The model-parameter randomisation check.
+
+    Each explained test image is explained twice by every refit trial: by the trained network and
+    by a copy of it with every layer re-initialised (the ``randomisation_spearman`` rows: the
+    Spearman rank correlation of the two maps' voxels). A method whose maps stay correlated
+    explains the image (edges, intensity) rather than what the network learned, and fails.
+
+    Parameters
+    ----------
+    data : polars/pandas DataFrame or the object returned by :func:`raybench_analysis.load`
+        The ``explanations`` table.
+    threshold : float
+        Correlation at or above which the maps count as unchanged.
+    levels, by, n_boot, seed, alpha :
+        As in :func:`explanations`.
+
+    Returns
+    -------
+    polars.DataFrame
+        The columns of :func:`explanations` for ``metric = "randomisation_spearman"`` (estimate:
+        mean rank correlation per trained model, averaged over seeds then folds, with its
+        hierarchical interval), plus ``threshold`` and ``status``: ``"fails"`` when the interval
+        lies at or above ``threshold`` (``ci_low >= threshold``), ``"passes"`` when it lies below
+        (``ci_high < threshold``), ``"inconclusive"`` otherwise.
+
+    Notes
+    -----
+    Adebayo et al. compare maps of the trained and the randomised network with Spearman rank
+    correlation (with and without absolute values), SSIM and the HOG similarity; raybench keeps
+    the rank correlation of the maps as each method returns them (gradient and SmoothGrad are
+    absolute values already). Integrated Gradients with an all-zero baseline multiplies by the
+    input, and gradient maps of a random network keep the image's edges, which is why such
+    methods can fail.
+
+    References
+    ----------
+    Adebayo, J., Gilmer, J., Muelly, M., Goodfellow, I., Hardt, M., & Kim, B. (2018). Sanity
+    checks for saliency maps. Advances in Neural Information Processing Systems 31.
+
+    Examples
+    --------
+    >>> rows = [{"dataset": "d", "model": "m", "method": meth, "metric": "randomisation_spearman",
+    ...          "outer_fold": f, "seed": 0, "sample_id": f"s{f}{i}", "subject_id": f"s{f}{i}",
+    ...          "value": v + 0.01 * i} for f in (0, 1) for i in range(6)
+    ...         for meth, v in (("gradcam", 0.05), ("integrated_gradients", 0.9))]
+    >>> out = randomisation_check(pl.DataFrame(rows), n_boot=200)
+    >>> out.select("method", "status").rows()
+    [('gradcam', 'passes'), ('integrated_gradients', 'fails')]
+    """
+    if not -1 <= threshold <= 1:
+        raise AnalysisError(f"threshold={threshold!r}: a rank correlation in [-1, 1]")
+    out = explanations(
+        data, "randomisation_spearman", levels=levels, by=by, n_boot=n_boot, seed=seed,
+        alpha=alpha,
+    )  # fmt: skip
+    status = (
+        pl.when(pl.col("ci_low") >= threshold)
+        .then(pl.lit("fails"))
+        .when(pl.col("ci_high") < threshold)
+        .then(pl.lit("passes"))
+        .otherwise(pl.lit("inconclusive"))
+    )
+    return out.with_columns(pl.lit(threshold).alias("threshold"), status.alias("status"))
+
+
+def weak_segmentation(
+    data: Any,
+    levels: Sequence[str] = ("subject_id",),
+    by: str | Sequence[str] | None = ("dataset",),
+    per_site: bool = False,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    alpha: float = DEFAULT_ALPHA,
+) -> pl.DataFrame:
+    """Weakly supervised segmentation from the maps: Dice and HD95, with the chosen thresholds.
+
+    Each refit trial thresholded every map at a fraction of its maximum chosen on the trial's
+    validation samples (the fraction with the best mean Dice there), never on the test fold, and
+    scored the test maps of images with a lesion against their masks: the ``dice`` and ``hd95``
+    (mm) rows.
+
+    Parameters
+    ----------
+    data : polars/pandas DataFrame or the object returned by :func:`raybench_analysis.load`
+        The ``explanations`` table.
+    levels : sequence of str
+        Resampling hierarchy, top first (e.g. ``["site", "subject_id"]``). With ``per_site``
+        the ``site`` level is dropped: each site's subjects are resampled within it.
+    by : column name(s), optional
+        Further grouping columns.
+    per_site : bool
+        One estimate per site (a ``site`` column): does the map find the lesion at every site,
+        e.g. where a shortcut artefact is absent?
+    n_boot, seed, alpha :
+        As in :func:`explanations`.
+
+    Returns
+    -------
+    polars.DataFrame
+        The columns of :func:`explanations` for ``dice`` and ``hd95``, plus ``threshold_mean``,
+        ``threshold_min`` and ``threshold_max`` (the fractions the trials chose, per model and
+        method).
+
+    Notes
+    -----
+    The estimand is :func:`explanations`': the mean over the scored images of each trained
+    model, averaged over seeds within a fold and then over folds. Images without a lesion have
+    no Dice (NaN, counted in ``n_undefined``). Dice follows Dice (1945); HD95 is the 95th
+    percentile of the symmetric surface distances (MONAI's ``compute_hausdorff_distance``), a
+    robust Hausdorff distance (Huttenlocher, Klanderman & Rucklidge 1993).
+
+    References
+    ----------
+    Dice, L. R. (1945). Measures of the amount of ecologic association between species. Ecology
+    26(3), 297–302.
+
+    Huttenlocher, D. P., Klanderman, G. A., & Rucklidge, W. J. (1993). Comparing images using the
+    Hausdorff distance. IEEE TPAMI 15(9), 850–863.
+
+    Zhou, B., Khosla, A., Lapedriza, A., Oliva, A., & Torralba, A. (2016). Learning deep
+    features for discriminative localization. CVPR (maps of a classifier as a localiser).
+
+    Examples
+    --------
+    >>> rows = [{"dataset": "d", "model": "m", "method": "gradcam", "metric": metric,
+    ...          "outer_fold": f, "seed": 0, "sample_id": f"s{f}{i}", "subject_id": f"s{f}{i}",
+    ...          "site": f"site{i % 2}", "threshold": 0.3 + 0.1 * f,
+    ...          "value": 0.5 if metric == "dice" else 4.0}
+    ...         for f in (0, 1) for i in range(4) for metric in ("dice", "hd95")]
+    >>> out = weak_segmentation(pl.DataFrame(rows), per_site=True, n_boot=200)
+    >>> out.select("site", "metric", "estimate", "threshold_mean").rows()[:2]
+    [('site0', 'dice', 0.5, 0.35), ('site0', 'hd95', 4.0, 0.35)]
+    """
+    frame = _table(data).filter(pl.col("metric").is_in(["dice", "hd95"]))
+    if frame.is_empty():
+        raise AnalysisError(
+            "the explanations table has no dice/hd95 rows: the trials ran without "
+            "evaluation.explain.threshold_samples"
+        )
+    names = as_names(by, name="by")
+    if per_site:
+        require_columns(frame, ["site"], name="explanations", why="per_site=True")
+        names = [*names, "site"]
+        levels = [lv for lv in levels if lv != "site"] or ["sample_id"]
+    out = explanations(frame, levels=levels, by=names, n_boot=n_boot, seed=seed, alpha=alpha)
+    keys = [*names, "model", "method"]
+    if "threshold" in frame.columns:
+        chosen = (
+            frame.filter(pl.col("threshold").is_not_null())
+            .unique([*keys, "trial_id"] if "trial_id" in frame.columns else [*keys, *_TRAINED])
+            .group_by(keys)
+            .agg(
+                pl.col("threshold").mean().alias("threshold_mean"),
+                pl.col("threshold").min().alias("threshold_min"),
+                pl.col("threshold").max().alias("threshold_max"),
+            )
+        )
+        out = out.join(chosen, on=keys, how="left")
+    return out.sort([*keys, "metric"])

@@ -34,6 +34,7 @@ from raybench_analysis.combine import (
 from raybench_analysis.compare import compare
 from raybench_analysis.conformal import conformal
 from raybench_analysis.contract import raw_rows
+from raybench_analysis.explanations import explanations, randomisation_check
 from raybench_analysis.external import external_summary
 from raybench_analysis.friedman import friedman
 from raybench_analysis.io import Results, load
@@ -296,9 +297,12 @@ def summarize(
         and ``sampling_variance`` (:func:`raybench_analysis.learning_curve.resampling_tables`);
         with external rows (``split = "external"``), ``external``,
         ``generalisation_gap`` and ``external_comparisons``
-        (:func:`raybench_analysis.external_summary`, primary metric); and ``missing`` notes.
-        ``settings`` holds what was used: ``metric`` (primary), ``metrics``, ``hierarchy``,
-        ``alpha``, ``n_boot``, ... and ``origin`` (argument, suite or default, per setting).
+        (:func:`raybench_analysis.external_summary`, primary metric);
+        ``explanations`` and ``randomisation`` (when the trials explained test images:
+        :func:`raybench_analysis.explanations` and :func:`raybench_analysis.randomisation_check`);
+        and ``missing`` notes. ``settings`` holds what was used:
+        ``metric`` (primary), ``metrics``, ``hierarchy``, ``alpha``, ``n_boot``, ... and
+        ``origin`` (argument, suite or default, per setting).
 
     Notes
     -----
@@ -414,6 +418,8 @@ def summarize(
     curves = resampling_tables(all_draws, metrics[0], levels, cfg.alpha, cfg.n_boot, seed)
     notes += curves.pop("notes", [])
     tables |= curves
+    explained = _explanation_sections(results, cfg.hierarchy, cfg.alpha, notes, run.common)
+    tables |= {k: v for k, v in explained.items() if v is not None}
     return Summary(tables, notes, settings)
 
 
@@ -605,6 +611,32 @@ def _uncertainty_sections(
             levels=[lv for lv in levels if lv != "site"],  # per site: resample within it
         ),
     }  # fmt: skip
+
+
+def _explanation_sections(
+    results: Any,
+    hierarchy: Sequence[str],
+    alpha: float,
+    notes: list[str],
+    common: dict[str, Any],
+) -> dict[str, pl.DataFrame | None]:
+    """Issue 8's tables, when the trials explained test images (``evaluation.explanations``):
+    every explanation metric per model × method with its hierarchical interval, and the
+    model-randomisation check (docs/explanations.md)."""
+    frame = results.get("explanations") if isinstance(results, Mapping) else None
+    frame = getattr(results, "explanations", frame)
+    if isinstance(frame, pl.LazyFrame):
+        frame = frame.collect()
+    if frame is None or len(frame) == 0:
+        return {}
+    frame = to_polars(frame, name="explanations")
+    levels = [c for c in hierarchy if c in frame.columns] or ["sample_id"]
+    by = [c for c in ("dataset",) if c in frame.columns]
+    args = {"levels": levels, "by": by, "alpha": alpha, **common}
+    out = {"explanations": _section("explanations", notes, explanations, frame, **args)}
+    if (frame["metric"] == "randomisation_spearman").any():
+        out["randomisation"] = _section("randomisation", notes, randomisation_check, frame, **args)
+    return out
 
 
 def _variance_section(

@@ -222,7 +222,9 @@ EXPLANATION_METHODS: Final[tuple[str, ...]] = (
 )
 
 #: Metrics of the ``explanations`` table and whether a larger value is better. Localisation
-#: against the ground-truth mask, faithfulness (deletion/insertion areas), complexity, cost.
+#: against the ground-truth mask, faithfulness (deletion/insertion areas), complexity, cost,
+#: weakly supervised segmentation (Dice, HD95), the model-randomisation check (a map should
+#: change: lower is better) and stability under the suite's perturbations.
 EXPLANATION_METRICS: Final[dict[str, bool]] = {
     "auroc": True,
     "mass_accuracy": True,
@@ -233,6 +235,10 @@ EXPLANATION_METRICS: Final[dict[str, bool]] = {
     "insertion_auc": True,
     "sparseness": True,
     "seconds": False,
+    "dice": True,
+    "hd95": False,
+    "randomisation_spearman": False,
+    "perturbation_spearman": True,
 }
 
 

@@ -13,6 +13,8 @@ from raybench_analysis import (
     compare_models,
     explanations,
     map_stability,
+    randomisation_check,
+    weak_segmentation,
 )
 from raybench_analysis._frames import AnalysisError
 
@@ -133,3 +135,77 @@ def test_map_stability_is_high_for_stable_maps_and_chance_for_unrelated_ones() -
     assert overlap == pytest.approx(0.1, abs=0.05)  # chance overlap of two random top-10% sets
     with pytest.raises(AnalysisError, match="fraction"):
         map_stability(_maps(0.1), top=0.0)
+
+
+def _checks(seed: int = 0) -> pl.DataFrame:
+    """The check rows of 2 folds x 2 seeds x 12 subjects on 2 sites, one model: randomisation
+    (gradcam changes, integrated_gradients keeps its map, gradient in between), Dice (lower at
+    site1) with its threshold, and stability under two perturbations (noise keeps maps more)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for fold in (0, 1):
+        for s in range(12):
+            subject = f"f{fold}-s{s}"
+            site = f"site{s % 2}"
+            for seed_ in (0, 1):
+                common = {"dataset": "syn", "model": "cnn", "outer_fold": fold, "seed": seed_,
+                          "sample_id": subject, "subject_id": subject, "site": site,
+                          "trial_id": f"cnn-{fold}-{seed_}"}  # fmt: skip
+                for method, rho in (("gradcam", 0.05), ("integrated_gradients", 0.9),
+                                    ("gradient", 0.5)):  # fmt: skip
+                    value = rho + rng.normal(0, 0.03)
+                    rows.append({**common, "method": method, "perturbation": "none",
+                                 "metric": "randomisation_spearman", "value": value})  # fmt: skip
+                dice = (0.7 if site == "site0" else 0.2) + rng.normal(0, 0.05)
+                threshold = 0.3 + 0.1 * fold
+                for metric, value in (("dice", dice), ("hd95", 10 * (1 - dice))):
+                    rows.append({**common, "method": "gradcam", "perturbation": "none",
+                                 "metric": metric, "value": value,
+                                 "threshold": threshold})  # fmt: skip
+                for pid, rho in (("noise", 0.9), ("motion", 0.4)):
+                    rows.append({**common, "method": "gradcam", "perturbation": pid,
+                                 "metric": "perturbation_spearman",
+                                 "value": rho + rng.normal(0, 0.03)})  # fmt: skip
+    return pl.DataFrame(rows)
+
+
+def test_randomisation_check_flags_a_method_whose_maps_do_not_change() -> None:
+    # Adebayo et al. (2018): a map that survives randomising the weights fails the check
+    out = randomisation_check(_checks(), n_boot=300)
+    status = dict(out.select("method", "status").rows())
+    assert status == {"gradcam": "passes", "gradient": "inconclusive",
+                      "integrated_gradients": "fails"}  # fmt: skip
+    assert not out["higher_is_better"].any() and (out["threshold"] == 0.5).all()
+    strict = randomisation_check(_checks(), threshold=0.95, n_boot=300)
+    assert set(strict["status"]) == {"passes"}
+    with pytest.raises(AnalysisError, match="threshold"):
+        randomisation_check(_checks(), threshold=2.0)
+
+
+def test_weak_segmentation_overall_and_per_site_with_the_chosen_thresholds() -> None:
+    frame = _checks()
+    overall = weak_segmentation(frame, n_boot=300)
+    dice = overall.filter(pl.col("metric") == "dice").row(0, named=True)
+    assert dice["estimate"] == pytest.approx(0.45, abs=0.03)
+    assert dice["threshold_mean"] == pytest.approx(0.35)
+    assert (dice["threshold_min"], dice["threshold_max"]) == pytest.approx((0.3, 0.4))
+    per_site = weak_segmentation(frame, levels=["site", "subject_id"], per_site=True, n_boot=300)
+    by_site = dict(per_site.filter(pl.col("metric") == "dice").select("site", "estimate").rows())
+    assert by_site["site0"] == pytest.approx(0.7, abs=0.03)
+    assert by_site["site1"] == pytest.approx(0.2, abs=0.03)
+    assert per_site.filter(pl.col("metric") == "hd95")["higher_is_better"].to_list() == [
+        False,
+        False,
+    ]
+    with pytest.raises(AnalysisError, match="no dice/hd95 rows"):
+        weak_segmentation(_table())
+
+
+def test_stability_under_perturbations_is_summarised_per_perturbation() -> None:
+    out = explanations(_checks(), metrics="perturbation_spearman", n_boot=300)
+    assert dict(out.select("perturbation", "estimate").rows()) == pytest.approx(
+        {"motion": 0.4, "noise": 0.9}, abs=0.02
+    )
+    # a null perturbation (files written before the column existed) reads as the clean image
+    legacy = _table().with_columns(perturbation=pl.lit(None, dtype=pl.String))
+    assert "perturbation" not in explanations(legacy, metrics="auroc", n_boot=200).columns

@@ -199,6 +199,7 @@ def print_summary(summary: Summary) -> None:
     _print_uncertainty(printer, summary, level)
     _print_learning_curves(printer, summary, level)
     _print_external(printer, summary, level)
+    _print_explanations(printer, summary, level)
     print_notes(summary.missing)
 
 
@@ -278,6 +279,33 @@ def _print_learning_curves(printer: _Printer, summary: Summary, level: str) -> N
             [("dataset", "dataset"), ("model", "model"), ("train_fraction", "fraction"),
              ("n_train", "subjects"), ("component", "component"), ("sd", "sd"),
              (("sd_low", "sd_high"), f"sd {level}")],
+        )  # fmt: skip
+
+
+#: The explanation metrics the closing summary shows (summary.json and analysis/ hold them all).
+EXPLANATION_HEADLINE = ("auroc", "mass_accuracy", "dice", "hd95", "deletion_auc",
+                        "perturbation_spearman")  # fmt: skip
+
+
+def _print_explanations(printer: _Printer, summary: Summary, level: str) -> None:
+    """Issue 8's tables, when the trials explained test images (docs/explanations.md)."""
+    import polars as pl
+
+    if "explanations" in summary:
+        frame = summary["explanations"].filter(pl.col("metric").is_in(EXPLANATION_HEADLINE))
+        printer.table(
+            "explanations: localisation, weakly supervised segmentation, faithfulness, stability",
+            _with_dataset(frame.rename({"method": "attribution", "metric": "score"})),
+            [("dataset", "dataset"), ("model", "model"), ("attribution", "attribution"),
+             ("perturbation", "perturbation"), ("score", "score"), ("estimate", "estimate"),
+             (CI, f"{level} interval"), ("n_undefined", "undefined")],
+        )  # fmt: skip
+    if "randomisation" in summary:
+        printer.table(
+            "model-randomisation check: rank correlation of trained and randomised maps",
+            _with_dataset(summary["randomisation"].rename({"method": "attribution"})),
+            [("dataset", "dataset"), ("model", "model"), ("attribution", "attribution"),
+             ("estimate", "spearman"), (CI, f"{level} interval"), ("status", "status")],
         )  # fmt: skip
 
 

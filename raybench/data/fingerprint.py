@@ -45,7 +45,12 @@ def synthetic_identity(params: SyntheticParams) -> dict[str, Any]:
 
 
 #: Generator parameters added after version 1, with the default that leaves a cohort as before.
-ADDED_PARAMS: dict[str, Any] = {"site_weights": None, "lesion_scale": 1.0, "subject_prefix": ""}
+ADDED_PARAMS: dict[str, Any] = {
+    "site_weights": None,
+    "lesion_scale": 1.0,
+    "subject_prefix": "",
+    "shortcut": None,
+}
 
 
 def synthetic_fingerprint(params: SyntheticParams) -> str:

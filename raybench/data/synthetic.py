@@ -38,6 +38,7 @@ from raybench.data.phantom import (
     lesion_volume,
     render,
 )
+from raybench.data.shortcut import add_marker, has_marker
 from raybench.errors import DataError
 from raybench.suite.schema import SyntheticParams
 
@@ -101,6 +102,13 @@ def check_params(params: SyntheticParams) -> None:
                 f"params.site_weights={weights} leaves site(s) {small} fewer subjects than "
                 f"scanners_per_site={params.scanners_per_site}; raise their weights or subjects"
             )
+    marked = params.shortcut.sites if params.shortcut is not None else []
+    unknown = sorted(set(marked) - set(_labels(2, "site", params.sites)))
+    if unknown:
+        problems.append(
+            f"params.shortcut.sites={unknown} are not sites of this cohort (site01 ... "
+            f"site{params.sites:02d}); name existing sites, or [] for all"
+        )
     n_ad = _n_diseased(params)
     if not 1 <= n_ad <= params.subjects - 1:
         problems.append(
@@ -200,6 +208,7 @@ class _Image:
     anatomy: Anatomy
     active: bool  # the subject's lesions are in its images and mask
     lesion_volume: int
+    marker: bool  # the image carries the shortcut marker (raybench.data.shortcut)
 
     @property
     def age(self) -> float:
@@ -225,14 +234,18 @@ def _images(params: SyntheticParams) -> Iterator[_Image]:
                 anatomy,
                 active,
                 volume,
-            )
+                has_marker(params.shortcut, params.seed, subject.site, subject.diagnosis,
+                           subject.index, t),
+            )  # fmt: skip
 
 
-def _table(images: list[_Image], root: str) -> pl.DataFrame:
+def _table(images: list[_Image], root: str, shortcut: bool = False) -> pl.DataFrame:
+    """The manifest; with a ``shortcut``, a ``shortcut`` column (1: the image has the marker)."""
+
     def place(rel: str) -> str:
         return os.path.join(root, rel) if root else rel
 
-    return pl.DataFrame(
+    table = pl.DataFrame(
         {
             "sample_id": [f"{m.subject.subject_id}_{m.session_id}" for m in images],
             "subject_id": [m.subject.subject_id for m in images],
@@ -258,6 +271,9 @@ def _table(images: list[_Image], root: str) -> pl.DataFrame:
             "lesion_volume": pl.Float64,
         },
     )
+    if shortcut:
+        table = table.with_columns(pl.Series("shortcut", [int(m.marker) for m in images]))
+    return table
 
 
 def synthetic_table(params: SyntheticParams, root: str | Path) -> pl.DataFrame:
@@ -275,7 +291,7 @@ def synthetic_table(params: SyntheticParams, root: str | Path) -> pl.DataFrame:
         '/data/c/sub-001/ses-1/anat/sub-001_ses-1_T1w.nii.gz'
     """
     check_params(params)
-    return _table(list(_images(params)), os.path.abspath(root))
+    return _table(list(_images(params)), os.path.abspath(root), params.shortcut is not None)
 
 
 def _existing(out: Path, params: SyntheticParams) -> Path | None:
@@ -309,12 +325,16 @@ def _write(tmp: Path, params: SyntheticParams) -> None:
             params.noise,
             rng,
         )
+        if item.marker and params.shortcut is not None:
+            gain = contrast(params, subject.site_index, subject.scanner_index).gain
+            volume = add_marker(volume, params.shortcut.size, params.shortcut.strength * gain)
         (tmp / item.image).parent.mkdir(parents=True, exist_ok=True)
         write_nifti(tmp / item.image, volume, grid.affine, f"{description} T1w")
         mask = lesion_mask(grid, item.anatomy, item.active)
         write_nifti(tmp / item.mask, mask, grid.affine, f"{description} lesion mask")
     _write_bids_tables(tmp, images)
-    _table(images, "").write_csv(tmp / MANIFEST_NAME, separator="\t", line_terminator="\n")
+    manifest = _table(images, "", params.shortcut is not None)
+    manifest.write_csv(tmp / MANIFEST_NAME, separator="\t", line_terminator="\n")
     record = {"identity": synthetic_identity(params), "fingerprint": synthetic_fingerprint(params)}
     (tmp / PARAMS_NAME).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 

@@ -250,6 +250,9 @@ class ExplainConfig:
     methods: tuple[ExplanationMethodConfig, ...]
     samples: int = field(default=_default(schema.Explain, "samples"))
     save_maps: int = field(default=_default(schema.Explain, "save_maps"))
+    threshold_samples: int = field(default=_default(schema.Explain, "threshold_samples"))
+    randomisation: bool = field(default=_default(schema.Explain, "randomisation"))
+    stability: bool = field(default=_default(schema.Explain, "stability"))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> ExplainConfig | None:
@@ -510,4 +513,7 @@ def _explain_of(evaluation: schema.Evaluation) -> ExplainConfig | None:
         ExplanationMethodConfig(m.method, m.model_dump(exclude={"method"}))
         for m in evaluation.explanations
     )
-    return ExplainConfig(methods, evaluation.explain.samples, evaluation.explain.save_maps)
+    e = evaluation.explain
+    return ExplainConfig(
+        methods, e.samples, e.save_maps, e.threshold_samples, e.randomisation, e.stability
+    )

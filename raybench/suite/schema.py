@@ -219,6 +219,27 @@ class Preprocessing(Strict):
 # --------------------------------------------------------------------------- datasets
 
 
+class Shortcut(Strict):
+    """A label-correlated marker outside the head (docs/synthetic.md, docs/explanations.md)."""
+
+    sites: list[str] = Field(
+        default_factory=list,
+        description="sites whose images may carry the marker, e.g. [site01] ([] = every site)",
+    )
+    ad_rate: float = Field(0.9, ge=0.0, le=1.0, description="share of AD images with the marker")
+    cn_rate: float = Field(0.1, ge=0.0, le=1.0, description="share of CN images with the marker")
+    strength: float = Field(
+        2.0, gt=0.0, le=MAX_REAL, description="marker intensity, in white-matter units"
+    )
+    size: float = Field(
+        0.12,
+        gt=0.0,
+        le=0.15,
+        description="edge of the marker cube as a fraction of the volume's (it stays outside "
+        "the head up to 0.15)",
+    )
+
+
 class SyntheticParams(Strict):
     """Parameters of the built-in synthetic cohort generator (see docs/synthetic.md)."""
 
@@ -265,6 +286,9 @@ class SyntheticParams(Strict):
         pattern=r"^[A-Za-z0-9]*$",
         description="letters put before the subject numbers ('ext' gives sub-ext001): another "
         "cohort's subjects under other ids (external validation, docs/validation.md)",
+    )
+    shortcut: Shortcut | None = Field(
+        None, description="a label-correlated marker outside the head (null: none)"
     )
 
 
@@ -821,6 +845,19 @@ class Explain(Strict):
     )
     save_maps: int = Field(
         4, ge=0, le=MAX_EXPLAIN_SAMPLES, description="samples per trial whose maps are kept (NIfTI)"
+    )
+    threshold_samples: int = Field(
+        16,
+        ge=0,
+        le=MAX_EXPLAIN_SAMPLES,
+        description="validation samples whose maps choose the weakly supervised segmentation "
+        "threshold (0: no segmentation scores)",
+    )
+    randomisation: bool = Field(
+        True, description="compare each map with a weight-randomised network's (Adebayo 2018)"
+    )
+    stability: bool = Field(
+        True, description="explain the test images under each of evaluation.perturbations too"
     )
 
 

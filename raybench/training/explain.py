@@ -11,7 +11,10 @@ subset of the test samples with each method of ``evaluation.explanations`` and s
   most relevant voxels first set to the baseline 0 (the brain mean of a z-scored image, and its
   background), or restored into an all-baseline image, the target's probability after each step;
 - *complexity*: sparseness, the Gini index of the absolute map (Chalasani et al. 2020);
-- *cost*: seconds per sample.
+- *cost*: seconds per sample;
+- *weakly supervised segmentation* (Dice, HD95 at a threshold chosen on validation samples), the
+  *model-parameter randomisation check* (Adebayo et al. 2018) and *stability* under the suite's
+  perturbations: :mod:`raybench.training.explain_checks`.
 
 Methods: Grad-CAM, Grad-CAM++ and occlusion sensitivity from ``monai.visualize``; vanilla
 gradient, SmoothGrad, Integrated Gradients, KernelSHAP and LIME from Captum (docs/explanations.md
@@ -23,6 +26,7 @@ No Ray here; the trial (:mod:`raybench.training.trial`) calls this module.
 from __future__ import annotations
 
 import difflib
+import functools
 import gzip
 import io
 import math
@@ -41,6 +45,13 @@ from scipy.stats import rankdata
 from raybench.errors import SuiteError
 from raybench.plan.config import ExplainConfig, ExplanationMethodConfig
 from raybench.training.determinism import derive_seed
+from raybench.training.explain_checks import (
+    choose_threshold,
+    randomised_copy,
+    rank_correlation,
+    segmentation_scores,
+    slices_npz,
+)
 
 __all__ = [
     "DELETION_STEPS",
@@ -52,6 +63,7 @@ __all__ = [
     "map_path",
     "resolve_layer",
     "select_samples",
+    "slices_path",
     "sparseness",
 ]
 
@@ -356,10 +368,18 @@ def deletion_insertion(
 # --------------------------------------------------------------------------- the phase
 
 
+def _safe(sample_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", sample_id)
+
+
 def map_path(trial_id: str, sample_id: str, method: str) -> str:
     """Where a kept map goes, relative to the results directory (docs/explanations.md)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", sample_id)
-    return f"maps/{trial_id}/{safe}_{method}.nii.gz"
+    return f"maps/{trial_id}/{_safe(sample_id)}_{method}.nii.gz"
+
+
+def slices_path(trial_id: str, sample_id: str) -> str:
+    """Where a kept sample's slices (image, mask, maps) go, relative to the results directory."""
+    return f"maps/{trial_id}/{_safe(sample_id)}_slices.npz"
 
 
 def _nifti(attr: np.ndarray, affine: np.ndarray) -> bytes:
@@ -369,6 +389,31 @@ def _nifti(attr: np.ndarray, affine: np.ndarray) -> bytes:
     raw = io.BytesIO()
     raw.write(image.to_bytes())
     return gzip.compress(raw.getvalue(), mtime=0)  # mtime fixed: identical bytes on every run
+
+
+#: A perturbation of the explained images: its id and ``apply(image, sample_id)``.
+Perturb = tuple[str, Callable[[torch.Tensor, str], torch.Tensor]]
+
+
+def _thresholds(
+    model: torch.nn.Module,
+    val_samples: Sequence[Mapping[str, Any]],
+    config: ExplainConfig,
+    target_of: Callable[[torch.Tensor], tuple[int, str]],
+    trial_seed: int,
+) -> dict[str, tuple[float, float] | None]:
+    """Per method, the segmentation threshold chosen on the validation samples' maps only."""
+    usable = [s for s in val_samples if s["mask"] is not None and np.any(s["mask"])]
+    chosen: dict[str, tuple[float, float] | None] = {}
+    for method in config.methods:
+        maps = []
+        for sample in usable:
+            sample_id = str(sample["row"]["sample_id"])
+            seed = derive_seed(trial_seed, "explain", method.method, sample_id)
+            target, _ = target_of(sample["image"])
+            maps.append(attribute(model, sample["image"], target, method, seed))
+        chosen[method.method] = choose_threshold(maps, [s["mask"] for s in usable])
+    return chosen
 
 
 def explain_samples(
@@ -381,6 +426,8 @@ def explain_samples(
     trial_seed: int,
     base_row: Mapping[str, Any],
     affine_of: Callable[[Mapping[str, Any]], np.ndarray],
+    val_samples: Sequence[Mapping[str, Any]] = (),
+    perturbations: Sequence[Perturb] = (),
 ) -> ExplainResult:
     """Explain and score ``samples``; return the ``explanations`` rows and the kept maps.
 
@@ -388,58 +435,142 @@ def explain_samples(
     the model's device) and ``mask`` ((X, Y, Z) array, or None when the cohort has none).
     ``target_of(image)`` gives the explained output index and its name, ``score_of(target)`` the
     function the deletion/insertion curves follow; ``base_row`` holds the trial columns of every
-    row; ``affine_of(row)`` the voxel-to-world matrix of a kept map. The first
-    ``config.save_maps`` samples keep their maps.
+    row; ``affine_of(row)`` the voxel-to-world matrix of a kept map (and the voxel size of HD95).
+    The first ``config.save_maps`` samples keep their maps (NIfTI) and slices (NPZ).
+
+    ``val_samples`` (same shape, validation samples only) choose each method's segmentation
+    threshold (:func:`raybench.training.explain_checks.choose_threshold`); the ``dice`` and
+    ``hd95`` rows of the test samples then use it. With ``config.randomisation`` each map is
+    compared with the map of a randomised copy of the network (Adebayo et al. 2018), with
+    ``config.stability`` with the maps of each of ``perturbations`` (the same image perturbed).
     """
     result = ExplainResult()
+    val = val_samples[: config.threshold_samples]
+    thresholds = _thresholds(model, val, config, target_of, trial_seed)
+    randomised = (
+        randomised_copy(model, derive_seed(trial_seed, "explain", "randomised"))
+        if config.randomisation
+        else None
+    )
+    trial = str(base_row["trial_id"])
     for k, sample in enumerate(samples):
         row, x, mask = sample["row"], sample["image"], sample["mask"]
         sample_id = str(row["sample_id"])
         target, target_name = target_of(x)
+        keep = k < config.save_maps
+        kept: dict[str, np.ndarray] = {}
+        base = {
+            **base_row,
+            "sample_id": sample_id,
+            "subject_id": str(row["subject_id"]),
+            "session_id": str(row["session_id"]),
+            "scanner": str(row["scanner"]),
+            "site": str(row["site"]),
+            "target": target_name,
+            "slices_path": slices_path(trial, sample_id) if keep else None,
+        }
         for method in config.methods:
-            seed = derive_seed(trial_seed, "explain", method.method, sample_id)
+            name = method.method
+            path = map_path(trial, sample_id, name) if keep else None
+            add = functools.partial(_add, result.rows, {**base, "map_path": path}, name)
+            seed = derive_seed(trial_seed, "explain", name, sample_id)
             t0 = time.perf_counter()
             attr = attribute(model, x, target, method, seed)
             seconds = time.perf_counter() - t0
             map_note = None if np.isfinite(attr).all() else "non-finite attribution map"
-            loc_note = map_note
             if mask is None:
-                loc = dict.fromkeys(_LOCALISATION, math.nan)
-                loc_note = map_note or "no ground-truth mask for this sample"
+                mask_note = "no ground-truth mask for this sample"
+            elif not np.any(mask):
+                mask_note = "empty ground-truth mask: localisation undefined"
             else:
-                loc = localisation(attr, mask)
-                if map_note is None and not np.any(mask):
-                    loc_note = "empty ground-truth mask: localisation undefined"
+                mask_note = None
+            loc_note = map_note or mask_note
+            loc = (
+                dict.fromkeys(_LOCALISATION, math.nan) if mask is None else localisation(attr, mask)
+            )
             deletion, insertion = deletion_insertion(score_of(target), x, attr)
-            path = None
-            if k < config.save_maps:
-                path = map_path(str(base_row["trial_id"]), sample_id, method.method)
+            if path is not None:
                 result.maps[path] = _nifti(attr, affine_of(row))
-            values = {
-                **loc,
-                "deletion_auc": deletion,
-                "insertion_auc": insertion,
-                "sparseness": sparseness(attr),
-                "seconds": seconds,
-            }
-            for metric, value in values.items():
-                result.rows.append(
-                    {
-                        **base_row,
-                        "sample_id": sample_id,
-                        "subject_id": str(row["subject_id"]),
-                        "session_id": str(row["session_id"]),
-                        "scanner": str(row["scanner"]),
-                        "site": str(row["site"]),
-                        "method": method.method,
-                        "target": target_name,
-                        "metric": metric,
-                        "value": float(value),
-                        "note": loc_note if metric in _LOCALISATION else map_note,
-                        "map_path": path,
-                    }
-                )
+                kept[name] = attr
+            for metric, value in loc.items():
+                add(metric, value, loc_note)
+            for metric, value in (
+                ("deletion_auc", deletion),
+                ("insertion_auc", insertion),
+                ("sparseness", sparseness(attr)),
+                ("seconds", seconds),
+            ):
+                add(metric, value, map_note or "all-zero attribution map")
+            if config.threshold_samples > 0:
+                _segmentation_rows(add, name, attr, mask, loc_note, thresholds, affine_of(row))
+            if randomised is not None:
+                random_attr = attribute(randomised, x, target, method, seed)
+                add("randomisation_spearman", rank_correlation(attr, random_attr), _FLAT)
+            if config.stability:
+                for pid, apply in perturbations:
+                    moved = attribute(model, apply(x, sample_id), target, method, seed)
+                    add("perturbation_spearman", rank_correlation(attr, moved), _FLAT,
+                        perturbation=pid)  # fmt: skip
+        if keep:
+            image = x[0].detach().float().cpu().numpy().sum(axis=0)
+            result.maps[slices_path(trial, sample_id)] = slices_npz(image, mask, kept)
     return result
+
+
+def _add(
+    rows: list[dict[str, Any]],
+    base: Mapping[str, Any],
+    method: str,
+    metric: str,
+    value: float,
+    note: str | None,
+    **extra: Any,
+) -> None:
+    """Append one row: ``note`` is kept only when ``value`` is NaN (it says why)."""
+    value = float(value)
+    rows.append(
+        {
+            **base,
+            "method": method,
+            "perturbation": "none",
+            "metric": metric,
+            "value": value,
+            "note": note if math.isnan(value) else None,
+            "threshold": None,
+            **extra,
+        }
+    )
+
+
+#: Why a rank correlation of two maps is NaN.
+_FLAT = "constant or non-finite map: rank correlation undefined"
+
+
+def _segmentation_rows(
+    add: Callable[..., None],
+    method: str,
+    attr: np.ndarray,
+    mask: np.ndarray | None,
+    loc_note: str | None,
+    thresholds: Mapping[str, tuple[float, float] | None],
+    affine: np.ndarray,
+) -> None:
+    """The ``dice`` and ``hd95`` rows of one map: thresholded at its method's validation choice.
+
+    ``add(metric, value, note, **columns)`` appends a row.
+    """
+    chosen = thresholds.get(method)
+    note = loc_note
+    if note is None and chosen is None:
+        note = "no validation sample with a lesion mask to choose the segmentation threshold"
+    if note is not None or chosen is None or mask is None:
+        for metric in ("dice", "hd95"):
+            add(metric, math.nan, note)
+        return
+    spacing = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+    scores = segmentation_scores(attr, mask, chosen[0], spacing)
+    add("dice", scores["dice"], note, threshold=chosen[0])
+    add("hd95", scores["hd95"], "empty segmentation at the threshold", threshold=chosen[0])
 
 
 _LOCALISATION = ("auroc", "mass_accuracy", "rank_accuracy", "pointing_game", "energy_pointing_game")

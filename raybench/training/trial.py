@@ -470,7 +470,10 @@ def _explain(run: _Run, model: torch.nn.Module) -> ExplainResult | None:
 
     The samples are drawn stratified on the label, seeded by the test fold; the explained output
     is the positive class of a binary task, the predicted class of a multi-class task, the value of
-    a regression. Masks come from the cohort's ``mask`` column, on the network's grid.
+    a regression. Masks come from the cohort's ``mask`` column, on the network's grid. The
+    weakly supervised segmentation threshold is chosen on validation samples drawn the same way
+    (never on the test fold); the stability maps use the suite's perturbations with the seeds of
+    the perturbed predictions, so they explain exactly the images that were scored.
     """
     explain = run.config.evaluation.explain
     if explain is None or run.spec.stage != "refit" or not explain.methods or not run.eval_rows:
@@ -502,13 +505,24 @@ def _explain(run: _Run, model: torch.nn.Module) -> ExplainResult | None:
         if has_mask
         else None
     )
-    samples = []
-    for row in chosen:
-        image = torch.from_numpy(run.cache.load(row)["image"])[None].to(run.device)
-        mask = None
-        if masks is not None and row.get("mask"):
-            mask = masks.load(row)["mask"][0]
-        samples.append({"row": row, "image": image, "mask": mask})
+
+    def loaded(picked: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for row in picked:
+            image = torch.from_numpy(run.cache.load(row)["image"])[None].to(run.device)
+            mask = None
+            if masks is not None and row.get("mask"):
+                mask = masks.load(row)["mask"][0]
+            out.append({"row": row, "image": image, "mask": mask})
+        return out
+
+    # the segmentation threshold is chosen on validation samples only, drawn like the test ones
+    val_labels = [row.get(run.targets.label) for row in run.val_rows]
+    val_draw = derive_seed(draw, "threshold")
+    val_chosen = [
+        run.val_rows[i]
+        for i in select_samples(run.val_rows, val_labels, explain.threshold_samples, val_draw)
+    ]
     base = {
         "trial_id": run.spec.trial_id,
         "dataset": run.spec.dataset,
@@ -519,14 +533,30 @@ def _explain(run: _Run, model: torch.nn.Module) -> ExplainResult | None:
     }
     return explain_samples(
         model,
-        samples,
+        loaded(chosen),
         explain,
         target_of=lambda x: _explained_output(model, x, run.targets),
         score_of=lambda t: _output_score(model, t, run.targets),
         trial_seed=run.spec.seed,
         base_row=base,
         affine_of=lambda row: _affine(run, row),
+        val_samples=loaded(val_chosen) if explain.threshold_samples else [],
+        perturbations=_explained_perturbations(run) if explain.stability else [],
     )
+
+
+def _explained_perturbations(run: _Run) -> list[tuple[str, Callable[[torch.Tensor, str], Any]]]:
+    """The suite's perturbations as applied to an explained image: the images predictions saw."""
+    out = []
+    for entry in run.config.evaluation.perturbations:
+        perturbation = build_perturbation(dataclasses.asdict(entry))
+
+        def apply(x: torch.Tensor, sample_id: str, p: Perturbation = perturbation) -> torch.Tensor:
+            seed = derive_seed(run.spec.seed, p.id, sample_id)
+            return p(x[0].detach().cpu(), seed)[None].to(x.device)
+
+        out.append((perturbation.id, apply))
+    return out
 
 
 def _explained_output(

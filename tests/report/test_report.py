@@ -320,6 +320,18 @@ def _write_uncertainty_results(root: Path) -> Path:
     return root
 
 
+def _write_slices(path: Path) -> None:
+    """A kept sample's slices as the trials write them: image, mask and two maps, per axis."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = np.outer(np.hanning(12), np.hanning(12))
+    mask = (image > 0.6).astype(float)
+    arrays = {"centre": np.array([6, 6, 6])}
+    for a in "xyz":
+        arrays |= {f"image_{a}": image, f"mask_{a}": mask, f"map_gradcam_{a}": image * mask,
+                   f"map_saliency_{a}": image.T}  # fmt: skip
+    np.savez(path, **arrays)
+
+
 def _write_explanations(root: Path) -> pl.DataFrame:
     """A small explanations table (docs/results.md) over the test samples of each trial."""
     preds = pl.read_parquet(root / "predictions" / "*.parquet").filter(
@@ -327,21 +339,32 @@ def _write_explanations(root: Path) -> pl.DataFrame:
     )
     rng = np.random.default_rng(3)
     rows = []
+    kept: set[str] = set()  # the first sample of each trial keeps its slices (a gallery figure)
     for sample in preds.select(
         "trial_id", "dataset", "model", "protocol", "outer_fold", "seed", "sample_id",
         "subject_id", "session_id", "scanner", "site",
     ).iter_rows(named=True):  # fmt: skip
-        for method, shift in (("gradcam", 0.1), ("saliency", 0.0)):
-            for metric in ("pointing_game", "deletion_auc"):
+        slices = None
+        if sample["trial_id"] not in kept:
+            kept.add(sample["trial_id"])
+            slices = f"maps/{sample['trial_id']}/{sample['sample_id']}_slices.npz"
+            _write_slices(root / slices)
+        # randomised maps: gradcam changes (passes), saliency keeps its map (fails)
+        for method, shift, rho in (("gradcam", 0.1, 0.05), ("saliency", 0.0, 0.9)):
+            for metric in ("pointing_game", "deletion_auc", "randomisation_spearman"):
+                center = rho if metric == "randomisation_spearman" else 0.5 + shift
                 rows.append(
                     sample
                     | {
                         "method": method,
                         "target": "AD",
+                        "perturbation": "none",
                         "metric": metric,
                         "note": None,
-                        "value": float(0.5 + shift + 0.1 * rng.standard_normal()),
+                        "value": float(center + 0.05 * rng.standard_normal()),
+                        "threshold": None,
                         "map_path": None,
+                        "slices_path": slices,
                     }
                 )
     table = pl.DataFrame(rows).select(
@@ -389,8 +412,9 @@ def test_explanations_section_has_the_numbers_of_explanations(
     expected = rba.explanations(
         table, levels=["site", "subject_id"], n_boot=N_BOOT_SMALL, seed=0, alpha=0.05
     )
-    shown = parse_tables(report.path.read_text())["explanations"]
-    assert len(shown) == expected.height == 3 * 2 * 2  # models x methods x metrics
+    html_text = report.path.read_text()
+    shown = parse_tables(html_text)["explanations"]
+    assert len(shown) == expected.height == 3 * 2 * 3  # models x methods x metrics
     for row, ref in zip(shown, expected.iter_rows(named=True), strict=True):
         assert (row["model"], row["method"], row["metric"]) == (
             ref["model"], ref["method"], ref["metric"],
@@ -398,6 +422,15 @@ def test_explanations_section_has_the_numbers_of_explanations(
         for col in ("estimate", "ci_low", "ci_high"):
             assert _same(row[col], ref[col]), col
     assert {r["method"] for r in shown} == {"gradcam", "saliency"}
+    # the randomisation check flags the method whose maps survive randomised weights
+    check = parse_tables(html_text)["randomisation"]
+    assert {(r["method"], r["status"]) for r in check} == {("gradcam", "passes"),
+                                                           ("saliency", "fails")}  # fmt: skip
+    assert "Failing: <strong>saliency (" in html_text
+    # a gallery figure per model: the first trial's kept samples over their images
+    figures = [f.name for f in report.figures if f.name.startswith("maps-")]
+    assert len({f.split("-")[1] for f in figures}) == 3 and all(f.endswith((".svg", ".png"))
+                                                                for f in figures)  # fmt: skip
 
 
 def test_plain_results_have_neither_section(results_factory: Any, tmp_path: Path) -> None:

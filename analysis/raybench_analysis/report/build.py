@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from raybench_analysis.combine import combine
-from raybench_analysis.explanations import explanations
 from raybench_analysis.friedman import friedman
 from raybench_analysis.io import Results
 from raybench_analysis.metrics import get_metric
@@ -636,27 +636,29 @@ def _uncertainty(summary: Summary, results: Results, draw: _Figures) -> Section 
     return Section("uncertainty", "Uncertainty", "".join(parts))
 
 
-def _explanations(summary: Summary, results: Results) -> Section | None:
-    frame = results.explanations.collect()
-    if frame.height == 0:
+#: Kept samples drawn in the report's map gallery, per model.
+GALLERY_SAMPLES = 2
+
+
+def _explanations(summary: Summary, results: Results, draw: _Figures) -> Section | None:
+    """Explanation scores, the model-randomisation check and a gallery of kept maps."""
+    if "explanations" not in summary:
         return None
     s = summary.settings
-    levels = [c for c in s.get("hierarchy") or [] if c in frame.columns] or ["sample_id"]
-    by = [c for c in ("dataset",) if c in frame.columns]
-    estimates = explanations(
-        frame, levels=levels, by=by, n_boot=s["n_boot"], seed=s["seed"], alpha=s["alpha"]
-    )
+    estimates = summary["explanations"]
     parts = [
-        "<p>Localisation and faithfulness of the attribution maps, per model and attribution "
-        "method: the mean over explained test samples of each trained model, averaged over "
-        f"seeds and folds, with {_confidence(s['alpha'])} hierarchical intervals (resampling "
-        f"{escape(' > '.join(levels))}); see docs/explanations.md.</p>",
+        "<p>Localisation, weakly supervised segmentation (Dice, HD95 in mm: maps thresholded at "
+        "the fraction of their maximum chosen on each trial's validation images), faithfulness "
+        "and stability of the attribution maps, per model and attribution method: the mean over "
+        "explained test images of each trained model, averaged over seeds and folds, with "
+        f"{_confidence(s['alpha'])} hierarchical intervals; see docs/explanations.md.</p>",
         table(
             estimates,
             [
                 ("dataset", "dataset"),
                 ("model", "model"),
                 ("method", "attribution"),
+                ("perturbation", "perturbation"),
                 ("metric", "metric"),
                 ("higher_is_better", "higher is better"),
                 ("estimate", "estimate"),
@@ -668,7 +670,70 @@ def _explanations(summary: Summary, results: Results) -> Section | None:
             name="explanations",
         ),
     ]
+    if "randomisation" in summary:
+        check = summary["randomisation"]
+        failing = check.filter(pl.col("status") == "fails")
+        flagged = sorted({f"{r['method']} ({r['model']})" for r in failing.iter_rows(named=True)})
+        parts.append("<h3>Model-randomisation check (Adebayo et al. 2018)</h3>")
+        parts.append(
+            "<p>Rank correlation between the maps of each trained network and of a copy with "
+            "every weight re-initialised; a method whose maps stay correlated (interval at or "
+            "above the threshold) explains the image, not the network, and <strong>fails"
+            "</strong>. "
+            + (
+                f"Failing: <strong>{escape(', '.join(flagged))}</strong>.</p>"
+                if flagged
+                else "No method fails.</p>"
+            )
+        )
+        columns = [("dataset", "dataset"), ("model", "model"), ("method", "attribution"),
+                   ("estimate", "spearman"), ("ci_low", "ci low"), ("ci_high", "ci high"),
+                   ("threshold", "threshold"), ("status", "status")]  # fmt: skip
+        parts.append(table(check, columns, name="randomisation"))
+    parts += _gallery(results, draw)
     return Section("explanations", "Explanations", "".join(parts))
+
+
+def _gallery(results: Results, draw: _Figures) -> list[str]:
+    """Kept maps over their images: the first trial of each model, lesions first (local results)."""
+    root = str(results.root)
+    frame = results.explanations.collect()
+    if "slices_path" not in frame.columns or ("://" in root and not root.startswith("file://")):
+        return []
+    kept = frame.filter(pl.col("slices_path").is_not_null())
+    if kept.height == 0:
+        return []
+    # images with a lesion first: the others have notes on their empty ground-truth mask
+    lesion = kept.group_by("trial_id", "sample_id").agg(
+        pl.col("note").str.contains("ground-truth mask").any().fill_null(False).alias("_empty")
+    )
+    kept = kept.join(lesion, on=["trial_id", "sample_id"]).sort(
+        "model", "outer_fold", "seed", "trial_id", "_empty", "sample_id"
+    )
+    parts = ["<h3>Attribution maps</h3>"]
+    for model, rows in kept.group_by("model", maintain_order=True):
+        trial = rows["trial_id"][0]
+        rows = rows.filter(pl.col("trial_id") == trial)
+        samples = rows["sample_id"].unique(maintain_order=True).to_list()[:GALLERY_SAMPLES]
+        for sample in samples:
+            sample_rows = rows.filter(pl.col("sample_id") == sample)
+            path = Path(root.removeprefix("file://")) / sample_rows["slices_path"][0]
+            if not path.is_file():
+                continue
+            with np.load(path) as arrays:
+                slices = {k: arrays[k] for k in arrays.files}
+            methods = [m for m in sample_rows["method"].unique(maintain_order=True)
+                       if f"map_{m}_x" in slices]  # fmt: skip
+            parts.append(
+                draw(
+                    F.map_gallery(slices, methods),
+                    _slug("maps", model[0], trial, sample),
+                    f"{model[0]}, trial {trial} (fold {sample_rows['outer_fold'][0]}, seed "
+                    f"{sample_rows['seed'][0]}), test image {sample}: each method's map (positive "
+                    "part, scaled to its maximum) over the image, the lesion mask outlined in cyan",
+                )
+            )
+    return parts if len(parts) > 1 else []
 
 
 def _curves(results: Results, trials: pl.DataFrame) -> pl.DataFrame | None:
@@ -833,7 +898,7 @@ def write_report(
         lambda: _robustness(summary, draw, colors),
         lambda: external_section(summary),
         lambda: _uncertainty(summary, loaded, draw),
-        lambda: _explanations(summary, loaded),
+        lambda: _explanations(summary, loaded, draw),
         lambda: learning_section(summary, draw, colors),
         lambda: _training(loaded, trials, draw, colors),
         lambda: _methods(summary),

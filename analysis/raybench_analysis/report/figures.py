@@ -26,6 +26,7 @@ __all__ = [
     "cd_diagram",
     "difference_plot",
     "forest_plot",
+    "map_gallery",
     "model_colors",
     "reliability_diagram",
     "render",
@@ -454,4 +455,36 @@ def risk_coverage_plot(frame: pl.DataFrame) -> Figure:
         ax.set_xlim(0, 1)
         ax.grid(color="#eeeeee", lw=0.6)
         ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def map_gallery(slices: Mapping[str, np.ndarray], methods: Sequence[str]) -> Figure:
+    """Attribution maps over the image: a row per method, the three orthogonal slices.
+
+    ``slices``: the arrays of one kept sample's NPZ file (``image_<a>``, ``mask_<a>``,
+    ``map_<method>_<a>`` for ``a`` in x, y, z; the ``explanations`` table's ``slices_path``).
+    The image is grey; the positive part of the map, scaled to its maximum over the three
+    slices, is drawn over it in a warm colour map; the ground-truth mask is outlined in cyan.
+    """
+    axes_names = ("x", "y", "z")
+    with matplotlib.rc_context(_RC):
+        fig = _figure(1.5 * len(axes_names) + 0.4, 1.5 * len(methods) + 0.3)
+        grid = fig.subplots(len(methods), len(axes_names), squeeze=False)
+        for i, method in enumerate(methods):
+            maps = [np.clip(slices[f"map_{method}_{a}"], 0, None) for a in axes_names]
+            top = max(float(m.max()) for m in maps) or 1.0
+            for j, a in enumerate(axes_names):
+                ax = grid[i][j]
+                ax.imshow(slices[f"image_{a}"].T, cmap="gray", origin="lower")
+                shown = np.ma.masked_less_equal(maps[j] / top, 0.05)
+                ax.imshow(shown.T, cmap="inferno", origin="lower", alpha=0.7, vmin=0, vmax=1)
+                if f"mask_{a}" in slices and slices[f"mask_{a}"].any():
+                    ax.contour(slices[f"mask_{a}"].T, levels=[0.5], colors="cyan",
+                               linewidths=0.8, origin="lower")  # fmt: skip
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j == 0:
+                    ax.set_ylabel(method, fontsize=8)
+                if i == 0:
+                    ax.set_title(f"slice normal to {a}", fontsize=8)
     return fig
