@@ -19,6 +19,7 @@ variance stay separate (Bouthillier et al. 2021). See docs/plan.md and docs/vali
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import warnings
 from collections import Counter
@@ -33,6 +34,7 @@ from raybench.data.cohort import Cohort
 from raybench.errors import DataError, RaybenchError, SuiteError
 from raybench.plan.config import PerturbationLevel, TrialConfig
 from raybench.plan.ids import config_digest, ids_digest, trial_id
+from raybench.plan.search import ModelSpace, model_space
 from raybench.plan.spec import Plan, Stage, TrialSpec
 from raybench.resampling import Draw, resampler_from_suite, with_copies
 from raybench.splits import (
@@ -50,6 +52,7 @@ __all__ = [
     "compile_suite",
     "expand_perturbations",
     "expand_search_space",
+    "search_trial",
     "split_seed",
 ]
 
@@ -95,10 +98,6 @@ def expand_search_space(model: Any, training: Any) -> list[dict[str, Any]]:
     return [
         dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(v for _, v in dims))
     ]
-
-
-def _searched_keys(model: Any, training: Any) -> list[str]:
-    return [k for k, v in _dimensions(model, training) if len(v) > 1]
 
 
 def apply_point(config: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
@@ -192,14 +191,20 @@ def _classes(task: Any, table: pl.DataFrame, dataset: str) -> list[str] | None:
     return found
 
 
-def base_config(suite: Any, model: Any, classes: list[str] | None) -> dict[str, Any]:
+def base_config(
+    suite: Any, model: Any, classes: list[str] | None, space: ModelSpace | None = None
+) -> dict[str, Any]:
     """The trial config of ``model`` (:class:`~raybench.plan.config.TrialConfig` as a dict).
 
     Keys that are searched for this model are ``None`` until :func:`apply_point` sets them; keys
-    with a single value hold it.
+    with a single value hold it. ``space`` is the model's search (default: the grid of its lists);
+    its ``settings`` become the config's ``search`` entry (docs/search.md).
     """
-    searched = set(_searched_keys(model, suite.training))
-    single = {k: None if k in searched else v[0] for k, v in _dimensions(model, suite.training)}
+    space = space or _model_space(suite, model)
+    searched = set(space.searched_keys) if space.searched else set()
+    single = {
+        k: None if k in searched else space.dims[k] for k, _ in _dimensions(model, suite.training)
+    }
     prefix = "model."
     config = TrialConfig.from_suite(
         suite,
@@ -209,7 +214,13 @@ def base_config(suite: Any, model: Any, classes: list[str] | None) -> dict[str, 
         searchable={k: v for k, v in single.items() if not k.startswith(prefix)},
         perturbations=expand_perturbations(suite.evaluation.perturbations),
     )
+    if space.settings is not None:
+        config = dataclasses.replace(config, search=space.settings)
     return config.to_dict()
+
+
+def _model_space(suite: Any, model: Any) -> ModelSpace:
+    return model_space(suite, _dimensions(model, suite.training))
 
 
 # --------------------------------------------------------------------------- splits
@@ -408,8 +419,8 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
         classes = _classes(suite.task, table, ds.name)
         split_sets = _dataset_splits(suite, ds.name, protocols, table, seed0)
         meta_folds[ds.name] = _fold_meta(split_sets)
-        for model, points in spaces:
-            configs = _Configs.of(suite, model, points, classes)
+        for model, space in spaces:
+            configs = _Configs.of(suite, model, space, classes)
             for pname, splits in split_sets:
                 for sp in splits:
                     for seed in suite.seeds:
@@ -420,25 +431,34 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
                         for spec in _fold_trials(slot, sp, configs):
                             trials.add(spec)
     trials.warn_coincident()
-    return _plan(suite, cohorts, trials, seed0, meta_folds)
+    plan = _plan(suite, cohorts, trials, seed0, meta_folds)
+    if suite.search is not None:  # for the search budget of `raybench plan` (docs/search.md)
+        plan.meta["search_algorithm"] = suite.search.algorithm
+        plan.meta["search_points"] = {
+            f"{ds.name}/{model.name}": len(space.points) or space.num_samples
+            for ds in suite.datasets
+            for model, space in spaces
+        }
+    return plan
 
 
 # --------------------------------------------------------------------------- compile steps
 
 
-def _search_spaces(suite: Any) -> list[tuple[Any, list[dict[str, Any]]]]:
-    """Each model with its search points; a search without an inner protocol is an error."""
+def _search_spaces(suite: Any) -> list[tuple[Any, ModelSpace]]:
+    """Each model with its search (:mod:`raybench.plan.search`); a search without an inner
+    protocol is an error."""
     spaces = []
     for model in suite.models:
-        points = expand_search_space(model, suite.training)
-        if len(points) > 1 and suite.validation.inner is None:
+        space = _model_space(suite, model)
+        if space.searched and suite.validation.inner is None:
             raise SuiteError(
-                f"models[{model.name}]: {len(points)} search points "
-                f"({', '.join(_searched_keys(model, suite.training))}) but validation.inner is "
+                f"models[{model.name}]: {len(space.points) or space.num_samples} search points "
+                f"({', '.join(space.searched_keys)}) but validation.inner is "
                 "not set; a search needs an inner protocol so that the test fold is never used "
                 "for selection. Add validation.inner (e.g. {strategy: group_holdout})."
             )
-        spaces.append((model, points))
+        spaces.append((model, space))
     return spaces
 
 
@@ -504,18 +524,18 @@ class _Configs:
     base_hash: str
     configs: list[dict[str, Any]]
     hashes: list[str]
+    adaptive: bool = False
 
     @property
     def searched(self) -> bool:
-        return len(self.points) > 1
+        return self.adaptive or len(self.points) > 1
 
     @classmethod
-    def of(
-        cls, suite: Any, model: Any, points: list[dict[str, Any]], classes: list[str] | None
-    ) -> _Configs:
-        base = base_config(suite, model, classes)
-        configs = [apply_point(base, p) for p in points]
-        return cls(points, base, config_digest(base), configs, [config_digest(c) for c in configs])
+    def of(cls, suite: Any, model: Any, space: ModelSpace, classes: list[str] | None) -> _Configs:
+        base = base_config(suite, model, classes, space)
+        configs = [apply_point(base, p) for p in space.points]
+        hashes = [config_digest(c) for c in configs]
+        return cls(space.points, base, config_digest(base), configs, hashes, space.adaptive)
 
 
 @dataclass(frozen=True)
@@ -589,7 +609,21 @@ def _make_trial(
 def _fold_trials(slot: _Slot, sp: _Split, c: _Configs) -> list[TrialSpec]:
     """The search trials (points × inner folds, when searched) and then the refit of one slot."""
     search = []
-    if c.searched:
+    if c.adaptive:  # tpe: one template per inner fold; the runner asks Optuna for the points
+        for inner, (tr, va) in zip(sp.inner, sp.inner_digests, strict=True):
+            search.append(
+                _make_trial(
+                    slot,
+                    "search",
+                    inner_fold=inner.index,
+                    params=None,
+                    candidates=(),
+                    config=(c.base, c.base_hash),
+                    roles=(inner.train_ids, inner.test_ids, ()),
+                    digests=(tr, va, _EMPTY),
+                )
+            )
+    elif c.searched:
         for point, cfg, ch in zip(c.points, c.configs, c.hashes, strict=True):
             for inner, (tr, va) in zip(sp.inner, sp.inner_digests, strict=True):
                 search.append(
@@ -619,6 +653,38 @@ def _fold_trials(slot: _Slot, sp: _Split, c: _Configs) -> list[TrialSpec]:
 
 
 _EMPTY = ids_digest(())
+
+
+def search_trial(template: TrialSpec, point: dict[str, Any]) -> TrialSpec:
+    """The search trial of ``point`` on ``template``'s inner fold (a ``tpe`` point at run time).
+
+    Its id is the hash of (template, point): the same as the compiler would give the trial had
+    the point been planned (:func:`_make_trial` over the template's config with ``point`` applied
+    and the template's roles).
+    """
+    config = apply_point(template.config, point)
+    slot = _Slot(
+        template.dataset,
+        template.model,
+        template.protocol,
+        template.outer_fold,
+        template.seed,
+        template.data_fingerprint,
+    )
+    return _make_trial(
+        slot,
+        "search",
+        inner_fold=template.inner_fold,
+        params=dict(point),
+        candidates=(),
+        config=(config, config_digest(config)),
+        roles=(template.train_ids, template.val_ids, template.test_ids),
+        digests=(
+            ids_digest(template.train_ids),
+            ids_digest(template.val_ids),
+            ids_digest(template.test_ids),
+        ),
+    )
 
 
 @dataclass

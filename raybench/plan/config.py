@@ -320,7 +320,8 @@ class TrialConfig:
 
     ``plugins`` holds only the model's own plugin (``name -> "module:callable"``); ``suite`` names
     the suite; ``wandb`` is the tracking section (``None``: no W&B); ``extra`` keeps top-level
-    keys raybench does not know, for custom trial functions.
+    keys raybench does not know, for custom trial functions; ``search`` is what a search trial's
+    result depends on beyond its point (scheduler, adaptive space: docs/search.md), or ``None``.
     """
 
     task: TaskConfig
@@ -332,6 +333,7 @@ class TrialConfig:
     plugins: dict[str, str] = field(default_factory=_factory(schema.Suite, "plugins"))
     wandb: WandbConfig | None = field(default=_default(schema.Tracking, "wandb"))
     extra: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] | None = field(default=None, metadata=_OPT_IN)
 
     @property
     def selection(self) -> Selection:
@@ -343,6 +345,8 @@ class TrialConfig:
         out = _plain({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         if out["evaluation"]["explain"] is None:
             del out["evaluation"]["explain"]  # no explanations: the id is that of earlier versions
+        if out["search"] is None:
+            del out["search"]  # no scheduler, no adaptive search: the ids of earlier versions
         out.update(out.pop("extra"))
         return out
 
