@@ -42,6 +42,7 @@ from raybench.store.rows import resample_columns
 from raybench.store.schemas import table_from_rows
 from raybench.training.cache import CachedVolumes, VolumeCache, preprocess_for, rows_of
 from raybench.training.determinism import (
+    backend_settings,
     configure_torch,
     derive_seed,
     make_generator,
@@ -95,6 +96,7 @@ class TrialOutcome:
     cache: dict[str, int] = field(default_factory=dict)
     explanations: pa.Table | None = None
     maps: dict[str, bytes] = field(default_factory=dict)
+    backends: dict[str, bool] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- labels
@@ -281,6 +283,7 @@ def run_trial(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> TrialOutcom
         cache={"hits": run.cache.stats.hits, "misses": run.cache.stats.misses},
         explanations=None if explained is None else table_from_rows("explanations", explained.rows),
         maps={} if explained is None else explained.maps,
+        backends=backend_settings(run.amp),
     )
 
 
