@@ -202,9 +202,7 @@ def base_config(
     """
     space = space or _model_space(suite, model)
     searched = set(space.searched_keys) if space.searched else set()
-    single = {
-        k: None if k in searched else space.dims[k] for k, _ in _dimensions(model, suite.training)
-    }
+    single = {k: None if k in searched else v for k, v in space.dims.items()}
     prefix = "model."
     config = TrialConfig.from_suite(
         suite,
@@ -434,6 +432,9 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
     plan = _plan(suite, cohorts, trials, seed0, meta_folds)
     if suite.search is not None:  # for the search budget of `raybench plan` (docs/search.md)
         plan.meta["search_algorithm"] = suite.search.algorithm
+        plan.meta["search_scheduler"] = (
+            suite.search.scheduler.type if suite.search.scheduler else None
+        )
         plan.meta["search_points"] = {
             f"{ds.name}/{model.name}": len(space.points) or space.num_samples
             for ds in suite.datasets

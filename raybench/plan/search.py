@@ -178,12 +178,13 @@ def search_budget(plan: Plan) -> list[dict[str, Any]]:
     seeds = len(plan.meta.get("seeds", [])) or 1
     points_of: dict[tuple[str, str], int] = plan.meta.get("search_points", {})
     rows = []
+    adaptive = {(t.dataset, t.model) for t in search if is_template(t)}
     for (ds, model), n in Counter((t.dataset, t.model) for t in search).items():
         slots = refits[(ds, model)] or 1
         outer = slots // seeds
-        per_slot = n // slots
+        per_slot = n // slots  # points x inner folds; tpe: one template per inner fold
         points = points_of.get(f"{ds}/{model}", 1)
-        inner = per_slot // points if points else per_slot
+        inner = per_slot if (ds, model) in adaptive else per_slot // max(points, 1)
         rows.append(
             {
                 "dataset": ds,
