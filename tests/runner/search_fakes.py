@@ -39,3 +39,17 @@ def lr_trial(spec: TrialSpec, cohort: Cohort, ctx: Any) -> dict[str, Any]:
     row = tables["trials"].to_pylist()[0]
     row.update(params=json.dumps(spec.params, sort_keys=True), val_score=score)
     return {**tables, "trials": table_from_rows("trials", [row])}
+
+
+def gpu_trial(spec: TrialSpec, cohort: Cohort, ctx: Any) -> dict[str, Any]:
+    """:func:`fakes.fake_trial`, first recording the GPUs Ray gave the trial in its pid_dir."""
+    import os
+    from pathlib import Path
+
+    import ray
+
+    fake = spec.config["fake"]
+    record = {"gpu_ids": [str(g) for g in ray.get_gpu_ids()], "device": ctx.device}
+    record["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+    Path(fake["state_dir"], f"{spec.trial_id}.json").write_text(json.dumps(record))
+    return fakes.fake_trial(spec, cohort, ctx)
