@@ -1,8 +1,9 @@
 """Four trials with ``resources.gpu: 0.25`` on a Ray that has one (fake) GPU: do they share it?
 
-Usage: python gpu_packing_script.py RESULTS_DIR STATE_DIR. Starts its own Ray with 4 CPUs and
-``num_gpus=1`` (Ray does not check that the GPU exists), runs 4 sleeping fake trials through
-``run_plan`` and prints one JSON object: each trial's GPU ids and its start and end times.
+Usage: python gpu_packing_script.py RESULTS_DIR STATE_DIR. ``run_plan`` starts its own Ray with
+4 CPUs and ``num_gpus=1`` (``RunOptions``; Ray does not check that the GPU exists), runs 4
+sleeping fake trials and the script prints one JSON object: each trial's GPU ids and its start
+and end times.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import fakes
-import ray
 import ray.cloudpickle
 import search_fakes
 
@@ -26,7 +26,6 @@ from raybench.store import ResultStore
 def main() -> None:
     results, state = sys.argv[1], sys.argv[2]
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
     ray.cloudpickle.register_pickle_by_value(fakes)
     ray.cloudpickle.register_pickle_by_value(search_fakes)
     specs = [
@@ -37,7 +36,9 @@ def main() -> None:
         fakes.plan(("refit", specs)),
         {"toy": fakes.cohort()},
         store,
-        RunOptions(trial_fn=search_fakes.gpu_trial),
+        RunOptions(
+            trial_fn=search_fakes.gpu_trial, num_cpus=4, num_gpus=1, include_dashboard=False
+        ),
     )
     trials = store.scan("trials").collect().sort("trial_id")
     print(
@@ -50,7 +51,6 @@ def main() -> None:
             }
         )
     )
-    ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def test_a_fractional_gpu_is_what_the_trainable_asks_tune_for():
 def test_four_quarter_gpu_trials_run_together_on_one_gpu(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_raylet_start_wait_time_s": "120"}
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), str(tmp_path / "results"), str(state)],
         capture_output=True,

@@ -79,3 +79,29 @@ def test_tpe_with_asha_prunes_selects_among_the_rest_and_resumes_the_same_search
     assert len(second.skipped) == 0 or all(t in set(search["trial_id"]) for t in second.skipped)
     again = store.scan("trials").collect().filter(pl.col("stage") == "search")
     assert set(again["trial_id"]) == set(search["trial_id"])
+
+
+def test_random_points_with_asha_record_pruned_trials_and_refit_an_unpruned_point(
+    ray_session, store
+):
+    ray_session.cloudpickle.register_pickle_by_value(search_fakes)
+    suite = _suite(
+        algorithm="random",
+        num_samples=4,
+        space={"lr": {"loguniform": [1.0e-4, 1.0e-1]}},
+        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
+    )
+    cohorts = {"synth": cohort()}
+    plan = compile_suite(suite, cohorts)
+    summary = run_plan(
+        plan, cohorts, store, RunOptions(trial_fn=search_fakes.lr_trial, max_concurrent=1)
+    )
+    assert summary.ok
+    trials = store.scan("trials").collect()
+    search = trials.filter(pl.col("stage") == "search")
+    assert sorted(search["trial_id"]) == sorted(t.trial_id for t in plan.stages[0][1])
+    pruned = search.filter(pl.col("status") == "pruned")
+    assert pruned.height >= 1 and (search["status"] != "failed").all()
+    for refit in trials.filter(pl.col("stage") == "refit").iter_rows(named=True):
+        own = pruned.filter(pl.col("outer_fold") == refit["outer_fold"])
+        assert json.loads(refit["params"])["lr"] not in {json.loads(p)["lr"] for p in own["params"]}
