@@ -556,8 +556,7 @@ def _record(
             run.completed.append(trial_id)
         elif scheduler is not None and trial_id in scheduler.pruned:
             row = failed_row(spec, scheduler.reason(trial_id), "", 1, status="pruned")
-            run.store.commit(trial_id, {"trials": row})
-            run.emit({"type": "trial_done", "stage": "search", "trial_id": trial_id})
+            run.store.commit(trial_id, {"trials": row})  # Tune already said the trial ended
         elif not interrupted():
             error, traceback = (
                 describe_error(result.error)
