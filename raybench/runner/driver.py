@@ -141,7 +141,15 @@ class _Run:
             }
         )
         if stage == "search" and needs_search_runner(todo):  # scheduler or tpe: docs/search.md
-            run_search_stage(self, todo, counter, scratch)
+            run_search_stage(
+                self,
+                todo,
+                counter,
+                scratch,
+                trial_fn=self.opts.trial_fn or _default_trial_fn(),
+                resources=trial_resources(todo[0]),
+                max_failures=_retries(todo, self.opts),
+            )
             self.emit({"type": "stage_end", "stage": stage})
             return
         if stage == "refit":

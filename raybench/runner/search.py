@@ -460,19 +460,27 @@ def _group_of(specs: Mapping[str, TrialSpec]) -> Any:
     return group
 
 
-def run_search_stage(run: Any, todo: list[TrialSpec], counter: Any, scratch: Any) -> None:
+def run_search_stage(
+    run: Any,
+    todo: list[TrialSpec],
+    counter: Any,
+    scratch: Any,
+    *,
+    trial_fn: TrialFn,
+    resources: Mapping[str, float],
+    max_failures: int,
+) -> None:
     """Run the search trials ``todo`` of the driver's ``run`` with a scheduler and/or TPE.
 
     ``run`` is the driver's run state (its ``store``, ``opts``, ``cohorts``, ``emit``,
-    ``record_failure``, ``completed``, ``specs``). Pruned trials get a ``pruned`` row.
+    ``record_failure``, ``completed``, ``specs``); ``trial_fn``, ``resources`` (per trial, for
+    Tune) and ``max_failures`` are the stage's, as the driver reads them. Pruned trials get a
+    ``pruned`` row.
     """
-    from raybench.runner.driver import _default_trial_fn, _retries, trial_resources
-
     settings = _settings(todo)
     by_id = {s.trial_id: s for s in todo}
     sched_settings = settings.get("scheduler")
     metric = sched_settings["metric"] if sched_settings else todo[0].settings.selection.metric
-    trial_fn = run.opts.trial_fn or _default_trial_fn()
     payload = Payload(
         specs=by_id,
         cohorts={name: run.cohorts[name] for name in {s.dataset for s in todo}},
@@ -498,9 +506,10 @@ def run_search_stage(run: Any, todo: list[TrialSpec], counter: Any, scratch: Any
         )
     else:
         param_space = {"trial_id": tune.grid_search(list(by_id))}
-    resources = trial_resources(todo[0])
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(_search_trainable, payload=payload), resources),
+        tune.with_resources(
+            tune.with_parameters(_search_trainable, payload=payload), dict(resources)
+        ),
         param_space=param_space,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
@@ -512,7 +521,7 @@ def run_search_stage(run: Any, todo: list[TrialSpec], counter: Any, scratch: Any
         run_config=tune.RunConfig(
             name=f"search-{os.getpid()}-{id(run)}",
             storage_path=str(scratch),
-            failure_config=tune.FailureConfig(max_failures=_retries(todo, run.opts)),
+            failure_config=tune.FailureConfig(max_failures=max_failures),
             stop=StopOnInterrupt(),
             callbacks=[TuneEvents(run.emit, "search")],
             verbose=0,

@@ -44,6 +44,7 @@ from raybench_analysis.vocabulary import (
     SCHEDULERS,
     SEARCH_ALGORITHMS,
     SEARCH_SCHEDULERS,
+    SEARCHABLE_TRAINING_KEYS,
     SPLIT_STRATEGIES,
     STRATIFY_COLUMNS,
     TASK_TYPES,
@@ -51,8 +52,8 @@ from raybench_analysis.vocabulary import (
     WANDB_MODES,
 )
 
-from raybench.suite import search as _search  # noqa: F401  (registers the search checks)
 from raybench.suite.checks import check_suite_data
+from raybench.suite.search import TRAINING_TYPES  # importing it registers the search checks
 
 T = TypeVar("T")
 
@@ -299,6 +300,11 @@ class Training(Strict):
     amp: bool = Field(True, description="mixed precision on GPU (ignored on CPU)")
     num_workers: int = Field(0, ge=0, le=MAX_WORKERS, description="DataLoader workers per trial")
 
+
+#: The search checks validate each distribution's ends against these types (Searchable[T]: T).
+TRAINING_TYPES.update(
+    {k: Training.model_fields[k].annotation.__args__[0] for k in SEARCHABLE_TRAINING_KEYS}
+)
 
 # --------------------------------------------------------------------------- validation
 

@@ -177,13 +177,17 @@ def _extremes(kind: str, args: list[Any]) -> list[tuple[int, Any]]:
     return [(0, args[0]), (1, args[1])]
 
 
+#: The scalar type of each searchable training key (``Annotated[float, Field(gt=0, ...)]``, ...),
+#: registered by :mod:`raybench.suite.schema`, which imports this module (so this one cannot
+#: import it).
+TRAINING_TYPES: dict[str, Any] = {}
+
+
 def _training_value_problems(
     path: PathT, key: str, kind: str, args: list[Any]
 ) -> Iterator[Problem]:
     """Each reachable end of the distribution must be a valid value of ``training.<key>``."""
-    from raybench.suite.schema import Training  # the schema imports this module: import late
-
-    scalar = Training.model_fields[key].annotation.__args__[0]  # Searchable[T] = T | list[T]
+    scalar = TRAINING_TYPES[key]
     base = typing.get_args(scalar)[0] if typing.get_origin(scalar) is Annotated else scalar
     if base is not float and kind in ("uniform", "loguniform"):
         yield Problem(
