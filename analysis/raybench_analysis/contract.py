@@ -62,6 +62,7 @@ TYPES: dict[str, str] = {
     "float64": "float64",
     "timestamp": "timestamp[us, UTC]",
     "list<float64>": "list<float64>",
+    "bool": "bool",
 }
 
 
@@ -282,7 +283,12 @@ _TRIALS = TableSpec(
         ("inner_fold", "int64", "inner fold index of `search` trials; null for refits"),
         ("seed", "int64", "the suite seed of this trial"),
         ("params", "string", "JSON object of the search point (resolved hyper-parameters)"),
-        ("status", "string", "`completed` or `failed`"),
+        (
+            "status",
+            "string",
+            "`completed`, `failed` or `pruned` (a search trial stopped early by the suite's "
+            "search scheduler; docs/search.md)",
+        ),
         ("error", "string", "first line of the error of a failed trial"),
         ("traceback", "string", "full traceback of a failed trial"),
         ("attempts", "int64", "number of attempts (1 + retries used)"),
@@ -292,6 +298,14 @@ _TRIALS = TableSpec(
         ("eval_seconds", "float64", "evaluation time"),
         ("node", "string", "hostname that ran the trial"),
         ("device", "string", "`cpu`, `cuda:0`, ..."),
+        ("amp", "bool", "mixed precision (float16 autocast) used: training.amp on a GPU"),
+        ("cudnn_deterministic", "bool", "torch.backends.cudnn.deterministic during the trial"),
+        ("cudnn_benchmark", "bool", "torch.backends.cudnn.benchmark (autotuning) during the trial"),
+        (
+            "deterministic_algorithms",
+            "bool",
+            "torch.use_deterministic_algorithms during the trial (CPU: on; GPU: cuDNN switches)",
+        ),
         ("raybench_version", "string", "provenance: raybench version"),
         ("torch_version", "string", "provenance: torch version"),
         ("monai_version", "string", "provenance: MONAI version"),
@@ -368,6 +382,7 @@ def _polars_type(kind: str) -> pl.DataType:
         "float64": pl.Float64(),
         "timestamp": pl.Datetime("us", "UTC"),
         "list<float64>": pl.List(pl.Float64()),
+        "bool": pl.Boolean(),
     }[kind]
 
 
@@ -380,6 +395,7 @@ def _arrow_type(kind: str) -> Any:
         "float64": pa.float64(),
         "timestamp": pa.timestamp("us", tz="UTC"),
         "list<float64>": pa.list_(pa.float64()),
+        "bool": pa.bool_(),
     }[kind]
 
 
@@ -408,6 +424,8 @@ def _kind_of(arrow_type: Any) -> str | None:
         return "int64"
     if arrow_type == pa.float64():
         return "float64"
+    if arrow_type == pa.bool_():
+        return "bool"
     if (
         pt.is_timestamp(arrow_type)
         and arrow_type.unit == "us"

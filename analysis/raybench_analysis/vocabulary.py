@@ -43,6 +43,9 @@ __all__ = [
     "SAMPLE_UNIT",
     "SCHEDULERS",
     "SEARCHABLE_TRAINING_KEYS",
+    "SEARCH_ALGORITHMS",
+    "SEARCH_DISTRIBUTIONS",
+    "SEARCH_SCHEDULERS",
     "SELECTION_METRICS",
     "SPLIT_STRATEGIES",
     "STRATIFY_COLUMNS",
@@ -50,6 +53,7 @@ __all__ = [
     "SYNTHETIC_LABELS",
     "TASK_TYPES",
     "TRAIN_RESAMPLING_SCHEMES",
+    "TRIAL_STATUSES",
     "UNCERTAINTY_TASKS",
     "WANDB_MODES",
     "default_metric",
@@ -240,6 +244,30 @@ EXPLANATION_METRICS: Final[dict[str, bool]] = {
     "randomisation_spearman": False,
     "perturbation_spearman": True,
 }
+
+#: Search algorithms of a suite's ``search:`` section (docs/search.md): ``grid`` (every combination
+#: of finite choices), ``random`` (points drawn at compile time from the split seed) and ``tpe``
+#: (Optuna's Tree-structured Parzen Estimator, Bergstra et al. 2011, adaptive at run time).
+SEARCH_ALGORITHMS: Final[tuple[str, ...]] = ("grid", "random", "tpe")
+
+#: Distributions of a search dimension and the number of arguments each takes in YAML:
+#: ``loguniform: [low, high]``, ``uniform: [low, high]``, ``quniform: [low, high, q]``,
+#: ``randint: [low, high]`` (``high`` excluded, as Ray Tune's), ``choice: [a, b, ...]``.
+SEARCH_DISTRIBUTIONS: Final[dict[str, int | None]] = {
+    "loguniform": 2,
+    "uniform": 2,
+    "quniform": 3,
+    "randint": 2,
+    "choice": None,
+}
+
+#: Early-stopping schedulers of search trials: ``asha`` (one bracket) and ``hyperband`` (several
+#: brackets, asynchronous), Ray Tune's ``AsyncHyperBandScheduler`` (Li et al. 2020, MLSys).
+SEARCH_SCHEDULERS: Final[tuple[str, ...]] = ("asha", "hyperband")
+
+#: ``status`` of a row of the ``trials`` table: ``pruned`` is a search trial stopped early by the
+#: suite's search scheduler (not a failure; never selected).
+TRIAL_STATUSES: Final[tuple[str, ...]] = ("completed", "failed", "pruned")
 
 
 #: ``training.save_model``: ``off`` keeps no weights; ``best`` keeps the selected (best-epoch)

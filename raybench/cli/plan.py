@@ -37,6 +37,18 @@ def _print_table(plan: Plan) -> None:
     console.print(f"stages (run in this order): {stage_counts}")
     console.print(f"total trials: {len(trials)}")
     console.print(f"resource needs: {cpu:g} CPU-trials, {gpu:g} GPU-trials")
+    from raybench.plan.search import search_budget
+
+    for row in search_budget(plan):
+        bound = "up to " if row["algorithm"] == "tpe" else ""
+        stopper = plan.meta.get("search_scheduler")
+        console.print(
+            f"search budget of {row['dataset']} / {row['model']} ({row['algorithm']}): "
+            f"{row['points']} points × {row['inner']} inner folds × {row['outer']} outer folds × "
+            f"{row['seeds']} seeds = {bound}{row['trials']} search trials"
+            + (f" ({stopper} stops some early)" if stopper else ""),
+            highlight=False,
+        )
     for ds, protocols in plan.meta.get("folds", {}).items():
         for name, folds in protocols.items():
             inner = folds[0]["inner"] if folds else 0

@@ -19,6 +19,7 @@ variance stay separate (Bouthillier et al. 2021). See docs/plan.md and docs/vali
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import warnings
 from collections import Counter
@@ -39,6 +40,7 @@ from raybench.errors import DataError, RaybenchError, SuiteError
 from raybench.plan.config import PerturbationLevel, TrialConfig, augment_pipelines
 from raybench.plan.external import external_fingerprints
 from raybench.plan.ids import config_digest, ids_digest, trial_id
+from raybench.plan.search import ModelSpace, model_space
 from raybench.plan.spec import Plan, Stage, TrialSpec
 from raybench.resampling import Draw, resampler_from_suite, with_copies
 from raybench.splits import (
@@ -56,6 +58,7 @@ __all__ = [
     "compile_suite",
     "expand_perturbations",
     "expand_search_space",
+    "search_trial",
     "split_seed",
 ]
 
@@ -107,10 +110,6 @@ def expand_search_space(model: Any, training: Any) -> list[dict[str, Any]]:
     return [
         dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(v for _, v in dims))
     ]
-
-
-def _searched_keys(model: Any, training: Any) -> list[str]:
-    return [k for k, v in _dimensions(model, training) if len(v) > 1]
 
 
 def apply_point(config: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,16 +204,22 @@ def _classes(task: Any, table: pl.DataFrame, dataset: str) -> list[str] | None:
 
 
 def base_config(
-    suite: Any, model: Any, classes: list[str] | None, dataset: Any = None
+    suite: Any,
+    model: Any,
+    classes: list[str] | None,
+    dataset: Any = None,
+    space: ModelSpace | None = None,
 ) -> dict[str, Any]:
     """The trial config of ``model`` (:class:`~raybench.plan.config.TrialConfig` as a dict).
 
     Keys that are searched for this model are ``None`` until :func:`apply_point` sets them; keys
     with a single value hold it. ``dataset`` (a suite dataset) gives the preprocessing: the
-    suite's ``preprocess`` overridden by the dataset's.
+    suite's ``preprocess`` overridden by the dataset's. ``space`` is the model's search (default:
+    the grid of its lists); its ``settings`` become the config's ``search`` entry (docs/search.md).
     """
-    searched = set(_searched_keys(model, suite.training))
-    single = {k: None if k in searched else v[0] for k, v in _dimensions(model, suite.training)}
+    space = space or _model_space(suite, model)
+    searched = set(space.searched_keys) if space.searched else set()
+    single = {k: None if k in searched else v for k, v in space.dims.items()}
     prefix = "model."
     config = TrialConfig.from_suite(
         suite,
@@ -227,7 +232,13 @@ def base_config(
             getattr(suite, "preprocess", None), getattr(dataset, "preprocess", None)
         ),
     )
+    if space.settings is not None:
+        config = dataclasses.replace(config, search=space.settings)
     return config.to_dict()
+
+
+def _model_space(suite: Any, model: Any) -> ModelSpace:
+    return model_space(suite, _dimensions(model, suite.training))
 
 
 # --------------------------------------------------------------------------- splits
@@ -436,8 +447,8 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
         classes = _classes(suite.task, table, ds.name)
         split_sets = _dataset_splits(suite, ds.name, protocols, table, seed0)
         meta_folds[ds.name] = _fold_meta(split_sets)
-        for model, points in spaces:
-            configs = _Configs.of(suite, model, points, classes, ds)
+        for model, space in spaces:
+            configs = _Configs.of(suite, model, space, classes, ds)
             for pname, splits in split_sets:
                 for sp in splits:
                     for seed in suite.seeds:
@@ -451,25 +462,36 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
     plan = _plan(suite, cohorts, trials, seed0, meta_folds)
     if external:
         plan.meta["external"] = external
+    if suite.search is not None:  # for the search budget of `raybench plan` (docs/search.md)
+        plan.meta["search_algorithm"] = suite.search.algorithm
+        plan.meta["search_scheduler"] = (
+            suite.search.scheduler.type if suite.search.scheduler else None
+        )
+        plan.meta["search_points"] = {
+            f"{ds.name}/{model.name}": len(space.points) or space.num_samples
+            for ds in suite.datasets
+            for model, space in spaces
+        }
     return plan
 
 
 # --------------------------------------------------------------------------- compile steps
 
 
-def _search_spaces(suite: Any) -> list[tuple[Any, list[dict[str, Any]]]]:
-    """Each model with its search points; a search without an inner protocol is an error."""
+def _search_spaces(suite: Any) -> list[tuple[Any, ModelSpace]]:
+    """Each model with its search (:mod:`raybench.plan.search`); a search without an inner
+    protocol is an error."""
     spaces = []
     for model in suite.models:
-        points = expand_search_space(model, suite.training)
-        if len(points) > 1 and suite.validation.inner is None:
+        space = _model_space(suite, model)
+        if space.searched and suite.validation.inner is None:
             raise SuiteError(
-                f"models[{model.name}]: {len(points)} search points "
-                f"({', '.join(_searched_keys(model, suite.training))}) but validation.inner is "
+                f"models[{model.name}]: {len(space.points) or space.num_samples} search points "
+                f"({', '.join(space.searched_keys)}) but validation.inner is "
                 "not set; a search needs an inner protocol so that the test fold is never used "
                 "for selection. Add validation.inner (e.g. {strategy: group_holdout})."
             )
-        spaces.append((model, points))
+        spaces.append((model, space))
     return spaces
 
 
@@ -535,23 +557,25 @@ class _Configs:
     base_hash: str
     configs: list[dict[str, Any]]
     hashes: list[str]
+    adaptive: bool = False
 
     @property
     def searched(self) -> bool:
-        return len(self.points) > 1
+        return self.adaptive or len(self.points) > 1
 
     @classmethod
     def of(
         cls,
         suite: Any,
         model: Any,
-        points: list[dict[str, Any]],
+        space: ModelSpace,
         classes: list[str] | None,
         dataset: Any = None,
     ) -> _Configs:
-        base = base_config(suite, model, classes, dataset)
-        configs = [apply_point(base, p) for p in points]
-        return cls(points, base, config_digest(base), configs, [config_digest(c) for c in configs])
+        base = base_config(suite, model, classes, dataset, space)
+        configs = [apply_point(base, p) for p in space.points]
+        hashes = [config_digest(c) for c in configs]
+        return cls(space.points, base, config_digest(base), configs, hashes, space.adaptive)
 
 
 @dataclass(frozen=True)
@@ -625,7 +649,21 @@ def _make_trial(
 def _fold_trials(slot: _Slot, sp: _Split, c: _Configs) -> list[TrialSpec]:
     """The search trials (points × inner folds, when searched) and then the refit of one slot."""
     search = []
-    if c.searched:
+    if c.adaptive:  # tpe: one template per inner fold; the runner asks Optuna for the points
+        for inner, (tr, va) in zip(sp.inner, sp.inner_digests, strict=True):
+            search.append(
+                _make_trial(
+                    slot,
+                    "search",
+                    inner_fold=inner.index,
+                    params=None,
+                    candidates=(),
+                    config=(c.base, c.base_hash),
+                    roles=(inner.train_ids, inner.test_ids, ()),
+                    digests=(tr, va, _EMPTY),
+                )
+            )
+    elif c.searched:
         for point, cfg, ch in zip(c.points, c.configs, c.hashes, strict=True):
             for inner, (tr, va) in zip(sp.inner, sp.inner_digests, strict=True):
                 search.append(
@@ -655,6 +693,38 @@ def _fold_trials(slot: _Slot, sp: _Split, c: _Configs) -> list[TrialSpec]:
 
 
 _EMPTY = ids_digest(())
+
+
+def search_trial(template: TrialSpec, point: dict[str, Any]) -> TrialSpec:
+    """The search trial of ``point`` on ``template``'s inner fold (a ``tpe`` point at run time).
+
+    Its id is the hash of (template, point): the same as the compiler would give the trial had
+    the point been planned (:func:`_make_trial` over the template's config with ``point`` applied
+    and the template's roles).
+    """
+    config = apply_point(template.config, point)
+    slot = _Slot(
+        template.dataset,
+        template.model,
+        template.protocol,
+        template.outer_fold,
+        template.seed,
+        template.data_fingerprint,
+    )
+    return _make_trial(
+        slot,
+        "search",
+        inner_fold=template.inner_fold,
+        params=dict(point),
+        candidates=(),
+        config=(config, config_digest(config)),
+        roles=(template.train_ids, template.val_ids, template.test_ids),
+        digests=(
+            ids_digest(template.train_ids),
+            ids_digest(template.val_ids),
+            ids_digest(template.test_ids),
+        ),
+    )
 
 
 @dataclass

@@ -367,7 +367,8 @@ class TrialConfig:
 
     ``plugins`` holds only the model's own plugin (``name -> "module:callable"``); ``suite`` names
     the suite; ``wandb`` is the tracking section (``None``: no W&B); ``extra`` keeps top-level
-    keys raybench does not know, for custom trial functions.
+    keys raybench does not know, for custom trial functions; ``search`` is what a search trial's
+    result depends on beyond its point (scheduler, adaptive space: docs/search.md), or ``None``.
     """
 
     task: TaskConfig
@@ -380,6 +381,7 @@ class TrialConfig:
     wandb: WandbConfig | None = field(default=_default(schema.Tracking, "wandb"))
     preprocess: PreprocessConfig | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] | None = field(default=None, metadata=_OPT_IN)
 
     @property
     def selection(self) -> Selection:
@@ -393,6 +395,8 @@ class TrialConfig:
             del out["evaluation"]["explain"]  # no explanations: the id is that of earlier versions
         if out["preprocess"] is None:
             del out["preprocess"]  # no preprocess: in the suite: the id of earlier versions
+        if out["search"] is None:
+            del out["search"]  # no scheduler, no adaptive search: the ids of earlier versions
         out.update(out.pop("extra"))
         return out
 

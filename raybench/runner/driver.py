@@ -39,6 +39,7 @@ from raybench.runner.options import EventFn, RunOptions, RunSummary
 from raybench.runner.progress import TuneEvents
 from raybench.runner.records import failed_row
 from raybench.runner.resources import override_gpus, schedulable_or_raise
+from raybench.runner.search import expand_refits, needs_search_runner, run_search_stage
 from raybench.runner.selection import resolve_refits
 from raybench.runner.trainable import AttemptCounter, Payload, PerTrialResources, make_trainable
 
@@ -139,7 +140,20 @@ class _Run:
                 "skipped": len(specs) - len(todo),
             }
         )
+        if stage == "search" and needs_search_runner(todo):  # scheduler or tpe: docs/search.md
+            run_search_stage(
+                self,
+                todo,
+                counter,
+                scratch,
+                trial_fn=self.opts.trial_fn or _default_trial_fn(),
+                resources=trial_resources(todo[0]),
+                max_failures=_retries(todo, self.opts),
+            )
+            self.emit({"type": "stage_end", "stage": stage})
+            return
         if stage == "refit":
+            todo = expand_refits(self, todo)
             deps = {d for s in todo for d in s.depends_on}
             todo, errors = resolve_refits(todo, self.specs, _scores(self.store, deps))
             for trial_id, exc in errors.items():

@@ -25,12 +25,17 @@ def failed_row(
     attempts: int,
     *,
     started_at: datetime | None = None,
+    status: str = "failed",
 ) -> pa.Table:
-    """The one-row ``trials`` table of a failed trial (schema of the store)."""
+    """The one-row ``trials`` table of a failed trial (schema of the store).
+
+    ``status="pruned"``: a search trial stopped by the suite's scheduler (docs/search.md); its
+    ``error`` says who stopped it and when.
+    """
     now = datetime.now(UTC)
     row: dict[str, Any] = {
         **spec_columns(spec),
-        "status": "failed",
+        "status": status,
         "error": error,
         "traceback": traceback,
         "attempts": int(attempts),

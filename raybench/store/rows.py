@@ -22,6 +22,7 @@ from raybench.plan.spec import TrialSpec
 from raybench.store.schemas import table_from_rows
 
 __all__ = [
+    "BACKEND_COLUMNS",
     "collect_provenance",
     "config_hash",
     "git_commit",
@@ -29,6 +30,14 @@ __all__ = [
     "spec_columns",
     "trial_row",
 ]
+
+#: ``trials`` columns of the numerics a trial ran with (``TrialOutcome.backends``; docs/search.md).
+BACKEND_COLUMNS: tuple[str, ...] = (
+    "amp",
+    "cudnn_deterministic",
+    "cudnn_benchmark",
+    "deterministic_algorithms",
+)
 
 
 class _Outcome(Protocol):  # raybench.training.TrialOutcome, without importing torch here
@@ -148,6 +157,7 @@ def trial_row(
         "train_seconds": outcome.train_seconds,
         "eval_seconds": outcome.eval_seconds,
         "device": outcome.device,
+        **{key: getattr(outcome, "backends", {}).get(key) for key in BACKEND_COLUMNS},
         "n_train": outcome.n_train,
         "n_val": outcome.n_val,
         "n_test": outcome.n_test,

@@ -49,6 +49,9 @@ from raybench_analysis.vocabulary import (
     SAMPLE_UNIT,
     SAVE_MODEL_MODES,
     SCHEDULERS,
+    SEARCH_ALGORITHMS,
+    SEARCH_SCHEDULERS,
+    SEARCHABLE_TRAINING_KEYS,
     SPLIT_STRATEGIES,
     STRATIFY_COLUMNS,
     TASK_TYPES,
@@ -58,6 +61,7 @@ from raybench_analysis.vocabulary import (
 
 from raybench.suite.checks import check_suite_data
 from raybench.suite.external_checks import external_datasets  # noqa: F401 (registers)
+from raybench.suite.search import TRAINING_TYPES  # importing it registers the search checks
 
 T = TypeVar("T")
 
@@ -609,6 +613,11 @@ class Training(Strict):
     )
 
 
+#: The search checks validate each distribution's ends against these types (Searchable[T]: T).
+TRAINING_TYPES.update(
+    {k: Training.model_fields[k].annotation.__args__[0] for k in SEARCHABLE_TRAINING_KEYS}
+)
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -985,6 +994,57 @@ class Storage(Strict):
     )
 
 
+#: Points of one search (``search.num_samples``): far above any real budget, low enough to catch a
+#: typo.
+MAX_SAMPLES = 100_000
+
+
+class SearchScheduler(Strict):
+    """Early stopping of search trials by asynchronous successive halving (docs/search.md)."""
+
+    type: Literal.__getitem__(SEARCH_SCHEDULERS) = Field(  # type: ignore[valid-type]
+        description="asha (one bracket) or hyperband (asynchronous, several brackets)"
+    )
+    metric: str | None = Field(
+        None, description="validation metric reported each epoch (default: the selection metric)"
+    )
+    grace_period: int = Field(
+        1, ge=1, le=MAX_EPOCHS, description="epochs every trial runs before it can be stopped"
+    )
+    reduction_factor: int = Field(
+        3, ge=2, le=100, description="eta: 1/eta of the trials of a rung go on to the next"
+    )
+    max_t: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_EPOCHS,
+        description="epochs of the last rung (default: the largest training.epochs)",
+    )
+
+
+class Search(Strict):
+    """How each outer fold's inner search chooses its points (docs/search.md)."""
+
+    algorithm: Literal.__getitem__(SEARCH_ALGORITHMS) = Field(  # type: ignore[valid-type]
+        "grid", description="grid, random (drawn at compile time) or tpe (Optuna, adaptive)"
+    )
+    num_samples: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_SAMPLES,
+        description="points per search (random, tpe); a grid has all its combinations",
+    )
+    space: dict[str, dict[str, list[Any]]] = Field(
+        default_factory=dict,
+        description="key -> {distribution: [arguments]}: loguniform [low, high], uniform "
+        "[low, high], quniform [low, high, q], randint [low, high) or choice [values...]; "
+        "keys: lr, batch_size, epochs, optimizer, weight_decay, model.<param>",
+    )
+    scheduler: SearchScheduler | None = Field(
+        None, description="early stopping of search trials (asha, hyperband); null: none"
+    )
+
+
 class Suite(Strict):
     """A benchmark: datasets × models × validation protocols × seeds, evaluated and analysed."""
 
@@ -1010,6 +1070,9 @@ class Suite(Strict):
     analysis: Analysis = Field(Analysis(), description="statistical analysis")
     tracking: Tracking = Field(Tracking(), description="experiment tracking")
     storage: Storage = Field(Storage(), description="results location")
+    search: Search | None = Field(
+        None, description="sampled or adaptive search and early stopping (docs/search.md)"
+    )
 
     @model_validator(mode="after")
     def _semantic_checks(self, info: ValidationInfo) -> Suite:

@@ -16,7 +16,14 @@ import zlib
 import numpy as np
 import torch
 
-__all__ = ["configure_torch", "derive_seed", "make_generator", "seed_everything", "seed_worker"]
+__all__ = [
+    "backend_settings",
+    "configure_torch",
+    "derive_seed",
+    "make_generator",
+    "seed_everything",
+    "seed_worker",
+]
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -48,6 +55,20 @@ def configure_torch(device: str, threads: int) -> None:
         torch.backends.cudnn.benchmark = False
     else:
         torch.use_deterministic_algorithms(True)
+
+
+def backend_settings(amp: bool) -> dict[str, bool]:
+    """The numerics a trial ran with, for its ``trials`` row (columns of docs/results.md).
+
+    ``amp``: float16 autocast was used (``training.amp`` on a GPU); the cuDNN switches and
+    whether torch's deterministic algorithms were enforced, as :func:`configure_torch` left them.
+    """
+    return {
+        "amp": bool(amp),
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+    }
 
 
 def make_generator(seed: int) -> torch.Generator:

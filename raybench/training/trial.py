@@ -45,6 +45,7 @@ from raybench.training.augment import Augmenter
 from raybench.training.balance import balanced_sampler, class_weights
 from raybench.training.cache import CachedVolumes, VolumeCache, preprocess_for, rows_of
 from raybench.training.determinism import (
+    backend_settings,
     configure_torch,
     derive_seed,
     make_generator,
@@ -100,6 +101,7 @@ class TrialOutcome:
     explanations: pa.Table | None = None
     maps: dict[str, bytes] = field(default_factory=dict)
     model_sha256: str | None = None
+    backends: dict[str, bool] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- labels
@@ -295,6 +297,7 @@ def run_trial(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> TrialOutcom
         explanations=None if explained is None else table_from_rows("explanations", explained.rows),
         maps={**({} if explained is None else explained.maps), **saved},
         model_sha256=sha256_hex(next(iter(saved.values()))) if saved else None,
+        backends=backend_settings(run.amp),
     )
 
 

@@ -42,6 +42,8 @@ def expected_counts(suite) -> Counter:
         )
         for model in suite.models:
             points = len(expand_search_space(model, suite.training))
+            if suite.search is not None and suite.search.algorithm == "random":
+                points = suite.search.num_samples  # continuous dimensions: no point drawn twice
             counts["refit"] += n_folds * len(suite.seeds)
             if points > 1:
                 counts["search"] += n_folds * len(suite.seeds) * points * n_inner
