@@ -54,9 +54,13 @@ def _stale_cluster_file(ray_tmp: Path) -> int:
     return port
 
 
+#: What the scripts inherit from the test process: nothing that earlier tests may have set (Ray,
+#: Tune and W&B variables, thread limits), so each start is as a user's shell would make it.
+INHERITED = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL", "TZ")
+
+
 def _env(ray_tmp: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
-    env.pop("RAY_ADDRESS", None)
+    env = {k: os.environ[k] for k in INHERITED if k in os.environ}
     env.update({"RAY_TMPDIR": str(ray_tmp), "RAY_AUTH_MODE": "disabled", "HOME": str(ray_tmp)})
     env.update(extra)
     return env
