@@ -120,7 +120,7 @@ def test_a_join_to_a_dead_address_fails_fast_with_exit_2(ray_tmp):
         code, report, err = _finish(_script(_env(ray_tmp), "join", address), timeout=60)
         assert code == 2, err
         assert words in report["error"] and f"127.0.0.1:{port}" in report["error"]
-        assert time.monotonic() - start < 30  # Ray's own retries would take minutes
+        assert time.monotonic() - start < 45  # Ray's own retries would take minutes
 
 
 @pytest.mark.slow
@@ -143,7 +143,9 @@ def test_ctrl_c_while_ray_starts_stops_cleanly(ray_tmp):
     proc = _script(_env(ray_tmp), "local")
     assert proc.stderr is not None
     assert proc.stderr.readline().strip() == "starting"
-    time.sleep(0.5)  # inside ray.init: starting Ray takes seconds
+    deadline = time.monotonic() + 60
+    while not _leftovers(ray_tmp) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until Ray's first process runs: inside ray.init, which takes seconds
     os.kill(proc.pid, signal.SIGINT)
     code, report, err = _finish(proc, timeout=60)
     assert code == 130, err
