@@ -915,6 +915,33 @@ def bootstrap_replicates(
     return pl.concat(parts)
 
 
+def welch_satterthwaite_df(se_a: float, df_a: float, se_b: float, df_b: float) -> float:
+    """Degrees of freedom of the difference of two independent estimates (Welch–Satterthwaite).
+
+    df = (se_a² + se_b²)² / (se_a⁴/df_a + se_b⁴/df_b): the t approximation to a difference whose
+    two standard errors carry df_a and df_b degrees of freedom of their own. NaN when a side's df
+    is not positive (or not a number) or both standard errors are zero.
+
+    References
+    ----------
+    Satterthwaite, F. E. (1946). An approximate distribution of estimates of variance components.
+        Biometrics Bulletin 2(6), 110–114.
+    Welch, B. L. (1947). The generalization of "Student's" problem when several different
+        population variances are involved. Biometrika 34(1/2), 28–35.
+
+    Examples
+    --------
+    >>> round(welch_satterthwaite_df(0.03, 9.0, 0.04, 5.0), 2)
+    10.38
+    """
+    if not (df_a > 0 and df_b > 0):
+        return math.nan
+    denominator = se_a**4 / df_a + se_b**4 / df_b
+    if not denominator > 0:
+        return math.nan
+    return (se_a**2 + se_b**2) ** 2 / denominator
+
+
 def unpaired_difference(
     estimate_a: float,
     replicates_a: np.ndarray,
@@ -1019,7 +1046,7 @@ def unpaired_difference(
     if se == 0:
         p = float(centre == 0)
         return out | {"se": 0.0, "ci_low": centre, "ci_high": centre, "p_value": p, "df": nan}
-    df = se**4 / (se_a**4 / df_a + se_b**4 / df_b)
+    df = welch_satterthwaite_df(se_a, df_a, se_b, df_b)
     half = float(sps.t.ppf(1 - alpha / 2, df)) * se
     p = float(2 * sps.t.sf(abs(centre) / se, df))
     return out | {

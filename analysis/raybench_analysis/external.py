@@ -29,7 +29,7 @@ import polars as pl
 from scipy import stats as sps
 
 from raybench_analysis._frames import AnalysisError, require_columns, to_polars
-from raybench_analysis.bootstrap import bootstrap
+from raybench_analysis.bootstrap import bootstrap, welch_satterthwaite_df
 from raybench_analysis.compare import compare
 from raybench_analysis.contract import raw_rows
 from raybench_analysis.metrics import Metric
@@ -309,8 +309,9 @@ def generalisation_gap(
     )
     rows = []
     for r in joined.sort([*_KEYS, "model"]).iter_rows(named=True):
-        gap, se, df = _difference(r["internal"], r["internal_se"], r["internal_df"], r["estimate"],
-                                  r["se"], r["df"])  # fmt: skip
+        gap = r["internal"] - r["estimate"]
+        se = math.hypot(r["internal_se"], r["se"])
+        df = welch_satterthwaite_df(r["internal_se"], r["internal_df"], r["se"], r["df"])
         half = sps.t.ppf(1 - alpha / 2, df) * se if math.isfinite(se * df) and df > 0 else math.nan
         p = 2 * sps.t.sf(abs(gap) / se, df) if se > 0 and math.isfinite(se * df) else math.nan
         rows.append(
@@ -336,25 +337,6 @@ def generalisation_gap(
             }
         )
     return pl.DataFrame(rows)
-
-
-def _difference(
-    a: float, se_a: float, df_a: float, b: float, se_b: float, df_b: float
-) -> tuple[float, float, float]:
-    """(a − b, its se, Welch–Satterthwaite df) for independent estimates ``a`` and ``b``.
-
-    The combination of :func:`raybench_analysis.bootstrap.unpaired_difference`, from each side's
-    standard error and degrees of freedom (as :func:`bootstrap` reports them) instead of its
-    replicates.
-
-    >>> gap, se, df = _difference(0.9, 0.03, 9.0, 0.7, 0.04, 5.0)
-    >>> round(gap, 6), round(se, 6), round(df, 2)
-    (0.2, 0.05, 10.38)
-    """
-    se = math.sqrt(se_a**2 + se_b**2)
-    terms = [s**4 / d for s, d in ((se_a, df_a), (se_b, df_b)) if d and d > 0]
-    df = se**4 / sum(terms) if terms and len(terms) == 2 and sum(terms) > 0 else math.nan
-    return a - b, se, df
 
 
 def compare_external(
