@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+from raybench_analysis.contract import count_column
+
 from raybench.plan.spec import TrialSpec
 
 #: Keys never copied into a W&B config, at any depth (defence in depth: configs come from suites).
@@ -128,6 +130,31 @@ def trial_test_metrics(predictions: Any, metrics: list[str]) -> dict[str, float]
     return out
 
 
+#: ``trials`` columns left out of a trial run's summary: the identity is in the run's config
+#: (:func:`safe_config`), a traceback belongs to the logs, and the row counts are bookkeeping.
+_NOT_SUMMARISED = frozenset(
+    {"suite", "dataset", "model", "stage", "protocol", "outer_fold", "inner_fold", "seed"}
+    | {"params", "traceback", "started_at", "finished_at"}
+)
+
+
+def trial_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The W&B summary of a committed ``trials`` row: every outcome column that has a value.
+
+    Read from the row rather than from a list of names, so a column the contract gains (training
+    resampling, AMP and cuDNN settings, the saved model's hash, ``pruned``) reaches W&B without a
+    change here; row counts of the other tables (``rows_*``) are left out.
+    """
+    return {
+        key: value
+        for key, value in row.items()
+        if value is not None
+        and key not in _NOT_SUMMARISED
+        and not key.startswith(count_column(""))
+        and isinstance(value, str | int | float | bool)
+    }
+
+
 class TrialRun:
     """The W&B run of one trial: call it with an epoch row; :meth:`log_result` at the end."""
 
@@ -157,9 +184,7 @@ class TrialRun:
         trials = tables.get("trials")
         if trials is not None and trials.num_rows:
             row = trials.slice(0, 1).to_pylist()[0]
-            for key in ("best_epoch", "val_score", "n_train", "n_val", "n_test"):
-                if row.get(key) is not None:
-                    summary[key] = row[key]
+            summary |= trial_summary(row)
             # the epoch curves' summary values are those of the selected epoch, not the last
             summary |= self.epochs.get(row.get("best_epoch"), {})
         metrics = list(self.spec.settings.evaluation.metrics)

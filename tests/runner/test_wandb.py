@@ -161,6 +161,12 @@ def test_trial_summary_is_that_of_the_selected_epoch():
     assert summary["train_loss"] == 1.0  # epoch 0, the selected one, not the last (1/3)
     assert summary["best_epoch"] == 0 and summary["val_score"] == 0.7
     assert summary["test/none/accuracy"] == 1.0 and "flag" not in summary
+    # every outcome column of the trials row is summarised (what the contract gains reaches W&B);
+    # identity is in the config, tracebacks and row counts are not summarised
+    assert summary["status"] == "completed" and summary["device"] == "cpu"
+    assert summary["config_hash"] == row["config_hash"]
+    assert not {"traceback", "params", "model"} & set(summary)
+    assert not [key for key in summary if key.startswith("rows_")]
 
 
 @pytest.mark.slow
