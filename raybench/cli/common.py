@@ -26,6 +26,15 @@ DataRootOption = Annotated[
     ),
 ]
 
+CacheDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="Folder of the decoded-volume cache, the same for every node; default: each node's "
+        "own ($RAYBENCH_CACHE_DIR, else raybench-cache in the node's temporary folder).",
+    ),
+]
+
 NoPluginsFlag = Annotated[
     bool,
     typer.Option(

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from raybench.cli.common import DataRootOption, JsonFlag, NoPluginsFlag, console, say
+from raybench.cli.common import (
+    CacheDirOption,
+    DataRootOption,
+    JsonFlag,
+    NoPluginsFlag,
+    console,
+    say,
+)
 from raybench.cli.prepare import check_plugins
 from raybench.cli.prepare import data_root as resolve_data_root
 from raybench.cli.run import AddressOption, NumCpusOption
@@ -89,6 +96,7 @@ def predict(
         float, typer.Option("--gpu", min=0.0, help="GPUs per prediction task (default 0).")
     ] = 0.0,
     data_root: DataRootOption = None,
+    cache_dir: CacheDirOption = None,
     no_plugins: NoPluginsFlag = False,
     json_: JsonFlag = False,
 ) -> None:
@@ -106,7 +114,7 @@ def predict(
         num_cpus=num_cpus,
         gpu=gpu,
         perturbations=perturbations,
-        cache_dir=root / "cache",
+        cache_dir=cache_dir,
     )
     summary = predict_results(store, cohort, options)
     if json_:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from raybench.cli.common import (
+    CacheDirOption,
     DataRootOption,
     JsonFlag,
     NoPluginsFlag,
@@ -18,7 +19,6 @@ from raybench.cli.common import (
     err_console,
     say,
 )
-from raybench.cli.prepare import data_root as resolve_data_root
 from raybench.cli.prepare import prepare
 from raybench.cli.report import report_after_run
 
@@ -85,6 +85,7 @@ def resume_command(
     address: str | None,
     data_root: Path | None,
     gpus: float | None = None,
+    cache_dir: Path | None = None,
 ) -> str:
     """The exact command that resumes this run."""
     parts = ["raybench", "run", str(suite), "--results", results]
@@ -94,6 +95,8 @@ def resume_command(
         parts += ["--gpus", f"{gpus:g}"]
     if data_root is not None:
         parts += ["--data-root", str(data_root)]
+    if cache_dir is not None:
+        parts += ["--cache-dir", str(cache_dir)]
     return shlex.join(parts)
 
 
@@ -150,6 +153,7 @@ def run(
     max_concurrent: MaxConcurrentOption = None,
     dry_run: DryRunOption = False,
     data_root: DataRootOption = None,
+    cache_dir: CacheDirOption = None,
     num_cpus: NumCpusOption = None,
     gpus: GpusOption = None,
     allow_suite_change: AllowSuiteChangeOption = False,
@@ -188,7 +192,6 @@ def run(
         if local
         else Path(tempfile.gettempdir()) / "raybench-wandb" / prep.suite.name
     )
-    root = resolve_data_root(data_root)
     progress = RichProgress(console=err_console)
 
     def on_event(event: dict[str, Any]) -> None:
@@ -202,9 +205,9 @@ def run(
         num_cpus=num_cpus,
         gpus=gpus,
         max_concurrent=max_concurrent,
-        cache_dir=root / "cache",
+        cache_dir=cache_dir,
         wandb_dir=wandb_dir,
-        resume_command=resume_command(suite, uri, address, data_root, gpus),
+        resume_command=resume_command(suite, uri, address, data_root, gpus, cache_dir),
         files={"suite.yaml": Path(suite).read_bytes(), "plan.json": plan_json(prep.plan)},
         on_event=on_event,
     )

@@ -199,7 +199,7 @@ class _Run:
         """Evaluate the saved refit models on each external dataset (Ray tasks; resumable)."""
         from raybench.runner.predict import run_predict_jobs
 
-        cache = self.opts.cache_dir or Path(tempfile.gettempdir()) / "raybench-cache"
+        cache = self.opts.cache_dir
         for name, jobs, skipped in self.external_jobs():
             stage = f"external:{name}"
             total = len(jobs) + len(skipped)
@@ -226,7 +226,7 @@ class _Run:
             cohorts={name: self.cohorts[name] for name in {s.dataset for s in todo}},
             store=self.store,
             trial_fn=self.opts.trial_fn or _default_trial_fn(),
-            cache_dir=self.opts.cache_dir or Path(tempfile.gettempdir()) / "raybench-cache",
+            cache_dir=self.opts.cache_dir,
             wandb_dir=self.opts.wandb_dir,
             counter=counter,
         )

@@ -36,7 +36,8 @@ class RunOptions:
     try; recorded in the trials table's ``resources_override``; ``None``: the suite's).
     ``scratch_dir``: Ray Tune's own folders (``None``: the results directory's hidden
     ``.scratch/``, emptied when a run starts and removed when it ends; never read by analysis).
-    ``cache_dir``: the node-local cache of decoded volumes.
+    ``cache_dir``: the cache of decoded volumes (``None``: each node's own,
+    :func:`raybench.training.cache.node_cache_dir`).
     ``wandb_dir``: where W&B writes its offline runs (``None``: W&B off).
     ``resume_command``: the exact shell command that resumes this run, printed on interruption.
     ``files``: files written at the root of the results directory once its lock is held (the CLI

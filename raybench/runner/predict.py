@@ -20,7 +20,6 @@ the next call.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 import traceback as tb
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -175,7 +174,7 @@ def _entry_row(job: PredictJob, **values: Any) -> Any:
     return table_from_rows("trials", [row])
 
 
-def _predict_one(job: PredictJob, cohort: Cohort, store: Any, cache_dir: str) -> str:
+def _predict_one(job: PredictJob, cohort: Cohort, store: Any, cache_dir: str | None) -> str:
     """The Ray task: verify the model, predict, commit the entry; returns its id."""
     import torch
 
@@ -221,7 +220,7 @@ def run_predict_jobs(
     store: Any,
     cohort: Cohort,
     jobs: Sequence[PredictJob],
-    cache_dir: Path,
+    cache_dir: Path | None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     stage: str = PREDICT_STAGE,
 ) -> tuple[list[str], dict[str, str]]:
@@ -236,7 +235,7 @@ def run_predict_jobs(
     cohort_ref, store_ref = ray.put(cohort), ray.put(store)
     pending = {
         task.options(num_cpus=job.cpu, num_gpus=job.gpu).remote(
-            job, cohort_ref, store_ref, str(cache_dir)
+            job, cohort_ref, store_ref, None if cache_dir is None else str(cache_dir)
         ): job
         for job in jobs
     }
@@ -307,8 +306,7 @@ def predict_results(store: Any, cohort: Cohort, options: PredictOptions) -> Pred
                 include_dashboard=options.include_dashboard,
             )
             try:
-                cache = options.cache_dir or Path(tempfile.gettempdir()) / "raybench-cache"
-                completed, failed = run_predict_jobs(store, cohort, jobs, cache)
+                completed, failed = run_predict_jobs(store, cohort, jobs, options.cache_dir)
             finally:
                 if info.started_here:
                     ray.shutdown()

@@ -486,7 +486,7 @@ def run_search_stage(
         cohorts={name: run.cohorts[name] for name in {s.dataset for s in todo}},
         store=run.store,
         trial_fn=EpochReports(trial_fn, metric),
-        cache_dir=run.opts.cache_dir or _default_cache(),
+        cache_dir=run.opts.cache_dir,
         wandb_dir=run.opts.wandb_dir,
         counter=counter,
     )
@@ -532,13 +532,6 @@ def run_search_stage(
     with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
         grid = tuner.fit()
     _record(run, grid, scheduler, by_id, counter)
-
-
-def _default_cache() -> Any:
-    import tempfile
-    from pathlib import Path
-
-    return Path(tempfile.gettempdir()) / "raybench-cache"
 
 
 def _record(

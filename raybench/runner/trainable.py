@@ -44,7 +44,7 @@ class WorkerContext:
     or is None; ``attempt`` counts from 1; ``node`` is the hostname and ``node_id`` Ray's node id.
     """
 
-    cache_dir: Path
+    cache_dir: Path | None
     device: str
     num_threads: int
     on_epoch: Any
@@ -78,7 +78,7 @@ class Payload:
     cohorts: Mapping[str, Cohort]
     store: Any
     trial_fn: TrialFn
-    cache_dir: Path
+    cache_dir: Path | None
     wandb_dir: Path | None
     counter: Any
 

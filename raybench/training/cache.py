@@ -40,7 +40,32 @@ from raybench.data.cohort import Cohort
 from raybench.data.preprocess import Preprocess, preprocess_for
 from raybench.errors import DataError
 
-__all__ = ["CachedVolumes", "Preprocess", "VolumeCache", "preprocess_for"]
+__all__ = [
+    "CACHE_ENV",
+    "CachedVolumes",
+    "Preprocess",
+    "VolumeCache",
+    "node_cache_dir",
+    "preprocess_for",
+]
+
+#: Environment variable naming a node's cache folder (set per node, e.g. to a local SSD).
+CACHE_ENV = "RAYBENCH_CACHE_DIR"
+
+
+def node_cache_dir(configured: Path | str | None = None) -> Path:
+    """The volume cache folder of the node this runs on.
+
+    ``configured`` (``raybench run --cache-dir``) when given; otherwise the node's own
+    ``$RAYBENCH_CACHE_DIR``, else ``raybench-cache`` in the node's temporary folder. Resolved where
+    the trial runs, never on the driver: on a cluster every node builds and reads its own cache
+    (a node-local disk is faster than any shared one, and no node waits on another's files),
+    and a folder named explicitly may be shared (writes are atomic renames; docs/cluster.md).
+    """
+    if configured is not None:
+        return Path(configured)
+    return Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "raybench-cache")
+
 
 #: Bumped when the on-disk layout or the meaning of a :class:`Preprocess` field changes.
 CACHE_FORMAT = 2

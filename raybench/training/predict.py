@@ -21,7 +21,7 @@ from raybench_analysis.vocabulary import EXTERNAL_SPLIT
 from raybench.data.cohort import Cohort
 from raybench.plan.config import TrialConfig
 from raybench.store.schemas import table_from_rows
-from raybench.training.cache import CachedVolumes, VolumeCache, rows_of
+from raybench.training.cache import CachedVolumes, VolumeCache, node_cache_dir, rows_of
 from raybench.training.determinism import configure_torch, seed_everything
 from raybench.training.loop import make_head, predict
 from raybench.training.perturb import build_perturbation
@@ -34,7 +34,7 @@ __all__ = ["predict_saved"]
 def predict_saved(
     saved: SavedModel,
     cohort: Cohort,
-    cache_dir: Path | str,
+    cache_dir: Path | str | None,
     *,
     entry_id: str,
     sample_ids: Sequence[str] | None = None,
@@ -67,7 +67,7 @@ def predict_saved(
         for row in rows:
             row["mask"] = row[targets.label]
     model = saved.build(torch_device)
-    cache = VolumeCache(Path(cache_dir), cohort, saved.preprocess)
+    cache = VolumeCache(node_cache_dir(cache_dir), cohort, saved.preprocess)
     head = make_head(targets.task_type, mean=targets.mean, sd=targets.sd)
     levels = config.evaluation.perturbations if perturbations else ()
     amp = config.training.amp and torch_device.type == "cuda"

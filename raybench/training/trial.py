@@ -43,7 +43,13 @@ from raybench.store.rows import resample_columns
 from raybench.store.schemas import table_from_rows
 from raybench.training.augment import Augmenter
 from raybench.training.balance import balanced_sampler, class_weights
-from raybench.training.cache import CachedVolumes, VolumeCache, preprocess_for, rows_of
+from raybench.training.cache import (
+    CachedVolumes,
+    VolumeCache,
+    node_cache_dir,
+    preprocess_for,
+    rows_of,
+)
 from raybench.training.determinism import (
     backend_settings,
     configure_torch,
@@ -67,13 +73,14 @@ __all__ = ["TrialContext", "TrialOutcome", "run_trial"]
 class TrialContext:
     """Where and how a trial runs (not part of its identity: results do not depend on it).
 
-    ``cache_dir``: node-local folder of the volume cache, shared by all trials of the node;
+    ``cache_dir``: folder of the volume cache, shared by all trials of the node (``None``: the
+    node's own, :func:`~raybench.training.cache.node_cache_dir`);
     ``device``: ``"cpu"`` or ``"cuda"`` (``"cuda:N"``); ``cpu_threads``: torch intra-op threads
     (keep it fixed across runs for bit-identical results); ``on_epoch``: called with one dict per
     epoch (``epoch``, ``train_loss``, ``val_loss``, ``val_<metric>``, ``lr``, ``seconds``).
     """
 
-    cache_dir: Path | str
+    cache_dir: Path | str | None = None
     device: str = "cpu"
     cpu_threads: int = 1
     on_epoch: Callable[[dict[str, Any]], None] | None = None
@@ -415,7 +422,7 @@ def _prepare(spec: TrialSpec, cohort: Cohort, ctx: TrialContext) -> _Run:
             for row in rows:
                 row["mask"] = row[targets.label]
     preprocess = preprocess_for(cohort, with_mask=seg, config=config.preprocess)
-    cache = VolumeCache(Path(ctx.cache_dir), cohort, preprocess)
+    cache = VolumeCache(node_cache_dir(ctx.cache_dir), cohort, preprocess)
     return _Run(
         spec=spec,
         config=config,
@@ -496,7 +503,7 @@ def _explain(run: _Run, model: torch.nn.Module) -> ExplainResult | None:
     has_mask = "mask" in run.cohort.table.columns
     masks = (
         VolumeCache(
-            Path(run.ctx.cache_dir),
+            node_cache_dir(run.ctx.cache_dir),
             run.cohort,
             preprocess_for(
                 run.cohort,

@@ -1,10 +1,12 @@
 """Small trial functions and a plan builder for the runner's tests (no training, real tables).
 
 A fake trial's behaviour comes from its config's ``fake`` entry: ``{"mode": "ok" | "raise" |
-"nan" | "die" | "flaky", "sleep": seconds, "score": float, "pid_dir": folder}`` (with ``pid_dir``,
-the trial first drops a ``<ns>.<pid>.<trial_id>`` file there, so that a test can kill its
-worker). It returns real pyarrow tables with the columns of docs/results.md, and logs its epochs
-through ``ctx.on_epoch`` like the training.
+"nan" | "die" | "flaky", "sleep": seconds, "score": float, "pid_dir": folder, "mark_cache": bool}``
+(with ``pid_dir``, the trial first drops a ``<ns>.<pid>.<trial_id>`` file there, so that a test can
+kill its worker; with ``mark_cache``, a file named after the trial in the volume cache folder it
+resolved, so that a test sees which node's cache a trial used). It returns real pyarrow tables
+with the columns of docs/results.md, and logs its epochs through ``ctx.on_epoch`` like the
+training.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from raybench.data.cohort import Cohort
 from raybench.plan.spec import Plan, TrialSpec
 from raybench.runner.records import failed_row
 from raybench.store import table_from_rows
+from raybench.training.cache import node_cache_dir
 
 #: A fake W&B key in the environment of the session's Ray workers: it must never reach any file.
 FAKE_WANDB_KEY = "0123456789abcdef0123456789abcdef01234567"
@@ -56,6 +59,7 @@ def spec(
     wandb: dict[str, Any] | None = None,
     state_dir: str | None = None,
     pid_dir: str | None = None,
+    mark_cache: bool = False,
 ) -> TrialSpec:
     config = {
         "suite": "toy",
@@ -71,6 +75,7 @@ def spec(
             "score": score,
             "state_dir": state_dir,
             "pid_dir": pid_dir,
+            "mark_cache": mark_cache,
         },
     }
     return TrialSpec(
@@ -104,6 +109,10 @@ def fake_trial(spec: TrialSpec, cohort: Cohort, ctx: Any) -> dict[str, pa.Table]
     started = datetime.now(UTC)
     if fake.get("pid_dir"):  # tell a chaos test which worker process runs this trial
         Path(fake["pid_dir"], f"{time.time_ns()}.{os.getpid()}.{spec.trial_id}").touch()
+    if fake.get("mark_cache"):
+        cache = node_cache_dir(ctx.cache_dir)
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / spec.trial_id).touch()
     if fake.get("sleep"):
         time.sleep(fake["sleep"])
     mode = fake["mode"]

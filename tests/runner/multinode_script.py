@@ -2,7 +2,9 @@
 
 Two worker nodes with custom resources standing in for GPUs: ``gpu_a`` on node A, ``gpu_b`` on
 node B. Part 1: trials asking for ``gpu_a`` or ``gpu_b`` must run on that node. Part 2: node B is
-removed while trials run on it; they must be rerun on node A and the tables end complete.
+removed while trials run on it; they must be rerun on node A and the tables end complete. Each
+node has its own ``RAYBENCH_CACHE_DIR`` (as a node-local disk would be): the trials of part 1 must
+each resolve the volume cache of the node they run on.
 Usage: python multinode_script.py RESULTS_DIR
 """
 
@@ -24,6 +26,7 @@ from ray.cluster_utils import Cluster
 
 from raybench.runner import RunOptions, run_plan
 from raybench.store import ResultStore
+from raybench.training.cache import CACHE_ENV
 
 
 def _node_ids(store: ResultStore) -> dict[str, tuple[str, int]]:
@@ -36,16 +39,28 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.cloudpickle.register_pickle_by_value(fakes)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    node_a = cluster.add_node(num_cpus=2, resources={"gpu_a": 2, "slot": 2})
-    node_b = cluster.add_node(num_cpus=2, resources={"gpu_b": 2, "slot": 2})
+    caches = {name: out / f"cache_{name}" for name in ("a", "b")}
+    node_a = cluster.add_node(
+        num_cpus=2,
+        resources={"gpu_a": 2, "slot": 2},
+        env_vars={CACHE_ENV: str(caches["a"])},
+    )
+    node_b = cluster.add_node(
+        num_cpus=2,
+        resources={"gpu_b": 2, "slot": 2},
+        env_vars={CACHE_ENV: str(caches["b"])},
+    )
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     report: dict = {"node_a": node_a.node_id, "node_b": node_b.node_id}
 
     # 1. placement by resources
     store = ResultStore(str(out / "placement"))
-    specs = [fakes.spec(f"a{i}", resources={"custom": {"gpu_a": 1}}) for i in range(3)]
-    specs += [fakes.spec(f"b{i}", resources={"custom": {"gpu_b": 1}}) for i in range(3)]
+    specs = [
+        fakes.spec(f"{n}{i}", resources={"custom": {f"gpu_{n}": 1}}, mark_cache=True)
+        for n in ("a", "b")
+        for i in range(3)
+    ]
     summary = run_plan(
         fakes.plan(("refit", specs)),
         {"toy": fakes.cohort()},
@@ -54,6 +69,9 @@ def main() -> None:
     )
     report["placement_ok"] = summary.ok
     report["placement"] = {t: n for t, (n, _) in _node_ids(store).items()}
+    report["caches"] = {
+        n: sorted(p.name for p in c.iterdir()) if c.is_dir() else [] for n, c in caches.items()
+    }
 
     # 2. node B removed mid-run: its trials are rerun on node A
     store = ResultStore(str(out / "node_loss"))

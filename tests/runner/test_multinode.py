@@ -28,6 +28,8 @@ def test_placement_by_resources_and_node_loss(tmp_path):
     assert report["placement_ok"]
     for trial_id, node in report["placement"].items():
         assert node == (a if trial_id.startswith("a") else b), (trial_id, node)
+    # each trial used the volume cache of its own node, none another node's
+    assert report["caches"] == {"a": ["a0", "a1", "a2"], "b": ["b0", "b1", "b2"]}
 
     assert report["node_loss_ok"]
     ids = [f"n{i}" for i in range(6)]

@@ -6,6 +6,7 @@ import dataclasses
 import pickle
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -144,3 +145,14 @@ def test_two_processes_fill_one_cache(cohort: Cohort, tmp_path: Path) -> None:
     reader = VolumeCache(tmp_path, cohort, preprocess_for(cohort, with_mask=True))
     assert reader.warm(cohort.table.to_dicts()).misses == 0
     assert not [p for p in reader.root.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_node_cache_dir_is_resolved_where_the_trial_runs(tmp_path, monkeypatch):
+    from raybench.training.cache import CACHE_ENV, node_cache_dir
+
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the node's temp folder
+    assert node_cache_dir() == tmp_path / "tmp" / "raybench-cache"
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "node"))
+    assert node_cache_dir() == tmp_path / "node"
+    assert node_cache_dir(tmp_path / "shared") == tmp_path / "shared"  # --cache-dir wins
