@@ -363,7 +363,8 @@ def compare(
         ``["subject_id"]`` (default), on new patients.
     by : column name(s)
         Compare within each group (default per dataset). If a group mixes protocols, add
-        ``"protocol"`` here.
+        ``"protocol"`` here. Without ``models``, a group holding a single model has nothing to
+        compare and is left out with a warning naming it (an error when no group has two).
     method : str or sequence
         Any of ``"bootstrap"``, ``"corrected_ttest"``, ``"permutation"``: one row per pair each.
     correction : {"holm", "fdr_bh", "none"}
@@ -466,8 +467,12 @@ def compare(
     lv = as_names(levels, name="levels")
     st = as_names(strata, name="strata")
     out = []
+    single: list[dict[str, Any]] = []
     groups = data.sort(keys).group_by(keys, maintain_order=True) if keys else [((), data)]
     for key, part in groups:
+        if keys and not models and part.get_column("model").n_unique() < 2:
+            single.append(dict(zip(keys, key, strict=True)))
+            continue
         if "protocol" in part.columns and "protocol" not in keys:
             protocols = part.get_column("protocol").unique().to_list()
             if len(protocols) > 1:
@@ -500,6 +505,10 @@ def compare(
                     n_seeds=n_seeds,
                 )
                 out.append(r)
+    if single:
+        if not out:
+            raise AnalysisError(f"no group of by={keys} holds two models to compare: {single}")
+        warnings.warn(f"left out of the comparisons (one model only): {single}", stacklevel=2)
     columns = [
         *keys,
         "model_a",

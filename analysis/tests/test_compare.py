@@ -266,3 +266,17 @@ def test_a_point_bootstrap_distribution_gives_no_interval():
     # subjects as the top level vary from draw to draw: an interval is reported
     fine = compare(data, metric="accuracy", levels=["subject_id"], n_boot=200, method="bootstrap")
     assert fine["se"][0] > 0.01 and fine["p_value"][0] < 1
+
+
+def test_a_dataset_with_one_model_is_left_out_with_a_warning(predictions):
+    alone = predictions.filter(model="a").with_columns(dataset=pl.lit("other"))
+    both = pl.concat([predictions, alone])
+    with pytest.warns(UserWarning, match=r"one model only.*'other'"):
+        out = compare(both, metric="accuracy", method="corrected_ttest")
+    # the dataset with two models is compared exactly as on its own
+    ref = compare(predictions, metric="accuracy", method="corrected_ttest")
+    assert out.equals(ref)
+    with pytest.raises(AnalysisError, match="holds two models"):
+        compare(alone, metric="accuracy", method="corrected_ttest")
+    with pytest.raises(AnalysisError, match="at least two models"):  # named models must exist
+        compare(both, metric="accuracy", models=["a", "b"], method="corrected_ttest")
