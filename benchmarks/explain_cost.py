@@ -6,7 +6,9 @@ random 64³ volumes with every method of ``evaluation.explanations`` at the sett
 ``suites/explanations.yaml`` (:func:`raybench.training.explain.attribute`, as a trial calls it).
 
 For each method: ``seconds`` per image (median over the images), ``forward_passes``: that time
-divided by one forward pass of one image (what the method costs in forward passes),
+divided by one forward pass of one image timed in the same process just before and after the
+method (``forward_seconds``: so that a shared machine's changing load cancels out of the ratio;
+what the method costs in forward passes),
 ``images_forwarded``: the images the network actually saw per map (a forward hook counts the batch
 rows; batched passes cost less per image than one, and backward passes are not counted), and memory:
 on CPU the growth of the process's peak resident set while the method runs (``extra_mb``; each
@@ -74,6 +76,7 @@ def _measure(
     images = torch.randn(samples, 1, 1, shape, shape, shape, device=device)
     with torch.no_grad():
         model(images[0])  # warm-up: allocator, kernels
+    forward = [_forward_once(model, images[0], device) for _ in range(3)]
     # and the libraries: Captum's import and a first backward pass are not the method's cost
     attribute(model, images[0], 1, ExplanationMethodConfig("gradient"), seed=0)
     if device.type == "cuda":
@@ -92,11 +95,14 @@ def _measure(
         _sync(device)
         times.append(time.perf_counter() - t0)
     hook.remove()
+    forward += [_forward_once(model, images[0], device) for _ in range(3)]
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = {
         "params": params,
         "seconds": round(statistics.median(times), 4),
         "images_forwarded": seen[0] / samples,
+        "forward_seconds": round(statistics.median(forward), 5),
+        "forward_passes": round(statistics.median(times) / statistics.median(forward), 1),
     }
     if device.type == "cuda":
         out["peak_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
@@ -105,21 +111,14 @@ def _measure(
     return out
 
 
-def _forward(shape: int, device_name: str, threads: int, repeats: int = 5) -> float:
-    torch.set_num_threads(threads)
-    device = torch.device(device_name)
-    model = _network(shape, device)
-    x = torch.randn(1, 1, shape, shape, shape, device=device)
-    times = []
+def _forward_once(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> float:
+    """Seconds of one forward pass of one image."""
     with torch.no_grad():
+        _sync(device)
+        t0 = time.perf_counter()
         model(x)
-        for _ in range(repeats):
-            _sync(device)
-            t0 = time.perf_counter()
-            model(x)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        _sync(device)
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -147,8 +146,6 @@ def main() -> None:
             )
         settings[method][name] = float(value) if "." in value else int(value)
     context = multiprocessing.get_context("spawn")  # a fresh process: a clean peak memory
-    with context.Pool(1) as pool:
-        forward = pool.apply(_forward, (args.shape, args.device, args.threads))
     results = {}
     for method in args.methods:
         with context.Pool(1, maxtasksperchild=1) as pool:
@@ -156,7 +153,7 @@ def main() -> None:
                 _measure,
                 (method, settings[method], args.shape, args.samples, args.device, args.threads),
             )
-        results[method] = {**cost, "forward_passes": round(cost["seconds"] / forward, 1)}
+        results[method] = cost
     device = torch.device(args.device)
     print(
         json.dumps(
@@ -170,7 +167,6 @@ def main() -> None:
                 "shape": args.shape,
                 "samples": args.samples,
                 "network": "classifier (quick start)",
-                "forward_seconds": round(forward, 5),
                 "methods": results,
             }
         )
