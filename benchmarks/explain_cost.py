@@ -6,12 +6,20 @@ random 64³ volumes with every method of ``evaluation.explanations`` at the sett
 ``suites/explanations.yaml`` (:func:`raybench.training.explain.attribute`, as a trial calls it).
 
 For each method: ``seconds`` per image (median over the images), ``forward_passes``: that time
-divided by one forward pass of one image (what the method costs in forward passes), and memory:
+divided by one forward pass of one image timed in the same process just before and after the
+method (``forward_seconds``: so that a shared machine's changing load cancels out of the ratio;
+what the method costs in forward passes),
+``images_forwarded``: the images the network actually saw per map (a forward hook counts the batch
+rows; batched passes cost less per image than one, and backward passes are not counted), and memory:
 on CPU the growth of the process's peak resident set while the method runs (``extra_mb``; each
 method runs in a fresh process after a warm-up forward and gradient pass), on a GPU the peak
 allocated by torch (``peak_mb``). A trial with ``randomisation`` and ``stability`` explains each
 image once more, and once per perturbation; ``threshold_samples`` validation images add their
 own maps.
+
+``--param occlusion.stride=8`` changes one setting (repeatable): occlusion at ``window: 8,
+stride: 4`` on 64³ forwards 3,376 images per map, so on a slow CPU measure it at ``stride=8``
+(513) and scale by the ratio of ``images_forwarded`` (docs/explanations.md does).
 
 Run: ``.venv/bin/python -m benchmarks.explain_cost [--device cuda] [--shape 64] [--methods ...]``.
 """
@@ -54,8 +62,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _measure(method: str, shape: int, samples: int, device_name: str, threads: int) -> dict:
-    """One method in this (fresh) process: seconds per image and memory above a forward pass."""
+def _measure(
+    method: str, params: dict[str, Any], shape: int, samples: int, device_name: str, threads: int
+) -> dict:
+    """One method in this (fresh) process: seconds per image, images forwarded per image and
+    memory above a forward pass."""
     from raybench.plan.config import ExplanationMethodConfig
     from raybench.training.explain import attribute
 
@@ -65,12 +76,17 @@ def _measure(method: str, shape: int, samples: int, device_name: str, threads: i
     images = torch.randn(samples, 1, 1, shape, shape, shape, device=device)
     with torch.no_grad():
         model(images[0])  # warm-up: allocator, kernels
+    forward = [_forward_once(model, images[0], device) for _ in range(3)]
     # and the libraries: Captum's import and a first backward pass are not the method's cost
     attribute(model, images[0], 1, ExplanationMethodConfig("gradient"), seed=0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    config = ExplanationMethodConfig(method, METHODS[method])
+    config = ExplanationMethodConfig(method, params)
+    seen = [0]
+    hook = model.register_forward_hook(
+        lambda _m, args, _out: seen.__setitem__(0, seen[0] + len(args[0]))
+    )
     times = []
     for i, x in enumerate(images):
         _sync(device)
@@ -78,8 +94,16 @@ def _measure(method: str, shape: int, samples: int, device_name: str, threads: i
         attribute(model, x, 1, config, seed=i)
         _sync(device)
         times.append(time.perf_counter() - t0)
+    hook.remove()
+    forward += [_forward_once(model, images[0], device) for _ in range(3)]
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out = {"seconds": round(statistics.median(times), 4)}
+    out = {
+        "params": params,
+        "seconds": round(statistics.median(times), 4),
+        "images_forwarded": seen[0] / samples,
+        "forward_seconds": round(statistics.median(forward), 5),
+        "forward_passes": round(statistics.median(times) / statistics.median(forward), 1),
+    }
     if device.type == "cuda":
         out["peak_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     else:
@@ -87,21 +111,14 @@ def _measure(method: str, shape: int, samples: int, device_name: str, threads: i
     return out
 
 
-def _forward(shape: int, device_name: str, threads: int, repeats: int = 5) -> float:
-    torch.set_num_threads(threads)
-    device = torch.device(device_name)
-    model = _network(shape, device)
-    x = torch.randn(1, 1, shape, shape, shape, device=device)
-    times = []
+def _forward_once(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> float:
+    """Seconds of one forward pass of one image."""
     with torch.no_grad():
+        _sync(device)
+        t0 = time.perf_counter()
         model(x)
-        for _ in range(repeats):
-            _sync(device)
-            t0 = time.perf_counter()
-            model(x)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        _sync(device)
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -111,17 +128,32 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="METHOD.KEY=VALUE",
+        help="override one setting, e.g. occlusion.stride=8 or smoothgrad.sigma=0.1",
+    )
     args = parser.parse_args()
+    settings = {m: dict(p) for m, p in METHODS.items()}
+    for item in args.param:
+        key, _, value = item.partition("=")
+        method, _, name = key.partition(".")
+        if method not in settings or not name or not value:
+            parser.error(
+                f"--param {item!r}: expected METHOD.KEY=VALUE with METHOD in {list(METHODS)}"
+            )
+        settings[method][name] = float(value) if "." in value else int(value)
     context = multiprocessing.get_context("spawn")  # a fresh process: a clean peak memory
-    with context.Pool(1) as pool:
-        forward = pool.apply(_forward, (args.shape, args.device, args.threads))
     results = {}
     for method in args.methods:
         with context.Pool(1, maxtasksperchild=1) as pool:
             cost = pool.apply(
-                _measure, (method, args.shape, args.samples, args.device, args.threads)
+                _measure,
+                (method, settings[method], args.shape, args.samples, args.device, args.threads),
             )
-        results[method] = {**cost, "forward_passes": round(cost["seconds"] / forward, 1)}
+        results[method] = cost
     device = torch.device(args.device)
     print(
         json.dumps(
@@ -135,7 +167,6 @@ def main() -> None:
                 "shape": args.shape,
                 "samples": args.samples,
                 "network": "classifier (quick start)",
-                "forward_seconds": round(forward, 5),
                 "methods": results,
             }
         )

@@ -233,7 +233,7 @@ _EXPLANATIONS = TableSpec(
             "`none`, or the perturbation id of a `perturbation_spearman` row (the map of the "
             "perturbed image against the clean one)",
         ),
-        ("metric", "string", "`auroc`, `mass_accuracy`, `dice`, ... (EXPLANATION_METRICS)"),
+        ("metric", "string", "`auroc`, `dice`, `max_sensitivity`, ... (EXPLANATION_METRICS)"),
         ("value", "float64", "the metric's value; NaN when undefined (see `note`)"),
         ("note", "string", "why a value is NaN (no or empty mask, non-finite map); else null"),
         (

@@ -228,7 +228,8 @@ EXPLANATION_METHODS: Final[tuple[str, ...]] = (
 #: Metrics of the ``explanations`` table and whether a larger value is better. Localisation
 #: against the ground-truth mask, faithfulness (deletion/insertion areas), complexity, cost,
 #: weakly supervised segmentation (Dice, HD95), the model-randomisation check (a map should
-#: change: lower is better) and stability under the suite's perturbations.
+#: change: lower is better), stability under the suite's perturbations and max-sensitivity
+#: (Yeh et al. 2019: the worst relative change of the map under small noise, lower is better).
 EXPLANATION_METRICS: Final[dict[str, bool]] = {
     "auroc": True,
     "mass_accuracy": True,
@@ -243,6 +244,7 @@ EXPLANATION_METRICS: Final[dict[str, bool]] = {
     "hd95": False,
     "randomisation_spearman": False,
     "perturbation_spearman": True,
+    "max_sensitivity": False,
 }
 
 #: Search algorithms of a suite's ``search:`` section (docs/search.md): ``grid`` (every combination

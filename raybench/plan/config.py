@@ -253,6 +253,8 @@ class ExplainConfig:
     threshold_samples: int = field(default=_default(schema.Explain, "threshold_samples"))
     randomisation: bool = field(default=_default(schema.Explain, "randomisation"))
     stability: bool = field(default=_default(schema.Explain, "stability"))
+    #: Max-sensitivity (Yeh et al. 2019): ``{"samples": n, "radius": r}``, None when not asked.
+    max_sensitivity: dict[str, Any] | None = field(default=None, metadata=_OPT_IN)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> ExplainConfig | None:
@@ -519,5 +521,11 @@ def _explain_of(evaluation: schema.Evaluation) -> ExplainConfig | None:
     )
     e = evaluation.explain
     return ExplainConfig(
-        methods, e.samples, e.save_maps, e.threshold_samples, e.randomisation, e.stability
+        methods,
+        e.samples,
+        e.save_maps,
+        e.threshold_samples,
+        e.randomisation,
+        e.stability,
+        None if e.max_sensitivity is None else e.max_sensitivity.model_dump(),
     )

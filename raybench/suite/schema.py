@@ -846,6 +846,19 @@ ExplanationMethod = Annotated[
 ]
 
 
+class MaxSensitivity(Strict):
+    """Max-sensitivity (Yeh et al. 2019) of each map: the worst relative change of the map over
+    ``samples`` copies of the image with uniform noise of half-width ``radius`` (Captum)."""
+
+    samples: int = Field(8, ge=1, le=MAX_STEPS, description="perturbed copies per map")
+    radius: float = Field(
+        0.02,
+        gt=0,
+        le=MAX_SEVERITY,
+        description="half-width of the uniform noise, relative to the image's value range",
+    )
+
+
 class Explain(Strict):
     """Which test samples of each refit trial are explained, and how many maps are kept."""
 
@@ -867,6 +880,10 @@ class Explain(Strict):
     )
     stability: bool = Field(
         True, description="explain the test images under each of evaluation.perturbations too"
+    )
+    max_sensitivity: MaxSensitivity | None = Field(
+        None,
+        description="max-sensitivity of each test map, Yeh et al. 2019 (opt-in; null: none)",
     )
 
 

@@ -47,6 +47,7 @@ from raybench.plan.config import ExplainConfig, ExplanationMethodConfig
 from raybench.training.determinism import derive_seed
 from raybench.training.explain_checks import (
     choose_threshold,
+    max_sensitivity,
     randomised_copy,
     rank_correlation,
     segmentation_scores,
@@ -442,7 +443,8 @@ def explain_samples(
     threshold (:func:`raybench.training.explain_checks.choose_threshold`); the ``dice`` and
     ``hd95`` rows of the test samples then use it. With ``config.randomisation`` each map is
     compared with the map of a randomised copy of the network (Adebayo et al. 2018), with
-    ``config.stability`` with the maps of each of ``perturbations`` (the same image perturbed).
+    ``config.stability`` with the maps of each of ``perturbations`` (the same image perturbed),
+    with ``config.max_sensitivity`` each map gets its max-sensitivity (Yeh et al. 2019).
     """
     result = ExplainResult()
     val = val_samples[: config.threshold_samples]
@@ -511,6 +513,13 @@ def explain_samples(
                     moved = attribute(model, apply(x, sample_id), target, method, seed)
                     add("perturbation_spearman", rank_correlation(attr, moved), _FLAT,
                         perturbation=pid)  # fmt: skip
+            if config.max_sensitivity is not None:
+                explain = functools.partial(
+                    attribute, model, target=target, method=method, seed=seed
+                )
+                ms = config.max_sensitivity
+                value = max_sensitivity(explain, x, ms["samples"], ms["radius"], seed)
+                add("max_sensitivity", value, "non-finite attribution map")
         if keep:
             image = x[0].detach().float().cpu().numpy().sum(axis=0)
             result.maps[slices_path(trial, sample_id)] = slices_npz(image, mask, kept)

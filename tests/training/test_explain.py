@@ -430,6 +430,29 @@ def test_randomising_the_weights_changes_a_faithful_map_and_keeps_the_network() 
     assert not off["metric"].is_in(["randomisation_spearman", "perturbation_spearman"]).any()
 
 
+def test_max_sensitivity_is_zero_for_a_fixed_map_and_bounded_by_the_noise() -> None:
+    """Yeh et al. (2019): the gradient of a linear score is its weights whatever the image, so no
+    noise moves it (0); its Integrated Gradients from 0 are image x weights, so noise d moves them
+    by d x weights: at most r ||w|| / ||x w|| relative, r the noise's half-width."""
+    image, mask = _lesion()
+    net = LinearScore(mask)
+    methods = [ExplanationMethodConfig("gradient"), ExplanationMethodConfig("integrated_gradients")]
+    ask = {"samples": 4, "radius": 0.05}
+
+    def values(**config: Any) -> dict[str, float]:
+        frame = _explain(net, [(image, mask)], [], methods, randomisation=False, stability=False,
+                         **config).filter(pl.col("metric") == "max_sensitivity")  # fmt: skip
+        return dict(zip(frame["method"], frame["value"], strict=True))
+
+    got = values(max_sensitivity=ask)
+    assert got["gradient"] == pytest.approx(0.0, abs=1e-6)
+    w = mask.astype(np.float64)
+    bound = 0.05 * float(image.max() - image.min()) * np.linalg.norm(w) / np.linalg.norm(image * w)
+    assert 0.3 * bound < got["integrated_gradients"] <= bound * (1 + 1e-4)
+    assert values(max_sensitivity=ask) == got  # seeded
+    assert values() == {}  # opt-in
+
+
 def test_rank_correlation_is_undefined_for_a_constant_map() -> None:
     a = np.random.default_rng(0).random(SHAPE)
     assert rank_correlation(a, a) == pytest.approx(1.0)
