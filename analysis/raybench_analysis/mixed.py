@@ -140,7 +140,7 @@ class MixedResult:
     def confint_varcomp(
         self, method: str = "boot", *, level: float = 0.95, n_boot: int = 500, seed: int = 0
     ) -> pl.DataFrame:
-        """Parametric-bootstrap intervals of the SDs, correlations and sigma.
+        """Parametric-bootstrap or profile-likelihood intervals of the SDs, correlations, sigma.
 
         See :func:`raybench_analysis.varcomp.confint_varcomp` (lme4's ``confint``).
         """
