@@ -222,6 +222,10 @@ def bayes_hierarchical(
     ``N(mean(x_i), sigma_i^2 (1 + (n − 1) rho)/n)``, so ``delta_i``, ``lambda_i``, ``delta_0``
     and ``sigma_i`` are drawn from their (truncated) conjugate conditionals, and ``sigma_0``,
     ``nu``, ``alpha``, ``beta`` by random-walk Metropolis steps whose sizes adapt during warmup.
+    Against baycomp's own Stan model (analysis/validation/bayes_reference.py; its documented
+    54-dataset example and three simulated designs) the next-dataset probabilities agree within
+    0.006 and the per-dataset ones within 0.02–0.04 at 4 x 2000 draws (docs/statistics/
+    comparisons.md).
 
     References
     ----------
@@ -290,7 +294,8 @@ def bayes_hierarchical(
 
     def regions(above: np.ndarray, below: np.ndarray) -> tuple[float, float, float]:
         better, worse = (above, below) if higher_is_better else (below, above)
-        return float(better.mean()), float(1.0 - better.mean() - worse.mean()), float(worse.mean())
+        equivalent = max(0.0, 1.0 - float(better.mean()) - float(worse.mean()))
+        return float(better.mean()), equivalent, float(worse.mean())
 
     method = "hierarchical Bayesian correlated t-test (Corani et al. 2017)"
     rows = []
