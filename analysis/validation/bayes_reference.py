@@ -86,12 +86,13 @@ def cases() -> list[dict]:
 
 def baycomp_stan(
     a: np.ndarray, b: np.ndarray, rope: float, runs: int, draws: int = N_STAN
-) -> tuple[list[float], np.ndarray]:
+) -> tuple[list[float], np.ndarray, float]:
     """baycomp's hierarchical test: its Stan model and data preparation (``HierarchicalTest.
     sample``), run once here so that ``delta`` can be read too (baycomp returns only the
     summary). Returns the summary ``[P(a better), P(equivalent), P(b better)]`` computed by
     baycomp's own ``Posterior.probs`` from the same draws, and the per-dataset probabilities
-    that ``delta_i`` is above, within, below the rope (datasets x 3)."""
+    that ``delta_i`` is above, within, below the rope (datasets x 3), and the fraction of NUTS
+    transitions that diverged."""
     import baycomp
     import stan
     from baycomp.multiple import Posterior
@@ -136,7 +137,8 @@ def baycomp_stan(
     delta = np.asarray(fit["delta"])  # q x draws
     above, below = (delta > r).mean(axis=1), (delta < -r).mean(axis=1)
     per_dataset = np.column_stack([above, 1.0 - above - below, below])
-    return [float(summary[2]), float(summary[1]), float(summary[0])], per_dataset
+    divergent = float(np.mean(fit["divergent__"]))
+    return [float(summary[2]), float(summary[1]), float(summary[0])], per_dataset, divergent
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -166,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     continue
                 a, b, rope, runs = case["a"], case["b"], case["rope"], case["runs"]
                 start = time.perf_counter()
-                ref_summary, ref_sets = baycomp_stan(a, b, rope, runs, args.draws)
+                ref_summary, ref_sets, divergent = baycomp_stan(a, b, rope, runs, args.draws)
                 stan_s = time.perf_counter() - start
                 start = time.perf_counter()
                 ours = bayes_hierarchical(a, b, rope, runs=runs, n_samples=args.draws)
@@ -193,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         ),
                         "baycomp_per_dataset": ref_sets.round(4).tolist(),
                         "ours_per_dataset": sets.round(4).tolist(),
+                        "stan_divergent_fraction": round(divergent, 5),
                         "ours_max_rhat": round(float(ours["rhat"].max()), 4),
                         "seconds_stan": round(stan_s, 1),
                         "seconds_ours": round(ours_s, 1),
