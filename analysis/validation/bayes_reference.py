@@ -25,8 +25,9 @@ Stan's NUTS and our Gibbs sampler are both Monte Carlo: differences of ~0.01–0
 error. docs/statistics/comparisons.md quotes the output
 (``analysis/validation/results/bayes_reference.json``).
 
-``--draws 25000 --cases near_rope_8x10`` repeats one case with 4 x 25,000 draws in both
-samplers (``analysis/validation/results/bayes_reference_long.json``). Needs ``pip install
+``--draws 25000 --cases near_rope_8x10 --noncentred`` repeats one case with 4 x 25,000 draws in
+both samplers and also runs baycomp's model in the non-centred parameterisation (the same
+posterior; ``analysis/validation/results/bayes_reference_long.json``). Needs ``pip install
 baycomp pystan`` (pystan 3 compiles the model once: ~8 minutes here); run
 ``python -m analysis.validation.bayes_reference``.
 """
@@ -84,8 +85,33 @@ def cases() -> list[dict]:
     return out
 
 
+def noncentred_model(code: str) -> str:
+    """baycomp's Stan model with ``delta = delta0 + std0 * deltaRaw``, ``deltaRaw ~ t(nu, 0, 1)``:
+    the same posterior, parameterised so that NUTS does not face the funnel of small ``std0``
+    (Betancourt & Girolami 2015, Hamiltonian Monte Carlo for hierarchical models)."""
+    edits = [
+        ("    vector[q] delta;\n", "    vector[q] deltaRaw;\n"),
+        ("    real<lower=1> nu ;\n", "    real<lower=1> nu ;\n    vector[q] delta;\n"),
+        (
+            "    nu = nuMinusOne + 1 ;\n",
+            "    nu = nuMinusOne + 1 ;\n    delta = delta0 + std0 * deltaRaw;\n",
+        ),
+        ("delta ~ student_t(nu, delta0, std0);", "deltaRaw ~ student_t(nu, 0, 1);"),
+    ]
+    for old, new in edits:
+        if code.count(old) != 1:
+            raise RuntimeError(f"baycomp's Stan model changed: {old!r}")
+        code = code.replace(old, new)
+    return code
+
+
 def baycomp_stan(
-    a: np.ndarray, b: np.ndarray, rope: float, runs: int, draws: int = N_STAN
+    a: np.ndarray,
+    b: np.ndarray,
+    rope: float,
+    runs: int,
+    draws: int = N_STAN,
+    noncentred: bool = False,
 ) -> tuple[list[float], np.ndarray, float]:
     """baycomp's hierarchical test: its Stan model and data preparation (``HierarchicalTest.
     sample``), run once here so that ``delta`` can be read too (baycomp returns only the
@@ -126,6 +152,8 @@ def baycomp_stan(
         "std0Hi": std_among * 1000,
     }
     code = (Path(baycomp.__file__).parent / "hierarchical-t-test.stan").read_text()
+    if noncentred:
+        code = noncentred_model(code)
     with contextlib.redirect_stdout(sys.stderr):  # pystan prints its progress on stdout
         model = stan.build(code, data=data, random_seed=1)
         fit = model.sample(num_chains=4, num_samples=draws)
@@ -146,6 +174,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=N_STAN, help="draws per chain (both)")
     parser.add_argument("--cases", nargs="*", help="only these cases (default: all)")
+    parser.add_argument(
+        "--noncentred",
+        action="store_true",
+        help="also run baycomp's model non-centred (same posterior, no funnel) and compare",
+    )
     args = parser.parse_args(argv)
     import baycomp
 
@@ -201,6 +234,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         "seconds_ours": round(ours_s, 1),
                     }
                 )
+                if args.noncentred:
+                    nc_summary, nc_sets, nc_div = baycomp_stan(
+                        a, b, rope, runs, args.draws, noncentred=True
+                    )
+                    report["cases"][-1]["noncentred"] = {
+                        "next_dataset": [round(v, 4) for v in nc_summary],
+                        "per_dataset": nc_sets.round(4).tolist(),
+                        "divergent_fraction": round(nc_div, 5),
+                        "max_abs_diff_vs_centred": round(
+                            float(np.max(np.abs(nc_sets - ref_sets))), 4
+                        ),
+                        "max_abs_diff_vs_ours": round(float(np.max(np.abs(nc_sets - sets))), 4),
+                    }
                 print(json.dumps(report["cases"][-1]), file=sys.stderr, flush=True)
         finally:
             os.chdir(here)
