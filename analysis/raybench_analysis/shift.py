@@ -391,4 +391,8 @@ def feature_shift(
               "halves": pl.Float64, "halves_p": pl.Float64, "generated": pl.Float64,
               "generated_p": pl.Float64, "n_half": pl.Int64, "n_features": pl.Int64,
               "trial_id": pl.String}  # fmt: skip
-    return pl.DataFrame(rows, schema=schema)
+    order = {name: i for i, name in enumerate(distances)}
+    out = pl.DataFrame(rows, schema=schema)
+    return out.sort(
+        "dataset", "model", "seed", pl.col("distance").replace_strict(order), maintain_order=True
+    )
