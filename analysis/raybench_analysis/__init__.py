@@ -78,7 +78,7 @@ from raybench_analysis.robustness import robustness
 from raybench_analysis.sampling import sampling_variance
 from raybench_analysis.selective import risk_coverage, selective, selective_risk
 from raybench_analysis.settings import AnalysisSettings, read_saved_suite, resolve_settings
-from raybench_analysis.shift import feature_distance, frechet_distance, mmd2
+from raybench_analysis.shift import feature_distance, feature_shift, frechet_distance, mmd2
 from raybench_analysis.simulate import (
     SimulatedRun,
     simulate_predictions,
@@ -138,6 +138,7 @@ __all__ = [
     "external_summary",
     "f1",
     "feature_distance",
+    "feature_shift",
     "fit_learning_curve",
     "fit_power_law",
     "fit_temperature",

@@ -251,11 +251,32 @@ _EXPLANATIONS = TableSpec(
     ),
 )
 
+_FEATURES = TableSpec(
+    "features",
+    "one row per (predict entry, image): the penultimate-layer features of a refit network on "
+    "the real test images of its own fold and on the samples of a generated dataset it was "
+    "scored on; docs/generated.md",
+    _cols(
+        ("trial_id", "string", "the predict entry (network × generated dataset)", False),
+        ("refit_trial_id", "string", "the refit trial whose network made the features"),
+        ("model", "string", "model name in the suite (denormalised from `trials`)"),
+        ("protocol", "string", "validation protocol of the refit"),
+        ("outer_fold", "int64", "fold index of the refit"),
+        ("seed", "int64", "the suite seed of the refit"),
+        ("dataset", "string", "dataset of the image: the generated one, or its `from` dataset"),
+        ("origin", "string", "`test`: a real test image of the refit's fold; `generated`"),
+        ("sample_id", "string", "the image"),
+        ("subject_id", "string", "subject of the image"),
+        ("label", "string", "the image's class (task.label)"),
+        ("features", "list<float64>", "input of the network's last linear layer"),
+    ),
+)
+
 #: The tables other than ``trials``, each a file per trial whose row count ``trials`` records.
-DATA_TABLES: tuple[str, ...] = ("predictions", "epochs", "splits", "explanations")
+DATA_TABLES: tuple[str, ...] = ("predictions", "epochs", "splits", "explanations", "features")
 
 #: Tables only some suites fill (an absent one is not worth a note when loading results).
-OPTIONAL_TABLES: tuple[str, ...] = ("explanations",)
+OPTIONAL_TABLES: tuple[str, ...] = ("explanations", "features")
 
 
 def count_column(table: str) -> str:
@@ -358,7 +379,7 @@ _TRIALS = TableSpec(
 
 #: Every table of the contract, in commit order (``trials`` last: it marks the trial committed).
 CONTRACT: dict[str, TableSpec] = {
-    t.name: t for t in (_PREDICTIONS, _EPOCHS, _SPLITS, _EXPLANATIONS, _TRIALS)
+    t.name: t for t in (_PREDICTIONS, _EPOCHS, _SPLITS, _EXPLANATIONS, _FEATURES, _TRIALS)
 }
 TABLE_NAMES: tuple[str, ...] = tuple(CONTRACT)
 

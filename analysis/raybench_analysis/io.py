@@ -43,9 +43,10 @@ class Results:
     ----------
     root : str
         The directory (or URI) read.
-    trials, predictions, epochs, splits, explanations : polars.LazyFrame
+    trials, predictions, epochs, splits, explanations, features : polars.LazyFrame
         The tables; a table with no file is an empty frame with the contract's schema
-        (``explanations`` is filled only by suites with ``evaluation.explanations``).
+        (``explanations`` is filled only by suites with ``evaluation.explanations``,
+        ``features`` only by generated datasets named in ``validation.external``).
     committed : tuple of str
         Ids of the committed trials (those with a ``trials`` file).
     missing : tuple of str
@@ -61,6 +62,9 @@ class Results:
     missing: tuple[str, ...]
     explanations: pl.LazyFrame = field(
         default_factory=lambda: pl.LazyFrame(schema=polars_schema("explanations"))
+    )
+    features: pl.LazyFrame = field(
+        default_factory=lambda: pl.LazyFrame(schema=polars_schema("features"))
     )
 
     def __repr__(self) -> str:
@@ -174,6 +178,7 @@ def load(results_dir: str | Path) -> Results:
         epochs=frames["epochs"],
         splits=frames["splits"],
         explanations=frames["explanations"],
+        features=frames["features"],
         committed=committed,
         missing=tuple(notes),
     )

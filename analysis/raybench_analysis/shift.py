@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from raybench_analysis._frames import AnalysisError
+from raybench_analysis._frames import AnalysisError, require_columns, to_polars
 
-__all__ = ["DISTANCES", "feature_distance", "frechet_distance", "mmd2"]
+__all__ = ["DISTANCES", "feature_distance", "feature_shift", "frechet_distance", "mmd2"]
 
 #: The distances of :func:`feature_distance`.
 DISTANCES: tuple[str, ...] = ("mmd", "frechet")
@@ -125,6 +125,23 @@ def _frechet(x: np.ndarray, y: np.ndarray) -> float:
     return max(value, 0.0)
 
 
+def _span(pooled: np.ndarray) -> np.ndarray:
+    """``pooled`` in coordinates of the affine span of its rows, when that has fewer dimensions.
+
+    Both distances are invariant under translation and rotation, and every mean and covariance
+    of a subset of the rows (any relabelling) lies in that span, so the projection changes no
+    estimate and no permuted value: it only makes the Fréchet distance of 1024 penultimate
+    features of a few dozen images cost a few dozen dimensions.
+    """
+    n, d = pooled.shape
+    if d < n:
+        return pooled
+    centred = pooled - pooled.mean(axis=0)
+    u, sv, _ = np.linalg.svd(centred, full_matrices=False)
+    keep = sv > sv.max(initial=0.0) * 1e-10
+    return u[:, keep] * sv[keep]
+
+
 def feature_distance(
     a: Any,
     b: Any,
@@ -203,8 +220,10 @@ def feature_distance(
         raise AnalysisError(f"n_perm={n_perm!r} must be an integer >= 0")
     if bandwidth is not None and not (math.isfinite(bandwidth) and bandwidth > 0):
         raise AnalysisError(f"bandwidth={bandwidth!r} must be a finite number > 0")
-    pooled = np.vstack([x, y])
+    d = x.shape[1]
+    pooled = _span(np.vstack([x, y]))
     n, m = len(pooled), len(x)
+    x, y = pooled[:m], pooled[m:]
     rng = np.random.default_rng(seed)
     perms = np.zeros((n_perm, n), dtype=bool)
     for i in range(n_perm):
@@ -236,10 +255,144 @@ def feature_distance(
                 "p_value": p,
                 "n_a": len(x),
                 "n_b": len(y),
-                "n_features": x.shape[1],
+                "n_features": d,
                 "n_perm": n_perm,
                 "bandwidth": sigma,
                 "method": method,
             }
         )
     return pl.DataFrame(rows)
+
+
+def _halves(labels: list[str], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of two halves, each class split in two (a class's odd row goes to the first)."""
+    first, second = [], []
+    for c in sorted(set(labels)):
+        rows = rng.permutation([i for i, v in enumerate(labels) if v == c])
+        cut = (len(rows) + 1) // 2
+        first += rows[:cut].tolist()
+        second += rows[cut:].tolist()
+    return np.array(sorted(first), dtype=int), np.array(sorted(second), dtype=int)
+
+
+def _like(labels: list[str], pool: list[str], rng: np.random.Generator) -> np.ndarray | None:
+    """Rows of ``pool`` with the class counts of ``labels``, drawn without replacement; None
+    when ``pool`` holds too few of a class."""
+    out = []
+    for c in sorted(set(labels)):
+        rows = [i for i, v in enumerate(pool) if v == c]
+        need = labels.count(c)
+        if len(rows) < need:
+            return None
+        out += rng.choice(rows, size=need, replace=False).tolist()
+    return np.array(sorted(out), dtype=int)
+
+
+def feature_shift(
+    features: Any,
+    distances: Sequence[str] = DISTANCES,
+    *,
+    n_perm: int = 1000,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Distance between generated and real test images, next to its "no shift" yardstick.
+
+    For each network scored on a generated dataset (one ``trial_id`` of the ``features`` table,
+    docs/results.md): its real test images (``origin = test``) are split in two halves A and B,
+    each class in two (seeded); then
+
+    - ``halves``: the distance between A and B, the value of "no shift" at this sample size;
+    - ``generated``: the distance between A and as many generated samples as B holds, of B's
+      class counts (drawn without replacement).
+
+    Both are :func:`feature_distance` on the network's penultimate features with equal sample
+    sizes, so they are on one scale (both statistics depend on the sample size); each has its
+    permutation p-value of "same distribution" (Gretton et al. 2012; Phipson & Smyth 2010).
+
+    Parameters
+    ----------
+    features:
+        The ``features`` table (polars or pandas frame, or a LazyFrame), or loaded results.
+    distances, n_perm, seed:
+        As :func:`feature_distance` (``seed`` also draws the halves and the generated rows).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per (generated dataset, network, distance): ``dataset``, ``development`` (the
+        real dataset), ``model``, ``seed``, ``refit_trial_id``, ``distance``, ``halves``,
+        ``halves_p``, ``generated``, ``generated_p``, ``n_half`` (images per compared sample),
+        ``n_features``. Empty when no network has at least 4 real test images and enough
+        generated ones.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> def rows(origin, shift, n):
+    ...     return [{"trial_id": "e", "refit_trial_id": "r", "model": "cnn", "seed": 0,
+    ...              "dataset": "synth" if origin == "test" else "gen", "origin": origin,
+    ...              "sample_id": f"{origin}{i:03d}",
+    ...              "label": "AD" if i % 2 else "CN",
+    ...              "features": (rng.normal(size=4) + shift).tolist()} for i in range(n)]
+    >>> out = feature_shift(pl.DataFrame(rows("test", 0, 40) + rows("generated", 2, 40)),
+    ...                     n_perm=200)
+    >>> out.select("dataset", "development", "distance", "n_half").rows()
+    [('gen', 'synth', 'mmd', 20), ('gen', 'synth', 'frechet', 20)]
+    >>> bool((out["halves"] < out["generated"]).all() and (out["generated_p"] < 0.05).all())
+    True
+    """
+    frame = getattr(features, "features", features)
+    if isinstance(frame, pl.LazyFrame):
+        frame = frame.collect()
+    frame = to_polars(frame, name="features")
+    require_columns(
+        frame, ["trial_id", "origin", "dataset", "sample_id", "label", "features"], name="features",
+        why="for the feature shift",
+    )  # fmt: skip
+    keys = ("model", "seed", "refit_trial_id")
+    rows: list[dict[str, Any]] = []
+    ordered = frame.sort("trial_id", "origin", "sample_id")
+    for (entry,), part in ordered.group_by("trial_id", maintain_order=True):
+        real = part.filter(pl.col("origin") == "test")
+        gen = part.filter(pl.col("origin") == "generated")
+        if real.height < 4 or gen.height < 2:
+            continue
+        rng = np.random.default_rng([seed, len(rows)])
+        r_lab = real["label"].cast(pl.String).fill_null("").to_list()
+        a, b = _halves(r_lab, rng)
+        pick = _like([r_lab[i] for i in b], gen["label"].cast(pl.String).fill_null("").to_list(),
+                     rng)  # fmt: skip
+        if pick is None or len(a) < 2 or len(b) < 2:
+            continue
+        x = np.array(real["features"].to_list(), dtype=float)
+        g = np.array(gen["features"].to_list(), dtype=float)
+        args = {"distances": distances, "n_perm": n_perm, "seed": seed}
+        halves = feature_distance(x[a], x[b], **args)
+        shift = feature_distance(x[a], g[pick], **args)
+        first = part.row(0, named=True)
+        for h, s in zip(halves.iter_rows(named=True), shift.iter_rows(named=True), strict=True):
+            rows.append(
+                {
+                    "dataset": gen["dataset"][0],
+                    "development": real["dataset"][0],
+                    **{k: first.get(k) for k in keys},
+                    "distance": h["distance"],
+                    "halves": h["estimate"],
+                    "halves_p": h["p_value"],
+                    "generated": s["estimate"],
+                    "generated_p": s["p_value"],
+                    "n_half": len(b),
+                    "n_features": x.shape[1],
+                    "trial_id": entry,
+                }
+            )
+    schema = {"dataset": pl.String, "development": pl.String, "model": pl.String,
+              "seed": pl.Int64, "refit_trial_id": pl.String, "distance": pl.String,
+              "halves": pl.Float64, "halves_p": pl.Float64, "generated": pl.Float64,
+              "generated_p": pl.Float64, "n_half": pl.Int64, "n_features": pl.Int64,
+              "trial_id": pl.String}  # fmt: skip
+    order = {name: i for i, name in enumerate(distances)}
+    out = pl.DataFrame(rows, schema=schema)
+    return out.sort(
+        "dataset", "model", "seed", pl.col("distance").replace_strict(order), maintain_order=True
+    )

@@ -45,6 +45,7 @@ from raybench_analysis.ranking import ranking_stability
 from raybench_analysis.robustness import robustness
 from raybench_analysis.selective import selective
 from raybench_analysis.settings import read_saved_suite, resolve_settings
+from raybench_analysis.shift import feature_shift
 from raybench_analysis.variance import variance_components
 from raybench_analysis.vocabulary import DEFAULT_TOLERANCE, EXTERNAL_SPLIT, FINAL_PROTOCOL
 
@@ -300,6 +301,8 @@ def summarize(
         (:func:`raybench_analysis.external_summary`, primary metric);
         ``explanations`` and ``randomisation`` (when the trials explained test images:
         :func:`raybench_analysis.explanations` and :func:`raybench_analysis.randomisation_check`);
+        ``feature_shift`` (networks scored on a generated dataset stored penultimate features:
+        :func:`raybench_analysis.feature_shift`);
         and ``missing`` notes. ``settings`` holds what was used:
         ``metric`` (primary), ``metrics``, ``hierarchy``, ``alpha``, ``n_boot``, ... and
         ``origin`` (argument, suite or default, per setting).
@@ -420,6 +423,9 @@ def summarize(
     tables |= curves
     explained = _explanation_sections(results, cfg.hierarchy, cfg.alpha, notes, run.common)
     tables |= {k: v for k, v in explained.items() if v is not None}
+    shift = _feature_section(results, notes, seed)
+    if shift is not None:
+        tables["feature_shift"] = shift
     return Summary(tables, notes, settings)
 
 
@@ -611,6 +617,20 @@ def _uncertainty_sections(
             levels=[lv for lv in levels if lv != "site"],  # per site: resample within it
         ),
     }  # fmt: skip
+
+
+def _feature_section(results: Any, notes: list[str], seed: int) -> pl.DataFrame | None:
+    """Issue 10's feature distance, when networks were scored on a generated dataset: the MMD
+    and Fréchet distance of generated vs real test images next to the real-halves yardstick
+    (:func:`raybench_analysis.feature_shift`)."""
+    frame = results.get("features") if isinstance(results, Mapping) else None
+    frame = getattr(results, "features", frame)
+    if isinstance(frame, pl.LazyFrame):
+        frame = frame.collect()
+    if frame is None or len(frame) == 0:
+        return None
+    out = _section("feature_shift", notes, feature_shift, frame, seed=seed)
+    return out if out is None or out.height else None
 
 
 def _explanation_sections(

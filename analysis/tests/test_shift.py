@@ -69,3 +69,16 @@ def test_bad_input() -> None:
         feature_distance(np.full((4, 3), np.nan), np.zeros((4, 3)))
     with pytest.raises(AnalysisError, match="allowed"):
         feature_distance(np.zeros((4, 3)), np.zeros((4, 3)), distances=["kl"])
+
+
+def test_many_features_are_reduced_to_their_span_without_changing_anything() -> None:
+    # 200 features of 12 + 10 images: computed in the 21-dimensional span of the pooled rows, the
+    # estimates equal the direct formulas on all 200 columns (to rounding of the rank-deficient
+    # 200 × 200 covariance square root)
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(12, 200)), rng.normal(0.3, 1.0, size=(10, 200))
+    out = feature_distance(a, b, n_perm=50).sort("distance")
+    assert out["estimate"].to_list() == pytest.approx(
+        [frechet_distance(a, b), mmd2(a, b)], rel=1e-6
+    )
+    assert (out["n_features"] == 200).all()

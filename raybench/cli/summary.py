@@ -199,6 +199,7 @@ def print_summary(summary: Summary) -> None:
     _print_uncertainty(printer, summary, level)
     _print_learning_curves(printer, summary, level)
     _print_external(printer, summary, level)
+    _print_feature_shift(printer, summary)
     _print_explanations(printer, summary, level)
     print_notes(summary.missing)
 
@@ -228,6 +229,19 @@ def _print_external(printer: _Printer, summary: Summary, level: str) -> None:
             [*keys, ("metric", "metric"), ("model_a", "a"), ("model_b", "b"),
              ("estimate", "difference"), (CI, f"{level} interval"), ("p_value", "p"),
              ("p_adjusted", "p (adjusted)")],
+        )  # fmt: skip
+
+
+def _print_feature_shift(printer: _Printer, summary: Summary) -> None:
+    """Issue 10's feature distance, when networks were scored on a generated dataset."""
+    if "feature_shift" in summary:
+        printer.table(
+            "feature distance: generated vs real test images (real halves: no shift)",
+            summary["feature_shift"],
+            [("dataset", "generated"), ("development", "from"), ("model", "model"),
+             ("seed", "seed"), ("distance", "distance"), ("halves", "real halves"),
+             ("halves_p", "p"), ("generated", "real vs generated"), ("generated_p", "p"),
+             ("n_half", "images")],
         )  # fmt: skip
 
 

@@ -38,7 +38,7 @@ from raybench.data.cohort import Cohort
 from raybench.data.preprocess import preprocess_config
 from raybench.errors import DataError, RaybenchError, SuiteError
 from raybench.plan.config import PerturbationLevel, TrialConfig, augment_pipelines
-from raybench.plan.external import external_fingerprints
+from raybench.plan.external import GENERATED_FOLD, external_fingerprints, generated_scopes
 from raybench.plan.ids import config_digest, ids_digest, trial_id
 from raybench.plan.search import ModelSpace, model_space
 from raybench.plan.spec import Plan, Stage, TrialSpec
@@ -440,6 +440,7 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
     trials = _Trials()
     meta_folds: dict[str, dict[str, list[dict[str, Any]]]] = {}
     external = external_fingerprints(suite, cohorts)
+    fold_test_ids: dict[str, tuple[str, ...]] = {}
     for ds in suite.datasets:
         if ds.name in external:  # never trained on: evaluated by the saved refit models
             continue
@@ -447,6 +448,9 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
         classes = _classes(suite.task, table, ds.name)
         split_sets = _dataset_splits(suite, ds.name, protocols, table, seed0)
         meta_folds[ds.name] = _fold_meta(split_sets)
+        fold_test_ids[ds.name] = next(
+            (sp.outer.test_ids for sp in split_sets[0][1] if sp.outer.index == GENERATED_FOLD), ()
+        )  # validation.outer's fold 0: what a generated dataset's samples are compared with
         for model, space in spaces:
             configs = _Configs.of(suite, model, space, classes, ds)
             for pname, splits in split_sets:
@@ -462,6 +466,9 @@ def compile_suite(suite: Any, cohorts: Mapping[str, Cohort]) -> Plan:
     plan = _plan(suite, cohorts, trials, seed0, meta_folds)
     if external:
         plan.meta["external"] = external
+        scopes = generated_scopes(suite, cohorts, fold_test_ids)
+        if scopes:  # generated datasets: scored by fold 0's models of their `from` dataset only
+            plan.meta["external_scope"] = scopes
     if suite.search is not None:  # for the search budget of `raybench plan` (docs/search.md)
         plan.meta["search_algorithm"] = suite.search.algorithm
         plan.meta["search_scheduler"] = (

@@ -14,11 +14,19 @@ time):
 Two independent cohorts whose ids coincide by naming convention (``sub-001`` in both) fail the
 subject check: rename the external ids (a manifest column, or ``subject_prefix`` of a synthetic
 dataset), since from ids alone raybench cannot tell them from the same people.
+
+A generated dataset (``source: generated``) named in ``validation.external`` is no other cohort: its
+samples are drawn from a model of the training side of outer fold 0 of its ``from`` dataset
+(docs/generated.md). Its subjects (``gen-NNNNN``) pass the audit above, but what makes its scores
+honest is another condition, checked by :func:`generated_scopes`: it is scored only by the models
+of fold 0 of ``validation.outer`` on ``from`` (trained on the subjects the generator was fitted to,
+or a draw of them), and none of the generator's subjects is a test subject of that fold, so fold
+0's real test images are unseen by the model and by the generator alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -27,11 +35,16 @@ from raybench.data.cohort import Cohort
 from raybench.errors import DataError, LeakageError, SuiteError
 
 __all__ = [
+    "GENERATED_FOLD",
     "IMAGE_HASH_COLUMN",
     "check_external_cohort",
     "check_external_subjects",
     "external_fingerprints",
+    "generated_scopes",
 ]
+
+#: The outer fold of ``validation.outer`` whose training side a generated dataset is fitted to.
+GENERATED_FOLD = 0
 
 #: Optional column of a cohort table: the sha256 hex digest of each image file.
 IMAGE_HASH_COLUMN = "image_sha256"
@@ -95,3 +108,36 @@ def external_fingerprints(suite: Any, cohorts: Mapping[str, Cohort]) -> dict[str
         for dev in development:
             check_external_cohort(cohorts[dev], cohorts[name])
     return {name: cohorts[name].fingerprint for name in names}
+
+
+def generated_scopes(
+    suite: Any, cohorts: Mapping[str, Cohort], fold_test_ids: Mapping[str, Sequence[str]]
+) -> dict[str, dict[str, Any]]:
+    """Which refit models may be scored on each generated dataset of ``validation.external``.
+
+    ``fold_test_ids`` maps each development dataset to the test sample ids of fold
+    :data:`GENERATED_FOLD` of ``validation.outer`` as compiled. Returns ``{name: {"dataset": from,
+    "protocol": "outer", "outer_fold": 0}}``. Raises :class:`LeakageError` when a subject the
+    generator was fitted to is a test subject of that fold (the generator would have seen the
+    real test data its samples are compared with).
+    """
+    from raybench.data.generated import fit_sample_ids  # torch: imported for generated data only
+    from raybench.suite.schema import GeneratedDataset
+
+    scopes: dict[str, dict[str, Any]] = {}
+    for ds in suite.datasets:
+        if ds.name not in suite.validation.external or not isinstance(ds, GeneratedDataset):
+            continue
+        origin = ds.params.from_
+        source = cohorts[origin]
+        subject = dict(zip(source.table["sample_id"], source.table["subject_id"], strict=True))
+        fitted = {subject[s] for s in fit_sample_ids(source, suite)}
+        shared = fitted & {subject[s] for s in fold_test_ids.get(origin, ())}
+        if shared:
+            raise LeakageError(
+                f"generated dataset {ds.name!r}: {len(shared)} subject(s) its generator was "
+                f"fitted to are test subjects of fold {GENERATED_FOLD} of validation.outer on "
+                f"{origin!r}: {_shown(shared)}"
+            )
+        scopes[ds.name] = {"dataset": origin, "protocol": "outer", "outer_fold": GENERATED_FOLD}
+    return scopes

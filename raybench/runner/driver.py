@@ -166,7 +166,9 @@ class _Run:
         """(dataset, jobs to run, entries done) of each ``validation.external`` dataset.
 
         The plan's completed refits with a saved model (a failed refit has none) are evaluated,
-        with the suite's perturbations when it has some (as on the test fold).
+        with the suite's perturbations when it has some (as on the test fold). A generated
+        dataset is evaluated by the refits of its scope only (``plan.meta["external_scope"]``:
+        fold 0 of ``validation.outer`` on its ``from`` dataset; docs/generated.md).
         """
         from raybench.runner.predict import plan_predictions
 
@@ -177,23 +179,35 @@ class _Run:
         perturbed = bool((refits[0].config.get("evaluation") or {}).get("perturbations"))
         resources = {s.trial_id: (s.resources.cpu, s.resources.gpu) for s in refits}
         done = _completed_ids(self.store)
-        saved = [s.trial_id for s in refits if s.trial_id in done]
-        if not saved:
-            return []
-        return [
-            (
-                name,
-                *plan_predictions(
-                    self.store,
-                    name,
-                    fingerprint,
-                    perturbations=perturbed,
-                    refit_ids=saved,
-                    resources=resources,
-                ),
-            )
-            for name, fingerprint in sorted(external.items())
-        ]
+        scopes = self.plan.meta.get("external_scope") or {}
+        out = []
+        for name, fingerprint in sorted(external.items()):
+            scope = scopes.get(name)
+            saved = [
+                s.trial_id
+                for s in refits
+                if s.trial_id in done
+                and (
+                    scope is None
+                    or (s.dataset, s.protocol, s.outer_fold)
+                    == (scope["dataset"], scope["protocol"], scope["outer_fold"])
+                )
+            ]
+            if saved:
+                out.append(
+                    (
+                        name,
+                        *plan_predictions(
+                            self.store,
+                            name,
+                            fingerprint,
+                            perturbations=perturbed,
+                            refit_ids=saved,
+                            resources=resources,
+                        ),
+                    )
+                )
+        return out
 
     def run_external(self) -> None:
         """Evaluate the saved refit models on each external dataset (Ray tasks; resumable)."""
@@ -211,8 +225,15 @@ class _Run:
                     "skipped": total - len(jobs),
                 }
             )
+            scope = (self.plan.meta.get("external_scope") or {}).get(name)
             done, failed = run_predict_jobs(
-                self.store, self.cohorts[name], jobs, cache, self.emit, stage
+                self.store,
+                self.cohorts[name],
+                jobs,
+                cache,
+                self.emit,
+                stage,
+                real=None if scope is None else self.cohorts[scope["dataset"]],
             )
             self.completed += done
             self.failed.update(failed)

@@ -174,11 +174,18 @@ def _entry_row(job: PredictJob, **values: Any) -> Any:
     return table_from_rows("trials", [row])
 
 
-def _predict_one(job: PredictJob, cohort: Cohort, store: Any, cache_dir: str | None) -> str:
-    """The Ray task: verify the model, predict, commit the entry; returns its id."""
+def _predict_one(
+    job: PredictJob, cohort: Cohort, store: Any, cache_dir: str | None, real: Cohort | None = None
+) -> str:
+    """The Ray task: verify the model, predict, commit the entry; returns its id.
+
+    With ``real`` (the ``from`` cohort of a generated dataset) it also commits the ``features``
+    rows: the network's penultimate features on its refit's real test images (read from the
+    ``splits`` table) and on every generated sample (docs/generated.md).
+    """
     import torch
 
-    from raybench.training.predict import predict_saved
+    from raybench.training.predict import predict_saved, saved_features
     from raybench.training.saved import load_saved_model, model_path
 
     started = datetime.now(UTC)
@@ -212,8 +219,30 @@ def _predict_one(job: PredictJob, cohort: Cohort, store: Any, cache_dir: str | N
         device=device,
         n_test=cohort.table.height,
     )
-    store.commit(job.entry_id, {"trials": trials, "predictions": predictions})
+    tables = {"trials": trials, "predictions": predictions}
+    if real is not None:
+        entry = {"trial_id": job.entry_id, "refit_trial_id": job.refit["trial_id"]}
+        entry |= {k: job.refit.get(k) for k in ("model", "protocol", "outer_fold", "seed")}
+        args = {"entry": entry, "device": device, "cpu_threads": max(1, int(job.cpu))}
+        rows = saved_features(
+            saved, real, cache_dir, sample_ids=_test_ids(store, job), origin="test", **args
+        )
+        ids = cohort.table["sample_id"].sort().to_list()
+        rows += saved_features(saved, cohort, cache_dir, sample_ids=ids, origin="generated", **args)
+        tables["features"] = table_from_rows("features", rows)
+    store.commit(job.entry_id, tables)
     return job.entry_id
+
+
+def _test_ids(store: Any, job: PredictJob) -> list[str]:
+    """Sample ids of the refit's test role (its ``splits`` rows), sorted."""
+    frame = (
+        store.scan("splits")
+        .filter((pl.col("trial_id") == job.refit["trial_id"]) & (pl.col("role") == "test"))
+        .select("sample_id")
+        .collect()
+    )
+    return sorted(set(frame["sample_id"].to_list()))
 
 
 def run_predict_jobs(
@@ -223,8 +252,11 @@ def run_predict_jobs(
     cache_dir: Path | None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     stage: str = PREDICT_STAGE,
+    real: Cohort | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """Run ``jobs`` as Ray tasks (Ray must be initialised); return (completed ids, failed).
+
+    ``real``: for a generated dataset, its ``from`` cohort (the entries then store ``features``).
 
     A task that raises is recorded as a ``failed`` entry with the first line of its error (a
     model whose hash does not match, a label the model does not know, ...). ``on_event`` gets
@@ -232,10 +264,10 @@ def run_predict_jobs(
     """
     emit = on_event or (lambda event: None)
     task = ray.remote(max_retries=1)(_predict_one)
-    cohort_ref, store_ref = ray.put(cohort), ray.put(store)
+    cohort_ref, store_ref, real_ref = ray.put(cohort), ray.put(store), ray.put(real)
     pending = {
         task.options(num_cpus=job.cpu, num_gpus=job.gpu).remote(
-            job, cohort_ref, store_ref, None if cache_dir is None else str(cache_dir)
+            job, cohort_ref, store_ref, None if cache_dir is None else str(cache_dir), real_ref
         ): job
         for job in jobs
     }

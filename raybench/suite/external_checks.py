@@ -2,9 +2,11 @@
 
 External datasets are declared among ``datasets`` like any other and named in
 ``validation.external``; every other dataset is a *development* dataset (trained, selected and
-cross-validated on). These checks need only the suite; the data-level audit (no subject or image
-of an external dataset in development) runs at compile time
-(:func:`raybench.plan.external.check_external_cohorts`).
+cross-validated on). A generated dataset named there is scored by fold 0's models of its ``from``
+dataset, which must therefore be a development dataset. These checks need only the suite; the
+data-level audit (no subject or image of an external dataset in development) runs at compile time
+(:func:`raybench.plan.external.external_fingerprints` and
+:func:`~raybench.plan.external.generated_scopes`).
 """
 
 from __future__ import annotations
@@ -63,6 +65,16 @@ def external_datasets(data: dict[str, Any]) -> Iterator[Problem]:
                 ("validation", "external", i),
                 f"external dataset {name!r} reads the same data as development dataset "
                 f"{same!r}: an external dataset must be other subjects",
+                found=show(name),
+            )
+    for i, name in external:
+        origin = _get(declared.get(name, {}), "params", "from")
+        if declared.get(name, {}).get("source") == "generated" and origin in seen:
+            yield Problem(
+                ("validation", "external", i),
+                f"generated dataset {name!r} is scored by the models trained on its `from` "
+                f"dataset {origin!r}, which is external too: keep {origin!r} a development "
+                "dataset (docs/generated.md)",
                 found=show(name),
             )
     if validation.get("final") is True and not seen:

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
+import torch
 from raybench_analysis.vocabulary import EXTERNAL_SPLIT
 
 from raybench.data.cohort import Cohort
@@ -23,12 +24,13 @@ from raybench.plan.config import TrialConfig
 from raybench.store.schemas import table_from_rows
 from raybench.training.cache import CachedVolumes, VolumeCache, node_cache_dir, rows_of
 from raybench.training.determinism import configure_torch, seed_everything
+from raybench.training.features import penultimate_features
 from raybench.training.loop import make_head, predict
 from raybench.training.perturb import build_perturbation
 from raybench.training.saved import SavedModel
 from raybench.training.trial import _device, _loader, _perturber, _prediction_rows, _Targets
 
-__all__ = ["predict_saved"]
+__all__ = ["predict_saved", "saved_features"]
 
 
 def predict_saved(
@@ -87,3 +89,42 @@ def predict_saved(
         out = predict(model, loader, head, torch_device, amp=amp)
         out_rows += _prediction_rows(ident, rows, split, perturbation, out, targets)  # type: ignore[arg-type]
     return table_from_rows("predictions", out_rows)
+
+
+def saved_features(
+    saved: SavedModel,
+    cohort: Cohort,
+    cache_dir: Path | str | None,
+    *,
+    sample_ids: Sequence[str],
+    origin: str,
+    entry: dict[str, Any],
+    device: str = "cpu",
+    cpu_threads: int = 1,
+) -> list[dict[str, Any]]:
+    """``features`` rows (docs/results.md) of ``saved``'s network on ``sample_ids`` of ``cohort``.
+
+    Each row holds the input of the network's last linear layer on one clean, preprocessed image
+    (:func:`raybench.training.features.penultimate_features`), the image's ids and class, and
+    ``origin`` (``test`` or ``generated``); ``entry`` gives the row's ``trial_id`` (the predict
+    entry) and what it copies of the refit (``refit_trial_id``, ``model``, ...).
+    """
+    torch_device = _device(device)
+    configure_torch(torch_device.type, cpu_threads)
+    rows = rows_of(cohort, list(sample_ids))
+    cache = VolumeCache(node_cache_dir(cache_dir), cohort, saved.preprocess)
+    images = torch.stack([torch.from_numpy(cache.load(row)["image"]) for row in rows])
+    values = penultimate_features(saved.build(torch_device), images.to(torch_device))
+    label = saved.targets["label"]
+    return [
+        {
+            **entry,
+            "dataset": cohort.name,
+            "origin": origin,
+            "sample_id": str(row["sample_id"]),
+            "subject_id": str(row["subject_id"]),
+            "label": None if row.get(label) is None else str(row[label]),
+            "features": vector.tolist(),
+        }
+        for row, vector in zip(rows, values, strict=True)
+    ]

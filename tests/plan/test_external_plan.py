@@ -110,3 +110,51 @@ validation: {external: [ext]}
 """
     with pytest.raises(Exception, match=r"s.yaml:8.*reads the same data as development"):
         parse_suite(text, "s.yaml")
+
+
+GENERATED = {"name": "gen", "source": "generated", "params": {"from": "synth", "samples": 8}}
+
+
+def _generated_table() -> pl.DataFrame:
+    ids = [f"gen-{i:05d}" for i in range(8)]
+    return pl.DataFrame(
+        {"sample_id": ids, "subject_id": ids, "session_id": "ses-1", "scanner": "generated",
+         "site": "generated", "image": [f"{i}.nii.gz" for i in ids],
+         "diagnosis": ["AD", "CN"] * 4},
+    )  # fmt: skip
+
+
+def test_a_generated_dataset_is_scored_by_fold_0_of_its_source_only(monkeypatch) -> None:
+    import raybench.data.generated as generated
+
+    suite = make_suite(
+        datasets=[DATASETS[0], GENERATED],
+        training={"epochs": 1, "batch_size": 4},
+        validation={"outer": {"strategy": "group_kfold", "k": 2}, "external": ["gen"]},
+    )
+    cohorts = {"synth": cohort(), "gen": cohort("gen", _generated_table(), "fpg")}
+    plan = compile_suite(suite, cohorts)
+    assert {t.dataset for t in plan.trials} == {"synth"}
+    assert plan.meta["external_scope"] == {
+        "gen": {"dataset": "synth", "protocol": "outer", "outer_fold": 0}
+    }
+    # a generator that saw a test subject of fold 0 would make the comparison meaningless
+    everyone = tuple(cohorts["synth"].table["sample_id"])
+    monkeypatch.setattr(generated, "fit_sample_ids", lambda source, suite: everyone)
+    with pytest.raises(LeakageError, match=r"generated dataset 'gen'.*fold 0"):
+        compile_suite(suite, cohorts)
+
+
+def test_a_generated_external_dataset_needs_its_source_in_development() -> None:
+    text = """
+name: s
+datasets:
+  - {name: synth, source: synthetic}
+  - {name: ext, source: synthetic, params: {seed: 1}}
+  - {name: gen, source: generated, params: {from: ext}}
+task: {type: classification, label: diagnosis}
+models: [{name: m, arch: classifier}]
+validation: {external: [ext, gen]}
+"""
+    with pytest.raises(Exception, match=r"s.yaml:9.*'gen'.*'ext', which is external too"):
+        parse_suite(text, "s.yaml")

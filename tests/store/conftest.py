@@ -115,6 +115,18 @@ def _tables(trial_id: str) -> dict[str, pa.Table]:
                 }
             ],
         ),
+        "features": table_from_rows(
+            "features",
+            [
+                {
+                    "trial_id": trial_id,
+                    "origin": "test",
+                    "sample_id": "c",
+                    "label": "AD",
+                    "features": [0.5, 1.5],
+                }
+            ],
+        ),
         "trials": trial_row(spec, _outcome(), collect_provenance()),
     }
 

@@ -59,7 +59,7 @@ def test_failure_mid_commit_leaves_no_committed_trial(make_tables, tmp_path: Pat
     broken = ResultStore(str(tmp_path / "res"), filesystem=_FailingRename())
     with pytest.raises(OSError, match="disk full"):
         broken.commit("t1", make_tables("t1"))
-    assert len(_FailingRename.moves) == 4  # predictions, epochs, splits, explanations; not trials
+    assert len(_FailingRename.moves) == 5  # predictions, epochs, splits, explanations, features
     store = ResultStore(tmp_path / "res")
     assert store.committed_ids() == []
     for name in TABLES:

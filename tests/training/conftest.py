@@ -128,3 +128,9 @@ def make_spec(
 def spec_of() -> Any:
     """The :func:`make_spec` factory (test modules cannot import conftest by name)."""
     return make_spec
+
+
+@pytest.fixture
+def cohort_of() -> Any:
+    """The :func:`write_cohort` factory (a cohort of another size than the shared one)."""
+    return write_cohort

@@ -17,7 +17,7 @@ from raybench_analysis.friedman import friedman
 from raybench_analysis.io import Results
 from raybench_analysis.metrics import get_metric
 from raybench_analysis.report import figures as F
-from raybench_analysis.report.external import external_section
+from raybench_analysis.report.external import external_section, feature_shift_section
 from raybench_analysis.report.html import Section, escape, figure, notes, page, table
 from raybench_analysis.report.learning import learning_section
 from raybench_analysis.report.methods import methods_paragraphs, references_for
@@ -897,6 +897,7 @@ def write_report(
         lambda: _calibration(summary, draw, colors),
         lambda: _robustness(summary, draw, colors),
         lambda: external_section(summary),
+        lambda: feature_shift_section(summary),
         lambda: _uncertainty(summary, loaded, draw),
         lambda: _explanations(summary, loaded, draw),
         lambda: learning_section(summary, draw, colors),

@@ -1,11 +1,12 @@
-"""The report's external-validation section: shown only when the run has external predictions."""
+"""The report's external-validation sections: shown only when the run has external predictions
+(and, for the feature distance, networks scored on a generated dataset)."""
 
 from __future__ import annotations
 
 from raybench_analysis.report.html import Section, escape, table
 from raybench_analysis.summarize import Summary
 
-__all__ = ["external_section"]
+__all__ = ["external_section", "feature_shift_section"]
 
 _KEYS = [("development", "trained on"), ("dataset", "external"), ("protocol", "protocol")]
 
@@ -55,3 +56,27 @@ def external_section(summary: Summary) -> Section | None:
             ),
         ]  # fmt: skip
     return Section("external", "External validation", "".join(parts))
+
+
+def feature_shift_section(summary: Summary) -> Section | None:
+    """The ``feature_shift`` table: how far generated samples are from the real test images in
+    the network's penultimate features, next to the distance between two real halves."""
+    if "feature_shift" not in summary:
+        return None
+    text = (
+        "<p>Each network scored on a generated dataset, on its penultimate-layer features: the "
+        "distance between two halves of its real test images (the value of no shift at this "
+        "sample size) and between one half and as many generated samples of the same classes, "
+        "each with a permutation p-value of &ldquo;same distribution&rdquo; (MMD², Gretton et "
+        "al. 2012; Fréchet distance, Dowson &amp; Landau 1982; docs/generated.md). Read a change "
+        "of score on the generated data against this shift.</p>"
+    )
+    body = table(
+        summary["feature_shift"],
+        [("dataset", "generated"), ("development", "from"), ("model", "model"),
+         ("seed", "seed"), ("distance", "distance"), ("halves", "real halves"),
+         ("halves_p", "p"), ("generated", "real vs generated"), ("generated_p", "p"),
+         ("n_half", "images per side")],
+        name="feature_shift",
+    )  # fmt: skip
+    return Section("feature_shift", "Shift of generated data", text + body)
