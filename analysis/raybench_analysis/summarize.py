@@ -10,6 +10,7 @@ in :attr:`Summary.missing` instead of failing, so a partial run still gets its a
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import warnings
@@ -37,7 +38,7 @@ from raybench_analysis.contract import raw_rows
 from raybench_analysis.explanations import explanations, randomisation_check
 from raybench_analysis.external import external_summary
 from raybench_analysis.friedman import friedman
-from raybench_analysis.io import Results, load
+from raybench_analysis.io import Results, is_remote, load, write_bytes
 from raybench_analysis.learning_curve import resampling_tables
 from raybench_analysis.metrics import Metric, calibration_bins, get_metric, metric_by
 from raybench_analysis.operating_range import operating_range
@@ -90,8 +91,19 @@ class Summary(Mapping[str, pl.DataFrame]):
             Path(path).write_text(text)
         return text
 
-    def write(self, out_dir: str | Path) -> Path:
-        """Write the tables as ``<name>.parquet`` and all as ``summary.json`` in ``out_dir``."""
+    def write(self, out_dir: str | Path) -> str | Path:
+        """Write the tables as ``<name>.parquet`` and all as ``summary.json`` in ``out_dir``.
+
+        ``out_dir``: a local folder (returned as a Path) or a filesystem URI such as
+        ``s3://bucket/run/analysis`` (returned as given; each file is one object).
+        """
+        if is_remote(str(out_dir)):
+            for name, table in self.tables.items():
+                buffer = io.BytesIO()
+                table.write_parquet(buffer)
+                write_bytes(str(out_dir), f"{name}.parquet", buffer.getvalue())
+            write_bytes(str(out_dir), "summary.json", self.to_json().encode())
+            return str(out_dir)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         for name, table in self.tables.items():

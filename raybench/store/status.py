@@ -62,7 +62,7 @@ def _first_lines(store: ResultStore, inv: Any, failed: list[str]) -> dict[str, s
 
 
 def _running(store: ResultStore) -> dict[str, Any] | None:
-    holder = RunLock(store.fs, store.root, store.local).holder()
+    holder = RunLock(store.fs, store.root, store.local, uri=store.uri).holder()
     if holder is None:
         return None
     if not holder:
