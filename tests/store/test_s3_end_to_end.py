@@ -56,8 +56,8 @@ def _driver(args: list[str], env: dict[str, str]) -> subprocess.Popen:
 
 def _ray_leftovers(ray_tmp: Path) -> list[int]:
     import ray  # noqa: F401  (puts Ray's bundled psutil on sys.path)
-    import psutil
 
+    psutil = pytest.importorskip("psutil")
     return [
         p.pid
         for p in psutil.process_iter(["cmdline"])
