@@ -253,7 +253,8 @@ def summarize(
         A results directory (docs/results.md), the object returned by ``raybench_analysis.load``
         (anything with ``.predictions`` and optionally ``.trials``), a mapping with
         ``"predictions"`` (and ``"trials"``), or a predictions DataFrame (polars or pandas).
-        Only a local results directory has a saved suite; other inputs use the defaults.
+        Only a results directory (local or a URI) has a saved suite; other inputs use the
+        defaults.
         A list of two or more results directories is analysed as one
         (:func:`raybench_analysis.combine.combine`): every table gains a ``source_dir`` column,
         models named alike in several directories become ``label:model``, the first
@@ -354,7 +355,7 @@ def summarize(
     elif isinstance(results, str | Path):
         results = read_results(results)
     root = getattr(results, "root", None)
-    if combined is None and isinstance(root, str | Path) and "://" not in str(root):
+    if combined is None and isinstance(root, str | Path):
         saved = read_saved_suite(root)
     trials, predictions, source = _tables_from(results)
     all_draws = predictions

@@ -121,3 +121,37 @@ def test_write_then_verify_lets_exactly_one_of_two_runs_in(tmp_path):
     assert sorted(won) == [False, True]
     lock = RunLock(fs, str(tmp_path), local=True)
     assert lock.holder() == {}  # not a raybench lock: reported as unreadable
+
+
+SAVED_SUITE = "name: sim\nanalysis: {n_boot: 100, alpha: 0.1}\n"
+
+
+def test_status_analyze_and_report_read_and_write_through_the_uri(s3_uri, s3_env, tmp_path):
+    from raybench_analysis import simulate_predictions, write_results_dir
+    from typer.testing import CliRunner
+
+    from raybench.cli.main import app
+
+    run = simulate_predictions(n_sites=2, subjects_per_site=6, n_seeds=1, n_folds=2, seed=1)
+    local = write_results_dir(run, tmp_path / "sim")
+    (local / "suite.yaml").write_text(SAVED_SUITE)
+    store = ResultStore(s3_uri)
+    pafs.copy_files(str(local), store.root, destination_filesystem=store.fs)
+
+    status = CliRunner().invoke(app, ["status", s3_uri, "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["completed"] == len(store.committed_ids()) > 0
+    analyzed = CliRunner().invoke(app, ["analyze", s3_uri, "--json"])
+    assert analyzed.exit_code == 0, analyzed.output
+    summary = json.loads(analyzed.stdout)
+    assert summary["settings"]["alpha"] == 0.1  # read from the saved suite.yaml on s3
+    saved = json.loads(_objects(s3_uri)["run/analysis/summary.json"])
+    assert saved["tables"]["models"] == summary["tables"]["models"]
+    html = tmp_path / "report.html"
+    report = CliRunner().invoke(app, ["report", s3_uri, "--out", str(html)])
+    assert report.exit_code == 0 and html.is_file(), report.output
+    no_out = CliRunner().invoke(app, ["report", s3_uri])
+    assert no_out.exit_code == 2 and "--out" in no_out.output
+    secret = s3_env["AWS_SECRET_ACCESS_KEY"]
+    assert not any(secret in r.output for r in (status, analyzed, report))
+    assert secret not in html.read_text()
