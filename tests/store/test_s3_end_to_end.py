@@ -3,12 +3,14 @@ analyze, report; a second run refused while the first holds the lock; no credent
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -54,22 +56,25 @@ def _driver(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def _ray_leftovers(ray_tmp: Path) -> list[int]:
+@pytest.fixture()
+def ray_tmp(tmp_path: Path) -> Iterator[Path]:
+    """The RAY_TMPDIR of the drivers' private Ray; afterwards, its processes that outlived a
+    killed driver are ended (found by this folder in their command line)."""
     import ray  # noqa: F401  (puts Ray's bundled psutil on sys.path)
 
     psutil = pytest.importorskip("psutil")
-    return [
-        p.pid
-        for p in psutil.process_iter(["cmdline"])
-        if str(ray_tmp) in " ".join(p.info["cmdline"] or [])
-    ]
+    folder = tmp_path / "ray"
+    folder.mkdir()
+    yield folder
+    for proc in psutil.process_iter(["cmdline"]):
+        if str(folder) in " ".join(proc.info["cmdline"] or []):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
 
 
-def test_run_kill_resume_status_analyze_report_on_s3(s3_uri, s3_env, tmp_path):
+def test_run_kill_resume_status_analyze_report_on_s3(s3_uri, s3_env, ray_tmp, tmp_path):
     suite = tmp_path / "tiny.yaml"
     suite.write_text(SUITE)
-    ray_tmp = tmp_path / "ray"
-    ray_tmp.mkdir()
     env = {k: os.environ[k] for k in INHERITED if k in os.environ}
     env |= s3_env | {"RAY_TMPDIR": str(ray_tmp), "RAY_AUTH_MODE": "disabled", "HOME": str(tmp_path)}
     args = ["run", str(suite), "--results", s3_uri, "--data-root", str(tmp_path / "data"),
@@ -135,5 +140,3 @@ def test_run_kill_resume_status_analyze_report_on_s3(s3_uri, s3_env, tmp_path):
     assert not any(secret in text for text in outputs)
     assert pl.read_parquet(client.get_object(Bucket=bucket, Key=f"{prefix}/analysis/models.parquet")
                            ["Body"].read()).height > 0  # fmt: skip
-    for pid in _ray_leftovers(ray_tmp):  # the killed driver's Ray, if any outlived it
-        os.kill(pid, signal.SIGKILL)
