@@ -61,6 +61,14 @@ def test_commit_status_and_integrity_on_s3(s3_uri, s3_env, make_tables):
     store.commit("t2", make_tables("t2"))  # the rerun's commit repairs it
     assert store.committed_ids() == ["t1", "t2"]
 
+    # a commit killed between its puts: data objects without a trials object are not a trial
+    tables = make_tables("t3")
+    pq.write_table(tables["predictions"], store.path("predictions", "t3"), filesystem=fs)
+    assert store.committed_ids() == ["t1", "t2"] and store.inventory().orphans["predictions"]
+    store.commit("t3", tables)  # the rerun commits it once
+    assert store.committed_ids() == ["t1", "t2", "t3"]
+    assert store.scan("predictions").collect()["trial_id"].to_list().count("t3") == 1
+
 
 def test_credentials_in_the_uri_are_refused(moto_endpoint):
     for uri in ("s3://KEY:SECRET@bkt/run", "s3://bkt/run?secret_key=x&access_key=y"):
