@@ -289,10 +289,7 @@ def combine(
             f"{len(clash_trials)} trial id(s) found in several directories (e.g. a run and its "
             "re-import) are prefixed label/ in the combined tables"
         )
-    saved = {
-        lbl: read_saved_suite(root) if "://" not in root or root.startswith("file://") else {}
-        for lbl, root in zip(names, roots, strict=True)
-    }
+    saved = {lbl: read_saved_suite(root) for lbl, root in zip(names, roots, strict=True)}
     return Combined(
         combined, dict(zip(names, roots, strict=True)), renamed, saved, notes,
         dict(zip(names, loaded, strict=True)),

@@ -21,12 +21,25 @@ from raybench_analysis.contract import (
     OPTIONAL_TABLES,
     TABLE_NAMES,
     Inventory,
+    arrow_schema,
     check_leakage,
     inventory,
     polars_schema,
 )
 
-__all__ = ["SCHEMAS", "TABLES", "Results", "check_leakage", "load"]
+__all__ = [
+    "SCHEMAS",
+    "TABLES",
+    "Results",
+    "check_leakage",
+    "check_uri",
+    "is_remote",
+    "join_uri",
+    "load",
+    "location",
+    "read_text",
+    "write_bytes",
+]
 
 TABLES = TABLE_NAMES
 
@@ -72,12 +85,57 @@ class Results:
         return f"Results({self.root!r}, {len(self.committed)} committed trials{notes})"
 
 
-def _filesystem(root: str) -> tuple[Any, str, str]:
-    """(pyarrow filesystem, path on it, prefix that turns a path back into a polars source)."""
+#: Query keys of a pyarrow URI that carry a secret: refused (they would be printed in resume
+#: commands and logs and saved in summary.json); credentials come from the environment.
+SECRET_KEYS = ("access_key", "secret_key", "session_token")
+
+
+def is_remote(root: str) -> bool:
+    """True for a URI of another filesystem than the local one (``s3://``, ``gs://``)."""
+    return "://" in root and not root.startswith("file://")
+
+
+def check_uri(uri: str) -> None:
+    """Refuse a URI that carries credentials (``s3://KEY:SECRET@bucket/...`` or a secret in its
+    query): results URIs are printed, saved and logged; credentials belong in the environment.
+    """
+    scheme, _, rest = uri.partition("://")
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    query = rest.partition("?")[2]
+    keys = {part.split("=", 1)[0].lower() for part in query.split("&") if part}
+    if "@" in authority or keys & set(SECRET_KEYS):
+        raise AnalysisError(
+            f"the {scheme}:// results URI carries credentials; URIs are printed, logged and "
+            "saved (resume commands, summary.json), so give them in the environment instead "
+            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE / ~/.aws/credentials; "
+            "see docs/object-storage.md)"
+        )
+
+
+def join_uri(uri: str, name: str) -> str:
+    """``uri/name`` for a local path or a URI, keeping a URI's query (``?endpoint_override=...``)
+    at its end.
+
+    >>> join_uri("s3://bkt/run?scheme=http", "analysis")
+    's3://bkt/run/analysis?scheme=http'
+    >>> join_uri("/data/run/", "analysis")
+    '/data/run/analysis'
+    """
+    head, mark, query = uri.partition("?") if is_remote(uri) else (uri, "", "")
+    return f"{head.rstrip('/')}/{name}{mark}{query}"
+
+
+def location(root: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path on it) of a local directory or a filesystem URI.
+
+    A URI's endpoint, region and scheme may be in its query (``?endpoint_override=...``);
+    credentials come from the environment (:func:`check_uri` refuses them in the URI).
+    """
     from pyarrow import fs as pafs
 
-    if "://" not in root or root.startswith("file://"):
-        return pafs.LocalFileSystem(), str(Path(root.removeprefix("file://")).resolve()), ""
+    if not is_remote(root):
+        return pafs.LocalFileSystem(), str(Path(root.removeprefix("file://")).resolve())
+    check_uri(root)
     try:
         filesystem, base = pafs.FileSystem.from_uri(root)
     except (ValueError, OSError) as exc:
@@ -85,19 +143,52 @@ def _filesystem(root: str) -> tuple[Any, str, str]:
             f"results location {root!r} is not a usable filesystem URI ({exc}); give a local "
             "directory or a URI such as s3://bucket/prefix"
         ) from exc
-    return filesystem, base.rstrip("/"), root.split("://", 1)[0] + "://"
+    return filesystem, base.rstrip("/")
 
 
-def _scan(files: list[str], table: str) -> pl.LazyFrame:
+def read_text(root: str, name: str) -> str | None:
+    """The text of ``<root>/<name>`` (local path or filesystem URI), or None when absent."""
+    filesystem, base = location(root)
+    try:
+        with filesystem.open_input_stream(f"{base}/{name}") as stream:
+            return stream.read().decode("utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    except OSError as exc:  # an object store says "not found" in the message only
+        if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
+            return None
+        raise
+
+
+def write_bytes(root: str, name: str, data: bytes) -> None:
+    """Write ``<root>/<name>`` (local path or filesystem URI) in one piece: an object store
+    receives one complete object (a reader never sees part of it)."""
+    filesystem, base = location(root)
+    folder, _, _ = f"{base}/{name}".rpartition("/")
+    filesystem.create_dir(folder, recursive=True)
+    with filesystem.open_output_stream(f"{base}/{name}") as out:
+        out.write(data)
+
+
+def _scan(files: list[str], table: str, filesystem: Any = None) -> pl.LazyFrame:
+    """Committed files of ``table``: polars reads local files; a remote filesystem's through a
+    pyarrow dataset on that filesystem (its endpoint and credentials as configured there)."""
     if not files:
         return pl.LazyFrame(schema=SCHEMAS[table])
+    if filesystem is not None:
+        import pyarrow.dataset as ds
+
+        dataset = ds.dataset(
+            files, schema=arrow_schema(table), format="parquet", filesystem=filesystem
+        )
+        return pl.scan_pyarrow_dataset(dataset)
     return pl.scan_parquet(
         files, schema=SCHEMAS[table], missing_columns="insert", extra_columns="ignore"
     )
 
 
 def _exists(root: str) -> bool:
-    if "://" not in root or root.startswith("file://"):
+    if not is_remote(root):
         return Path(root.removeprefix("file://")).is_dir()
     return True  # remote: a missing prefix simply lists no file
 
@@ -153,7 +244,7 @@ def load(results_dir: str | Path) -> Results:
             f"results directory {root!r} does not exist; give the folder that holds "
             "trials/ and predictions/ (default results/<suite name>/)"
         )
-    filesystem, base, prefix = _filesystem(root)
+    filesystem, base = location(root)
     inv = inventory(filesystem, base)
     if inv.damaged:
         raise _damage_error(inv)
@@ -168,7 +259,8 @@ def load(results_dir: str | Path) -> Results:
             f"{table}: {len(paths)} file(s) of uncommitted trials skipped "
             f"(e.g. {Path(paths[0]).name})"
         )
-    frames = {t: _scan([prefix + p for p in inv.files[t]], t) for t in TABLE_NAMES}
+    remote = filesystem if is_remote(root) else None
+    frames = {t: _scan(list(inv.files[t]), t, remote) for t in TABLE_NAMES}
     for table in DATA_TABLES:  # the store writes one trial per file; hand-made files may not
         frames[table] = frames[table].filter(pl.col("trial_id").is_in(list(committed)))
     return Results(

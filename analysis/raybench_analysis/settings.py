@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from raybench_analysis._frames import AnalysisError
+from raybench_analysis.io import join_uri, read_text
 from raybench_analysis.vocabulary import (
     DEFAULT_ALPHA,
     DEFAULT_HIERARCHY,
@@ -80,14 +81,15 @@ def read_saved_suite(results_dir: str | Path) -> dict[str, Any]:
     ``{}`` when the directory has no saved suite (e.g. tables written by another tool). A saved
     suite that is not readable YAML raises :class:`AnalysisError` naming the file.
     """
-    path = Path(results_dir) / SUITE_FILE
-    if not path.is_file():
+    text = read_text(str(results_dir), SUITE_FILE)
+    if text is None:
         return {}
     import yaml
 
+    path = join_uri(str(results_dir), SUITE_FILE)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
         raise AnalysisError(f"{path}: the saved suite is not readable YAML ({exc})") from None
     if not isinstance(data, dict):
         raise AnalysisError(f"{path}: the saved suite is not a mapping of suite keys")

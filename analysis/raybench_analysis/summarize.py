@@ -10,6 +10,7 @@ in :attr:`Summary.missing` instead of failing, so a partial run still gets its a
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import warnings
@@ -37,7 +38,7 @@ from raybench_analysis.contract import raw_rows
 from raybench_analysis.explanations import explanations, randomisation_check
 from raybench_analysis.external import external_summary
 from raybench_analysis.friedman import friedman
-from raybench_analysis.io import Results, load
+from raybench_analysis.io import Results, is_remote, load, write_bytes
 from raybench_analysis.learning_curve import resampling_tables
 from raybench_analysis.metrics import Metric, calibration_bins, get_metric, metric_by
 from raybench_analysis.operating_range import operating_range
@@ -91,8 +92,19 @@ class Summary(Mapping[str, pl.DataFrame]):
             Path(path).write_text(text)
         return text
 
-    def write(self, out_dir: str | Path) -> Path:
-        """Write the tables as ``<name>.parquet`` and all as ``summary.json`` in ``out_dir``."""
+    def write(self, out_dir: str | Path) -> str | Path:
+        """Write the tables as ``<name>.parquet`` and all as ``summary.json`` in ``out_dir``.
+
+        ``out_dir``: a local folder (returned as a Path) or a filesystem URI such as
+        ``s3://bucket/run/analysis`` (returned as given; each file is one object).
+        """
+        if is_remote(str(out_dir)):
+            for name, table in self.tables.items():
+                buffer = io.BytesIO()
+                table.write_parquet(buffer)
+                write_bytes(str(out_dir), f"{name}.parquet", buffer.getvalue())
+            write_bytes(str(out_dir), "summary.json", self.to_json().encode())
+            return str(out_dir)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         for name, table in self.tables.items():
@@ -242,7 +254,8 @@ def summarize(
         A results directory (docs/results.md), the object returned by ``raybench_analysis.load``
         (anything with ``.predictions`` and optionally ``.trials``), a mapping with
         ``"predictions"`` (and ``"trials"``), or a predictions DataFrame (polars or pandas).
-        Only a local results directory has a saved suite; other inputs use the defaults.
+        Only a results directory (local or a URI) has a saved suite; other inputs use the
+        defaults.
         A list of two or more results directories is analysed as one
         (:func:`raybench_analysis.combine.combine`): every table gains a ``source_dir`` column,
         models named alike in several directories become ``label:model``, the first
@@ -345,7 +358,7 @@ def summarize(
     elif isinstance(results, str | Path):
         results = read_results(results)
     root = getattr(results, "root", None)
-    if combined is None and isinstance(root, str | Path) and "://" not in str(root):
+    if combined is None and isinstance(root, str | Path):
         saved = read_saved_suite(root)
     trials, predictions, source = _tables_from(results)
     all_draws = predictions

@@ -13,7 +13,6 @@ tested on the same subjects, unpaired (said so) when not.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -46,7 +45,7 @@ NBootOption = Annotated[
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")]
 OutOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--out",
         help="Where to write the tables (default RESULTS_DIR/analysis/; with several "
@@ -62,9 +61,10 @@ LabelsOption = Annotated[
     ),
 ]
 ResultsArgument = Annotated[
-    list[Path],
+    list[str],
     typer.Argument(
-        help="Results directory of a run (or of an import); several are analysed as one.",
+        help="Results directory (or URI, s3://...) of a run (or of an import); several are "
+        "analysed as one.",
     ),
 ]
 
@@ -74,9 +74,12 @@ def _names(text: str | None) -> list[str] | None:
     return None if text is None else [w.strip() for w in text.split(",") if w.strip()]
 
 
-def default_out(results: list[Path], name: str) -> Path:
-    """``RESULTS_DIR/<name>``, or ``FIRST/<name>/combined`` for several directories."""
-    return results[0] / name if len(results) == 1 else results[0] / name / "combined"
+def default_out(results: list[str], name: str) -> str:
+    """``RESULTS_DIR/<name>``, or ``FIRST/<name>/combined`` for several directories (a URI
+    stays a URI: the tables go to the object store)."""
+    from raybench_analysis.io import join_uri
+
+    return join_uri(results[0], name if len(results) == 1 else f"{name}/combined")
 
 
 def analyze(

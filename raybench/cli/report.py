@@ -10,6 +10,7 @@ same directories).
 from __future__ import annotations
 
 import json
+import shlex
 import webbrowser
 from pathlib import Path
 from typing import Annotated, Any
@@ -117,8 +118,14 @@ def report_after_run(results: str, suite: Any, wandb_dir: Path | None = None) ->
 
     written = summary = None
     try:
-        written, summary = _write(results, None)
-        say(f"report: {written.path}")
+        if "://" in results and not results.startswith("file://"):
+            from raybench_analysis import summarize  # the report is a local file: on request
+
+            summary = summarize(results)
+            say(f"report: raybench report {shlex.quote(results)} --out report.html")
+        else:
+            written, summary = _write(results, None)
+            say(f"report: {written.path}")
     except Exception as exc:  # never fail a finished run on its report
         say(f"report unavailable: {exc}", stderr=True)
     tracking = getattr(getattr(suite, "tracking", None), "wandb", None)

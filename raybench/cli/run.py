@@ -103,26 +103,25 @@ def resume_command(
 def _closing_analysis(results: str, show: bool) -> None:
     """``raybench analyze``'s analysis of the results, saved under analysis/, printed if ``show``.
 
-    Only for a local results directory. A run that finished is never failed by its analysis:
-    a problem is reported (on stderr) and ``raybench analyze`` can be run later.
+    A results URI (``s3://...``) is read and written through its filesystem. A run that finished
+    is never failed by its analysis: a problem is reported (on stderr) and ``raybench analyze``
+    can be run later.
     """
     from raybench_analysis import AnalysisError
+    from raybench_analysis.io import join_uri
 
     from raybench.cli.summary import analyze_results, print_summary
     from raybench.errors import RaybenchError
 
-    if "://" in results and not results.startswith("file://"):
-        say(f"analysis: run `raybench analyze` on a local copy of {results}", stderr=True)
-        return
     local = results.removeprefix("file://")
     try:
         summary = analyze_results(local)
-    except (AnalysisError, RaybenchError) as exc:
+    except (AnalysisError, RaybenchError, OSError) as exc:  # OSError: an unreachable store
         say(f"analysis summary unavailable: {exc}", stderr=True)
         return
     if show:
         print_summary(summary)
-        say(f"tables written to {Path(local) / 'analysis'} (again: raybench analyze "
+        say(f"tables written to {join_uri(local, 'analysis')} (again: raybench analyze "
             f"{shlex.quote(local)})")  # fmt: skip
 
 

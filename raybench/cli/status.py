@@ -27,8 +27,10 @@ def _print(results: str, st: dict[str, Any]) -> None:
         "completed": st["completed"],
         "failed": len(st["failed"]),
         "damaged": len(st["damaged"]),
-        "pending": len(st["pending"]),
+        "pending": len(st["pending"]) + st["search_pending"],
     }
+    if st["pruned"]:
+        counts["pruned"] = st["pruned"]
     if st["unplanned"]:
         counts["not in plan"] = len(st["unplanned"])
     if st.get("predicted"):

@@ -43,7 +43,7 @@ COUNTS = (("n_site", "sites"), ("n_subject_id", "subjects"), ("n_obs", "predicti
 
 
 def analyze_results(
-    results: str | Path | list[Path], out: Path | None = None, **overrides: Any
+    results: str | Path | list[str], out: str | Path | None = None, **overrides: Any
 ) -> Summary:
     """Summarise ``results`` with :func:`raybench_analysis.summarize`, save it, return it.
 
@@ -53,13 +53,14 @@ def analyze_results(
     is analysed as one (``out`` is then required).
     """
     from raybench_analysis import summarize
+    from raybench_analysis.io import join_uri
 
     summary = summarize(results, **{k: v for k, v in overrides.items() if v is not None})
     several = isinstance(results, list)
     summary.settings["source"] = " + ".join(map(str, results)) if several else str(results)
     if several and out is None:
         raise ValueError("analyze_results: several results directories need out=")
-    summary.write(out if out is not None else Path(str(results)) / "analysis")
+    summary.write(out if out is not None else join_uri(str(results), "analysis"))
     return summary
 
 

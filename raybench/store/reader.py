@@ -29,6 +29,7 @@ from raybench_analysis.vocabulary import PREDICT_STAGE
 
 from raybench.errors import ResultsError
 from raybench.store.faults import storage_errors
+from raybench.store.objectlock import ConditionalPut, lock_primitive
 from raybench.store.schemas import SCHEMAS, empty_table
 
 __all__ = [
@@ -110,15 +111,17 @@ class RunLock:
     The file holds the pid, hostname, start time and a random token of the holder. A second
     :meth:`acquire` is refused with a :class:`ResultsError` naming the holder, unless the holder is
     a dead process on this host (a run killed with SIGKILL), whose stale lock is taken over. On a
-    local directory creation is exclusive (``O_EXCL``); on object stores, which have no exclusive
-    create, the check-then-write leaves a small race that two runs started in the same second
-    could both pass.
+    local directory creation is exclusive (``O_EXCL``); on ``s3://`` it is a conditional put
+    (``If-None-Match``), the takeover of a stale lock one with ``If-Match``; on other object
+    stores, which offer pyarrow no precondition, a put verified after a pause
+    (:mod:`raybench.store.objectlock`, docs/object-storage.md).
     """
 
     fs: pafs.FileSystem
     root: str
     local: bool
     token: str = ""
+    uri: str = ""  # the results URI (its query may name the endpoint of a conditional put)
 
     @property
     def path(self) -> str:
@@ -149,7 +152,18 @@ class RunLock:
                     f"{holder.get('started_at')}). Wait for it to finish, or pass another "
                     f"--results directory. If no such run is alive, delete {self.path!r}."
                 )
-            self._remove()  # stale lock of a dead process on this host: take it over
+            # stale lock of a dead process on this host: take it over
+            primitive = None if self.local else lock_primitive(self.fs, self.uri)
+            if isinstance(primitive, ConditionalPut):
+                with storage_errors("the run lock", self.path):
+                    taken = primitive.take_over(
+                        self.path, json.dumps(me).encode(), holder.get("token") if holder else None
+                    )
+                if taken:
+                    self.token = me["token"]
+                    return
+                continue  # another run changed the lock meanwhile: look again
+            self._remove()
         raise ResultsError(f"could not take the lock {self.path!r}; delete it and retry")
 
     def holder(self) -> dict[str, Any] | None:
@@ -197,11 +211,7 @@ class RunLock:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             return True
-        if self.fs.get_file_info(self.path).type != pafs.FileType.NotFound:
-            return False
-        with self.fs.open_output_stream(self.path) as out:
-            out.write(data)
-        return True
+        return lock_primitive(self.fs, self.uri).create(self.path, data)
 
     def _read(self) -> dict[str, Any] | None:
         try:

@@ -1,13 +1,14 @@
 """The result store: atomic per-trial commits of the four tables on any pyarrow filesystem.
 
 Layout (docs/results.md): ``<root>/<table>/<trial_id>.parquet`` for the tables ``predictions``,
-``epochs``, ``splits`` and ``trials``. :meth:`ResultStore.commit` first writes every table to
-``<table>/.tmp/<trial_id>.<random>.parquet``, then renames each into place, ``trials`` last: a
-trial is committed exactly when its ``trials`` file exists, so a process killed at any point leaves
-either a committed trial or none (files renamed before the kill are overwritten by the retry and
-ignored by readers meanwhile). Renames are atomic on local and POSIX filesystems; on object stores
-(``s3://``, ``gs://``) a rename is a copy of a complete object, so a reader still never sees a
-partial file.
+``epochs``, ``splits`` and ``trials``. :meth:`ResultStore.commit` writes ``trials`` last: a trial is
+committed exactly when its ``trials`` file exists, so a process killed at any point leaves either
+a committed trial or none (files written before the kill are overwritten by the retry and ignored
+by readers meanwhile). On a local (POSIX) filesystem each table is first written to
+``<table>/.tmp/<trial_id>.<random>.parquet`` and renamed into place, atomically. Object stores
+(``s3://``, ``gs://``) have no rename (pyarrow's ``move`` is a copy and a delete), but a single
+put is atomic: each table is serialised to a complete Parquet file in memory and put at its final
+key in one request, so a reader sees the whole object or none (docs/object-storage.md).
 
 Integrity: the ``trials`` row records how many rows each other table's file holds
 (``rows_<table>``, set here, 0 for a table not committed, whose stale file from an earlier attempt
@@ -32,7 +33,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from raybench_analysis import AnalysisError
 from raybench_analysis.contract import DATA_TABLES, Inventory, count_column
+from raybench_analysis.io import check_uri
 
 from raybench.errors import ResultsError
 from raybench.store.faults import storage_errors
@@ -50,13 +53,23 @@ def _resolve(uri: str, filesystem: pafs.FileSystem | None) -> tuple[pafs.FileSys
     if "://" not in uri:
         return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri)), True
     try:
+        check_uri(uri)
         fs, path = pafs.FileSystem.from_uri(uri)
+    except AnalysisError as exc:
+        raise ResultsError(str(exc)) from None
     except (pa.ArrowInvalid, OSError) as exc:
         raise ResultsError(
             f"results location {uri!r} is not a usable pyarrow filesystem URI ({exc}); use a local "
             "path or a URI such as s3://bucket/prefix"
         ) from exc
     return fs, path.rstrip("/"), isinstance(fs, pafs.LocalFileSystem)
+
+
+def _parquet_bytes(table: pa.Table) -> pa.Buffer:
+    """``table`` as a complete Parquet file in memory: what one put sends to an object store."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue()
 
 
 class ResultStore:
@@ -127,7 +140,12 @@ class ResultStore:
             self._write(trial_id, checked)
 
     def _write(self, trial_id: str, checked: Mapping[str, pa.Table]) -> None:
-        """Stage every table, rename them into place (``trials`` last), clean up on failure."""
+        """Put every table in place, ``trials`` last (see the module's commit protocol)."""
+        if not self.local:  # object store: each table is one put of a complete object
+            self._drop_stale(trial_id, checked)
+            for name, table in checked.items():  # TABLES order: trials last
+                self._put(self.path(name, trial_id), _parquet_bytes(table))
+            return
         staged: list[tuple[str, str]] = []
         suffix = uuid.uuid4().hex[:12]
         try:
@@ -137,10 +155,7 @@ class ResultStore:
                 tmp = f"{tmp_dir}/{trial_id}.{suffix}.parquet"
                 staged.append((tmp, self.path(name, trial_id)))
                 pq.write_table(table, tmp, filesystem=self.fs)
-            for name in DATA_TABLES:  # an earlier attempt's file of a table not committed now
-                if name not in checked:
-                    with suppress(FileNotFoundError):
-                        self.fs.delete_file(self.path(name, trial_id))
+            self._drop_stale(trial_id, checked)
             for tmp, final in staged:
                 self.fs.move(tmp, final)
         except BaseException:
@@ -148,6 +163,19 @@ class ResultStore:
                 with suppress(FileNotFoundError, OSError):
                     self.fs.delete_file(tmp)
             raise
+
+    def _drop_stale(self, trial_id: str, checked: Mapping[str, pa.Table]) -> None:
+        """Delete an earlier attempt's file of each data table not committed now."""
+        for name in DATA_TABLES:
+            if name not in checked:
+                with suppress(FileNotFoundError):
+                    self.fs.delete_file(self.path(name, trial_id))
+
+    def _put(self, path: str, data: bytes | pa.Buffer) -> None:
+        """One object written whole: the bytes are complete before the upload starts, so an
+        object store publishes all of them or nothing (no rename needed)."""
+        with self.fs.open_output_stream(path) as out:
+            out.write(data)
 
     def cleanup_tmp(self, older_than_s: float = 0.0) -> int:
         """Delete staged files left by commits that died; returns how many were removed.
@@ -217,12 +245,15 @@ class ResultStore:
 
     def write_file(self, name: str, data: bytes) -> None:
         """Write ``<root>/name`` (``suite.yaml``, ``plan.json``, ``maps/<trial>/<file>``) whole or
-        not at all (write aside, rename); a full or read-only store is a
-        :class:`~raybench.errors.StorageError`."""
+        not at all (locally: write aside, rename; on an object store: one put); a full or
+        read-only store is a :class:`~raybench.errors.StorageError`."""
         final = f"{self.root}/{name}"
         folder, _, base = final.rpartition("/")
         tmp = f"{folder}/.{base}.{uuid.uuid4().hex[:12]}.tmp"
         with storage_errors(name, final):
+            if not self.local:
+                self._put(final, data)
+                return
             self.fs.create_dir(folder, recursive=True)
             try:
                 with self.fs.open_output_stream(tmp) as out:
@@ -250,7 +281,7 @@ class ResultStore:
         Once the lock is held no other run can be committing here, so staged files left in
         ``<table>/.tmp/`` by a killed run are deleted on entry.
         """
-        with RunLock(self.fs, self.root, self.local).held() as held:
+        with RunLock(self.fs, self.root, self.local, uri=self.uri).held() as held:
             self.cleanup_tmp()
             yield held
 

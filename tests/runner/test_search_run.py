@@ -10,6 +10,7 @@ import search_fakes
 from plan_fixtures import cohort, make_suite
 
 from raybench.plan import compile_suite
+from raybench.plan.spec import plan_json
 from raybench.runner import RunOptions, run_plan
 
 
@@ -62,6 +63,12 @@ def test_tpe_with_asha_prunes_selects_among_the_rest_and_resumes_the_same_search
         own = search.filter(pl.col("outer_fold") == refit["outer_fold"])
         best = own.filter(pl.col("status") == "completed").sort("val_score")[-1]
         assert json.loads(refit["params"])["lr"] == json.loads(best["params"][0])["lr"]
+
+    # status: pruned trials are finished; each template stands for its 4 points' trials
+    store.write_file("plan.json", plan_json(plan))
+    st = store.status()
+    assert (st["pending"], st["search_pending"], st["unplanned"]) == ([], 0, [])
+    assert (st["pruned"], st["planned"], st["search_templates"]) == (pruned.height, 2 + 8, 2)
 
     # a kill after the 3rd point of each search: its 4th point, trials and refits are gone
     root = Path(store.root)

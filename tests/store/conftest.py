@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import re
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -135,3 +137,47 @@ def _tables(trial_id: str) -> dict[str, pa.Table]:
 def make_tables() -> Callable[[str], dict[str, pa.Table]]:
     """``make_tables(trial_id)``: the tables of one completed trial, ready to commit."""
     return _tables
+
+
+# --------------------------------------------------------------------------- S3 (moto)
+
+#: The dummy credentials of the moto server: a test checks they reach no log and no results file.
+FAKE_KEY_ID = "AKIARAYBENCHTESTKEY1"
+FAKE_SECRET = "raybench-fake-secret-Zq8vN3kP0wXt"
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 (a free port), for the whole session: ``http://host:port``."""
+    server_module = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_env(moto_endpoint: str) -> dict[str, str]:
+    """The environment that points boto3 and pyarrow's S3FileSystem at the moto server."""
+    return {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": FAKE_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+@pytest.fixture()
+def s3_uri(s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, request) -> str:
+    """``s3://<new bucket>/run`` on the moto server, credentials in this process's environment."""
+    boto3 = pytest.importorskip("boto3")
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3_env.items():
+        monkeypatch.setenv(name, value)
+    bucket = "rb-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/run"

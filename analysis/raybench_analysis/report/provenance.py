@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from raybench_analysis.io import Results, check_leakage
+from raybench_analysis.io import Results, check_leakage, read_text
 
 __all__ = ["Provenance", "merge_provenance", "read_provenance", "read_text"]
 
@@ -60,21 +60,6 @@ class Provenance:
     leakage: pl.DataFrame | None
     n_audited: int
     missing: list[str] = field(default_factory=list)
-
-
-def read_text(root: str, name: str) -> str | None:
-    """The text of ``<root>/<name>`` (local path or pyarrow URI), or None when absent."""
-    if "://" not in root or root.startswith("file://"):
-        path = Path(root.removeprefix("file://")) / name
-        return path.read_text(encoding="utf-8") if path.is_file() else None
-    from pyarrow import fs as pafs
-
-    filesystem, base = pafs.FileSystem.from_uri(root)
-    try:
-        with filesystem.open_input_stream(f"{base.rstrip('/')}/{name}") as stream:
-            return stream.read().decode("utf-8")
-    except (FileNotFoundError, OSError):
-        return None
 
 
 def _stage_counts(trials: pl.DataFrame, plan: dict[str, Any] | None) -> pl.DataFrame:
