@@ -24,7 +24,6 @@ from raybench.data.cohort import Cohort
 from raybench.plan.spec import Plan, TrialSpec
 from raybench.runner.records import failed_row
 from raybench.store import table_from_rows
-from raybench.training.cache import node_cache_dir
 
 #: A fake W&B key in the environment of the session's Ray workers: it must never reach any file.
 FAKE_WANDB_KEY = "0123456789abcdef0123456789abcdef01234567"
@@ -110,6 +109,10 @@ def fake_trial(spec: TrialSpec, cohort: Cohort, ctx: Any) -> dict[str, pa.Table]
     if fake.get("pid_dir"):  # tell a chaos test which worker process runs this trial
         Path(fake["pid_dir"], f"{time.time_ns()}.{os.getpid()}.{spec.trial_id}").touch()
     if fake.get("mark_cache"):
+        # imported here: the training package loads torch, seconds a worker of a fake trial
+        # need not spend (a node-loss test relies on trials starting at once)
+        from raybench.training.cache import node_cache_dir
+
         cache = node_cache_dir(ctx.cache_dir)
         cache.mkdir(parents=True, exist_ok=True)
         (cache / spec.trial_id).touch()
