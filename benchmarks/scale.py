@@ -160,6 +160,7 @@ def main() -> None:
     report: dict = {"benchmark": "scale", "cpus": 2, "sizes": []}
     for n in sizes:
         report["sizes"].append(run_size(n, scratch))
+        print(json.dumps(report["sizes"][-1]), file=sys.stderr, flush=True)  # progress
     if args.tune_executor:
         report["tune_executor_1k"] = run_size(1000, scratch, executor="tune")
     if not args.no_plain:

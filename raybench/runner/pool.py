@@ -53,20 +53,19 @@ class TrialWorker:
     """Runs trials one after another in one worker process (resources set at creation)."""
 
     def __init__(self) -> None:
-        self._payload: tuple[str, Payload] | None = None
+        self._payload: Payload | None = None
 
-    def ready(self) -> bool:
-        """Returns once the actor is placed and started (its resources are granted)."""
+    def ready(self, box: list[Any]) -> bool:
+        """Take the stage's payload (``box = [ObjectRef]``: boxed, so that Ray does not resolve
+        it for the call) and return once the actor is placed and started."""
+        self._payload = ray.get(box[0])
         return True
 
-    def run(self, box: list[Any], trial_id: str, attempt: int) -> str:
-        """Run and commit ``trial_id`` of the stage payload in ``box`` (``[ObjectRef]``: boxed,
-        so it is fetched and unpickled once per stage, not once per call); return the node id."""
-        ref = box[0]
-        if self._payload is None or self._payload[0] != ref.hex():
-            self._payload = (ref.hex(), ray.get(ref))
-        payload = self._payload[1]
-        return run_committed(payload.specs[trial_id], payload, attempt)
+    def run(self, trial_id: str, attempt: int) -> str:
+        """Run and commit ``trial_id`` of the current stage; return the node id. A call carries
+        plain values only: the payload came with :meth:`ready`, the actor's previous call."""
+        assert self._payload is not None, "ready() first"
+        return run_committed(self._payload.specs[trial_id], self._payload, attempt)
 
 
 def shape_of(resources: Mapping[str, float]) -> Shape:
@@ -210,7 +209,7 @@ class _Stage:
     def run(self) -> StageOutcome:
         for slot in self.pool.slots:
             slot.ready, slot.busy = False, None
-            self.calls[slot.actor.ready.remote()] = slot
+            self.calls[slot.actor.ready.remote(self.box)] = slot
         waiting = -1
         while self.calls:
             if interrupted():
@@ -252,7 +251,7 @@ class _Stage:
         if self.replaced > 10 * max(1, len(self.pool.slots)) + len(self.specs):
             raise RaybenchError(f"the trial workers keep dying: {describe_error(exc)[0]}")
         slot = self.pool._add(shape)
-        self.calls[slot.actor.ready.remote()] = slot
+        self.calls[slot.actor.ready.remote(self.box)] = slot
 
     def _dispatch(self, slot: _Slot) -> None:
         queue = self.queues.get(slot.shape)
@@ -265,7 +264,7 @@ class _Stage:
         self.attempts[trial_id] += 1
         slot.busy = trial_id
         call = slot.actor.run.options(name=f"{self.stage}:{trial_id}")
-        self.calls[call.remote(self.box, trial_id, self.attempts[trial_id])] = slot
+        self.calls[call.remote(trial_id, self.attempts[trial_id])] = slot
         self.emit({"type": "trial_start", "stage": self.stage, "trial_id": trial_id})
 
     def _failed(self, trial_id: str, exc: BaseException) -> None:
