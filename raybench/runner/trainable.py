@@ -1,10 +1,12 @@
-"""The worker side: what one Ray Tune trial runs.
+"""The worker side: what one trial runs, under either executor.
 
-:func:`make_trainable` ships the stage's specs, cohorts, store and trial function to the object
-store **once** (``tune.with_parameters``); each trial then looks its spec up by the ``trial_id`` of
-its Tune config, runs the trial function, checks that the result is finite, commits the tables to
-the store from the worker and reports. Anything that goes wrong raises
-:class:`~raybench.runner.failures.TrialFailure` so that Tune retries the trial as the suite says.
+:func:`run_committed` runs the trial function, checks that the result is finite, commits the
+tables to the store from the worker and returns; anything that goes wrong raises
+:class:`~raybench.runner.failures.TrialFailure`, so that the executor retries the trial as the
+suite says. The default executor (:mod:`raybench.runner.pool`) calls it in long-lived actors;
+with ``executor="tune"``, :func:`make_trainable` ships the stage's specs, cohorts, store and
+trial function to the object store **once** (``tune.with_parameters``) and :func:`run_one` looks
+each trial's spec up by the ``trial_id`` of its Tune config.
 """
 
 from __future__ import annotations
