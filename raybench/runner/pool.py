@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayError
 
 from raybench.errors import RaybenchError
 from raybench.plan.spec import TrialSpec
@@ -236,7 +236,7 @@ class _Stage:
             if any(self.queues.values()):
                 self._replace(slot.shape, exc)
             return
-        except RayTaskError as exc:  # the trial raised; the actor lives on
+        except RayError as exc:  # the trial raised (RayTaskError); the actor lives on
             if trial_id is not None:
                 self._failed(trial_id, exc)
         else:
