@@ -23,7 +23,13 @@ import polars as pl
 from scipy import stats as sps
 
 from raybench_analysis._frames import AnalysisError, as_names, require_columns, to_polars
-from raybench_analysis.metrics import Metric, _mean_finalize, get_metric, weighted_auc
+from raybench_analysis.metrics import (
+    Metric,
+    _mean_finalize,
+    get_metric,
+    weighted_auc,
+    weighted_auc_cells,
+)
 
 __all__ = [
     "DEGENERATE_SPREAD",
@@ -477,7 +483,59 @@ def nested_means(
     ``{(): (b,) mean over folds of the seed means}``. Undefined values (NaN, e.g. AUC of a
     replicate with one class) are left out of each mean; a mean of nothing is NaN.
     """
-    return nested_average({k: ev(counts) for k, ev in cells.items()}, keep)
+    return nested_average(evaluate_cells(cells, counts), keep)
+
+
+def evaluate_cells(
+    cells: Mapping[tuple[Any, ...], Evaluator], counts: np.ndarray
+) -> dict[tuple[Any, ...], np.ndarray]:
+    """Each cell's metric under each row of ``counts`` ``(b, n_units)``: ``{key: ev(counts)}``.
+
+    Cells of one built-in metric are computed together, in chunks of replicates: AUC by
+    :func:`~raybench_analysis.metrics.weighted_auc_cells`, a sums metric as one gather of the
+    units' counts times every cell's per-unit sums, summed per cell (``np.add.reduceat``) and
+    finalised once. The values are those of calling each evaluator; with thousands of cells
+    (fold x seed) the per-cell calls were most of the time (issue 11). Callables: one by one.
+    """
+    evs = list(cells.values())
+    metrics = {id(ev.metric) for ev in evs}
+    if (
+        len(metrics) != 1
+        or not isinstance(evs[0].metric, Metric)
+        or not all(len(ev.unit) for ev in evs)
+    ):
+        return {k: ev(counts) for k, ev in cells.items()}
+    metric = evs[0].metric
+    if metric.kind == "sums":
+        assert metric.finalize is not None
+        units = np.concatenate([ev.present for ev in evs])
+        sums = np.vstack([ev.sums for ev in evs])
+        firsts = np.r_[0, np.cumsum([len(ev.present) for ev in evs])[:-1]]
+        width = max(1, len(units) * sums.shape[1])
+    else:
+        y = np.concatenate([ev.y for ev in evs])
+        score = np.concatenate([ev.score for ev in evs])
+        unit = np.concatenate([ev.unit for ev in evs])
+        cell = np.repeat(np.arange(len(evs)), [len(ev.unit) for ev in evs])
+        width = max(1, 4 * len(unit))
+    rows = max(1, MAX_CELLS // width)
+    chunks = []
+    for i in range(0, len(counts), rows):
+        by_unit = np.ascontiguousarray(counts[i : i + rows].T)  # (n_units, b): rows are gathered
+        if metric.kind == "sums":
+            gathered = by_unit[units]
+            total = np.stack(
+                [
+                    np.add.reduceat(gathered * sums[:, j : j + 1], firsts, axis=0).T
+                    for j in range(sums.shape[1])
+                ],
+                axis=-1,
+            )
+            chunks.append(metric.finalize(total))
+        else:
+            chunks.append(weighted_auc_cells(y, score, cell, unit, by_unit, len(evs)))
+    values = np.concatenate(chunks) if chunks else np.empty((0, len(evs)))
+    return {k: values[:, j] for j, k in enumerate(cells)}
 
 
 def nested_average(

@@ -23,13 +23,14 @@ from scipy import stats
 from raybench_analysis._frames import AnalysisError, require_columns, to_polars
 from raybench_analysis.bootstrap import (
     SCHEMES,
-    auc_inputs,
+    _cell_inputs,
     build_hierarchy,
     draw_counts,
+    evaluate_cells,
     nested_average,
 )
 from raybench_analysis.contract import raw_rows
-from raybench_analysis.metrics import Metric, get_metric, weighted_auc
+from raybench_analysis.metrics import Metric, get_metric
 
 __all__ = ["ResampleScheme", "ranking_stability", "replicate_metric", "resample_weights"]
 
@@ -156,34 +157,19 @@ def replicate_metric(
     w_all = np.vstack([np.ones((1, scheme.weights.shape[1])), scheme.weights])
     if not cols:
         return metric.evaluate(part, w_all[:, idx])
-    value = _cell_metric(part, metric)
+    require_columns(part, metric.columns, why=f"by metric {metric.name!r}")
+    make = _cell_inputs(part, metric)  # per-row inputs once, sliced per cell
     cells = (
         part.select(cols)
         .with_row_index("__cell_row")
         .group_by(cols, maintain_order=True)
         .agg(pl.col("__cell_row"))
     )
-    values = {}
+    evaluators = {}
     for *key, g in cells.iter_rows():
         g = np.asarray(g, dtype=np.int64)
-        values[tuple(key)] = value(g, w_all[:, idx[g]])
-    return nested_average(values)[()]
-
-
-def _cell_metric(part: pl.DataFrame, metric: Metric) -> Any:
-    """``value(rows, weights)``: ``metric.evaluate(part[rows], weights)``, with the metric's
-    per-row inputs (labels and scores, or sums) computed once for ``part`` and sliced per cell.
-
-    Per-row inputs do not depend on the other rows, so the values are those of ``evaluate`` on
-    each cell's rows; with thousands of cells the per-cell frames were most of the time.
-    """
-    require_columns(part, metric.columns, why=f"by metric {metric.name!r}")
-    if metric.kind == "auc":
-        y, score = auc_inputs(part, metric)
-        return lambda g, w: weighted_auc(y[g], score[g], w)
-    assert metric.stats is not None and metric.finalize is not None
-    stats, finalize = metric.stats(part), metric.finalize
-    return lambda g, w: finalize(w @ stats[g])
+        evaluators[tuple(key)] = make(g, idx[g], w_all.shape[1])
+    return nested_average(evaluate_cells(evaluators, w_all))[()]
 
 
 def _split_by(frame: pl.DataFrame, by: list[str]) -> list[tuple[dict[str, Any], np.ndarray]]:
