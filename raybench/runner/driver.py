@@ -35,6 +35,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raybench.data.cohort import Cohort
 from raybench.errors import RaybenchError, StorageError
+from raybench.plan.search import is_template
 from raybench.plan.spec import Plan, TrialSpec
 from raybench.runner.cluster import ClusterInfo, init_ray
 from raybench.runner.failures import describe_error
@@ -44,7 +45,12 @@ from raybench.runner.pool import TrialPool
 from raybench.runner.progress import TuneEvents
 from raybench.runner.records import failed_row
 from raybench.runner.resources import override_gpus, schedulable_or_raise
-from raybench.runner.search import expand_refits, needs_search_runner, run_search_stage
+from raybench.runner.search import (
+    expand_refits,
+    finished_templates,
+    needs_search_runner,
+    run_search_stage,
+)
 from raybench.runner.selection import resolve_refits
 from raybench.runner.trainable import AttemptCounter, Payload, PerTrialResources, make_trainable
 
@@ -90,6 +96,18 @@ def _retries(specs: Sequence[TrialSpec], options: RunOptions) -> int:
 def _completed_ids(store: Any) -> set[str]:
     """Committed trials not failed (one scan of the store)."""
     return {t for t, status in store.statuses().items() if status != "failed"}
+
+
+def _done_ids(plan: Plan, store: Any) -> set[str]:
+    """The plan's trials a resume skips: committed and not failed, and the ``tpe`` templates
+    whose search is finished (:func:`finished_templates`), so that a resumed run with nothing
+    left to do starts no Ray, whatever its search algorithm."""
+    statuses = store.statuses()
+    done = {t for t, status in statuses.items() if status != "failed"}
+    templates = [t for t in plan.trials if is_template(t)]
+    if templates:
+        done |= finished_templates(templates, statuses, store.read_file)
+    return done
 
 
 def _scores(store: Any, ids: set[str]) -> dict[str, float | None]:
@@ -452,7 +470,7 @@ def run_plan(
         _write_files(store, opts.files)
         if hasattr(store, "cleanup_tmp"):
             store.cleanup_tmp()  # staged files of a driver that was killed: never committed
-        done = _completed_ids(store)
+        done = _done_ids(plan, store)
         run = _Run(plan, cohorts, store, opts, done)
         todo = [t for t in plan.trials if t.trial_id not in done]
         if todo or any(jobs for _, jobs, _ in run.external_jobs()):
