@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+from scipy import sparse
 from scipy import stats as sps
 
 from raybench_analysis._frames import AnalysisError, as_names, require_columns, to_polars
@@ -492,10 +493,10 @@ def evaluate_cells(
     """Each cell's metric under each row of ``counts`` ``(b, n_units)``: ``{key: ev(counts)}``.
 
     Cells of one built-in metric are computed together, in chunks of replicates: AUC by
-    :func:`~raybench_analysis.metrics.weighted_auc_cells`, a sums metric as one gather of the
-    units' counts times every cell's per-unit sums, summed per cell (``np.add.reduceat``) and
-    finalised once. The values are those of calling each evaluator; with thousands of cells
-    (fold x seed) the per-cell calls were most of the time (issue 11). Callables: one by one.
+    :func:`~raybench_analysis.metrics.weighted_auc_cells`, a sums metric as one sparse product of
+    the units' counts with every cell's per-unit sums, finalised once. The values are those of
+    calling each evaluator; with thousands of cells (fold x seed) the per-cell calls were most of
+    the time (issue 11). Callables: one by one.
     """
     evs = list(cells.values())
     metrics = {id(ev.metric) for ev in evs}
@@ -508,31 +509,35 @@ def evaluate_cells(
     metric = evs[0].metric
     if metric.kind == "sums":
         assert metric.finalize is not None
-        units = np.concatenate([ev.present for ev in evs])
-        sums = np.vstack([ev.sums for ev in evs])
-        firsts = np.r_[0, np.cumsum([len(ev.present) for ev in evs])[:-1]]
-        width = max(1, len(units) * sums.shape[1])
+        q = evs[0].sums.shape[1]
+        # (n_units, cells x q): column c*q + j holds cell c's per-unit sums of statistic j
+        pairs = np.repeat(np.arange(len(evs)), [len(ev.present) for ev in evs])
+        per_unit = sparse.csr_matrix(
+            (
+                np.vstack([ev.sums for ev in evs]).ravel(),
+                (
+                    np.repeat(np.concatenate([ev.present for ev in evs]), q),
+                    (pairs[:, None] * q + np.arange(q)).ravel(),
+                ),
+            ),
+            shape=(evs[0].n_units, len(evs) * q),
+        )
+        width = len(evs) * q
     else:
         y = np.concatenate([ev.y for ev in evs])
         score = np.concatenate([ev.score for ev in evs])
         unit = np.concatenate([ev.unit for ev in evs])
         cell = np.repeat(np.arange(len(evs)), [len(ev.unit) for ev in evs])
-        width = max(1, 4 * len(unit))
-    rows = max(1, MAX_CELLS // width)
+        width = 4 * len(unit)
+    rows = max(1, MAX_CELLS // max(1, width))
     chunks = []
     for i in range(0, len(counts), rows):
-        by_unit = np.ascontiguousarray(counts[i : i + rows].T)  # (n_units, b): rows are gathered
-        if metric.kind == "sums":
-            gathered = by_unit[units]
-            total = np.stack(
-                [
-                    np.add.reduceat(gathered * sums[:, j : j + 1], firsts, axis=0).T
-                    for j in range(sums.shape[1])
-                ],
-                axis=-1,
-            )
+        c = counts[i : i + rows]
+        if metric.kind == "sums":  # one sparse product: every cell's sums under each replicate
+            total = np.asarray((per_unit.T @ c.T).T).reshape(len(c), len(evs), q)
             chunks.append(metric.finalize(total))
-        else:
+        else:  # (n_units, b): the rows gathered per observation are contiguous
+            by_unit = np.ascontiguousarray(c.T)
             chunks.append(weighted_auc_cells(y, score, cell, unit, by_unit, len(evs)))
     values = np.concatenate(chunks) if chunks else np.empty((0, len(evs)))
     return {k: values[:, j] for j, k in enumerate(cells)}

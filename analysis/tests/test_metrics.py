@@ -194,11 +194,12 @@ def test_bad_input_messages():
         M.metric_by(frame, "accuracy")
 
 
-def test_weighted_auc_cells_equals_weighted_auc_per_cell_with_ties_and_empty_cells():
+@pytest.mark.parametrize("decimals", [1, None])  # many ties (general path), none (fast path)
+def test_weighted_auc_cells_equals_weighted_auc_per_cell_with_ties_and_empty_cells(decimals):
     rng = np.random.default_rng(3)
     n, n_units, n_cells = 300, 40, 12
     y = rng.integers(0, 2, n).astype(float)
-    score = np.round(rng.random(n), 1)  # many ties
+    score = rng.random(n) if decimals is None else np.round(rng.random(n), decimals)
     cell = rng.integers(0, n_cells - 1, n)  # the last cell has no rows
     cell[:3], y[:3] = n_cells - 2, 1.0  # a cell of positives only
     y[cell == n_cells - 2] = 1.0
