@@ -176,6 +176,7 @@ class _Run:
             }
         )
         if stage == "search" and needs_search_runner(todo):  # scheduler or tpe: docs/search.md
+            self.release_pool()  # Tune's trials need the CPUs the pool's actors hold
             run_search_stage(
                 self,
                 todo,
@@ -327,6 +328,13 @@ class _Run:
                 raise StorageError(error.split(": ", 1)[1])  # stop; resume redoes the trial
             self.record_failure(self.specs[trial_id], error, traceback, attempts)
 
+    def release_pool(self) -> None:
+        """Kill the pool's actors: they hold their trials' resources between stages, which Tune
+        trials and the external datasets' Ray tasks would otherwise wait for forever."""
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
     def _tune(self, stage: str, todo: list[TrialSpec], scratch: Path) -> None:
         """Run ``todo`` as one Ray Tune run over ``{"trial_id": grid_search(ids)}``."""
         counter = self.attempt_counter()
@@ -430,6 +438,7 @@ def _run_on_ray(run: _Run, todo: Sequence[TrialSpec]) -> ClusterInfo | None:
                 if interrupted():
                     break
             if not interrupted():
+                run.release_pool()
                 run.run_external()
         if interrupted():
             hint = opts.resume_command or "run the same command again"
@@ -441,8 +450,7 @@ def _run_on_ray(run: _Run, todo: Sequence[TrialSpec]) -> ClusterInfo | None:
         tune_logger.setLevel(level)
         if run.counter is not None:  # on a shared cluster, leave no actor of this run behind
             ray.kill(run.counter)
-        if run.pool is not None:
-            run.pool.close()
+        run.release_pool()
         if opts.scratch_dir is None:
             shutil.rmtree(scratch, ignore_errors=True)
         if info is not None and info.started_here:
