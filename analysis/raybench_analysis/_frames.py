@@ -37,13 +37,14 @@ class AnalysisError(ValueError):
 def to_polars(data: Any, *, name: str = "data") -> pl.DataFrame:
     """Return ``data`` as an eager polars DataFrame.
 
-    Accepts a polars DataFrame or LazyFrame (collected), a pandas DataFrame, a pyarrow Table or a
-    mapping of column name to sequence. Anything else raises :class:`AnalysisError`.
+    Accepts a polars DataFrame or LazyFrame (collected into one chunk per column), a pandas
+    DataFrame, a pyarrow Table or a mapping of column name to sequence. Anything else raises
+    :class:`AnalysisError`.
     """
     if isinstance(data, pl.DataFrame):
         return data
-    if isinstance(data, pl.LazyFrame):
-        return data.collect()
+    if isinstance(data, pl.LazyFrame):  # one chunk: a scan of 10,000 files gives 10,000 chunks,
+        return data.collect().rechunk()  # and every later filter or join walks them (issue 11)
     module = type(data).__module__.split(".")[0]
     if module == "pandas":
         return pl.from_pandas(data)

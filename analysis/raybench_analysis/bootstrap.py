@@ -20,10 +20,17 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+from scipy import sparse
 from scipy import stats as sps
 
 from raybench_analysis._frames import AnalysisError, as_names, require_columns, to_polars
-from raybench_analysis.metrics import Metric, _mean_finalize, get_metric, weighted_auc
+from raybench_analysis.metrics import (
+    Metric,
+    _mean_finalize,
+    get_metric,
+    weighted_auc,
+    weighted_auc_cells,
+)
 
 __all__ = [
     "DEGENERATE_SPREAD",
@@ -477,7 +484,63 @@ def nested_means(
     ``{(): (b,) mean over folds of the seed means}``. Undefined values (NaN, e.g. AUC of a
     replicate with one class) are left out of each mean; a mean of nothing is NaN.
     """
-    return nested_average({k: ev(counts) for k, ev in cells.items()}, keep)
+    return nested_average(evaluate_cells(cells, counts), keep)
+
+
+def evaluate_cells(
+    cells: Mapping[tuple[Any, ...], Evaluator], counts: np.ndarray
+) -> dict[tuple[Any, ...], np.ndarray]:
+    """Each cell's metric under each row of ``counts`` ``(b, n_units)``: ``{key: ev(counts)}``.
+
+    Cells of one built-in metric are computed together, in chunks of replicates: AUC by
+    :func:`~raybench_analysis.metrics.weighted_auc_cells`, a sums metric as one sparse product of
+    the units' counts with every cell's per-unit sums, finalised once. The values are those of
+    calling each evaluator; with thousands of cells (fold x seed) the per-cell calls were most of
+    the time (issue 11). Callables: one by one.
+    """
+    evs = list(cells.values())
+    metrics = {id(ev.metric) for ev in evs}
+    if (
+        len(metrics) != 1
+        or not isinstance(evs[0].metric, Metric)
+        or not all(len(ev.unit) for ev in evs)
+    ):
+        return {k: ev(counts) for k, ev in cells.items()}
+    metric = evs[0].metric
+    if metric.kind == "sums":
+        assert metric.finalize is not None
+        q = evs[0].sums.shape[1]
+        # (n_units, cells x q): column c*q + j holds cell c's per-unit sums of statistic j
+        pairs = np.repeat(np.arange(len(evs)), [len(ev.present) for ev in evs])
+        per_unit = sparse.csr_matrix(
+            (
+                np.vstack([ev.sums for ev in evs]).ravel(),
+                (
+                    np.repeat(np.concatenate([ev.present for ev in evs]), q),
+                    (pairs[:, None] * q + np.arange(q)).ravel(),
+                ),
+            ),
+            shape=(evs[0].n_units, len(evs) * q),
+        )
+        width = len(evs) * q
+    else:
+        y = np.concatenate([ev.y for ev in evs])
+        score = np.concatenate([ev.score for ev in evs])
+        unit = np.concatenate([ev.unit for ev in evs])
+        cell = np.repeat(np.arange(len(evs)), [len(ev.unit) for ev in evs])
+        width = 4 * len(unit)
+    rows = max(1, MAX_CELLS // max(1, width))
+    chunks = []
+    for i in range(0, len(counts), rows):
+        c = counts[i : i + rows]
+        if metric.kind == "sums":  # one sparse product: every cell's sums under each replicate
+            total = np.asarray((per_unit.T @ c.T).T).reshape(len(c), len(evs), q)
+            chunks.append(metric.finalize(total))
+        else:  # (n_units, b): the rows gathered per observation are contiguous
+            by_unit = np.ascontiguousarray(c.T)
+            chunks.append(weighted_auc_cells(y, score, cell, unit, by_unit, len(evs)))
+    values = np.concatenate(chunks) if chunks else np.empty((0, len(evs)))
+    return {k: values[:, j] for j, k in enumerate(cells)}
 
 
 def nested_average(
@@ -615,6 +678,26 @@ class _DrawCache:
         yield from self._store[key]
 
 
+def _cell_inputs(
+    part: pl.DataFrame, metric: Metric | Callable
+) -> Callable[[np.ndarray, np.ndarray, int], Evaluator]:
+    """A maker of the :class:`Evaluator` of the rows ``rows`` of ``part`` (one cell).
+
+    A metric's per-row inputs (sums, or labels and scores) are computed once for ``part`` and
+    sliced per cell, rather than gathering each cell's rows of every column: per-row inputs do
+    not depend on the other rows, so the values are the same, and with thousands of cells (one
+    per fold x seed) the gathers were most of the time (issue 11).
+    """
+    if isinstance(metric, Metric) and metric.kind == "sums":
+        assert metric.stats is not None
+        stats = metric.stats(part)
+        return lambda rows, unit, n: Evaluator(metric, None, unit, n, stats=stats[rows])
+    if isinstance(metric, Metric):
+        y, score = auc_inputs(part, metric)
+        return lambda rows, unit, n: Evaluator(metric, None, unit, n, labels=(y[rows], score[rows]))
+    return lambda rows, unit, n: Evaluator(metric, part[rows], unit, n)
+
+
 def _replicates(
     part: pl.DataFrame,
     metric: Metric | Callable,
@@ -636,9 +719,10 @@ def _replicates(
         return ev.estimate(), reps, h
     cells = {}
     index = part.with_row_index("_row").group_by(list(average_over)).agg(pl.col("_row"))
+    cell_input = _cell_inputs(part, metric)
     for *key, rows in index.iter_rows():
         rows = np.asarray(rows, dtype=np.int64)
-        cells[tuple(key)] = Evaluator(metric, part[rows], h.unit[rows], h.n_units)
+        cells[tuple(key)] = cell_input(rows, h.unit[rows], h.n_units)
     reps = np.concatenate([nested_means(cells, c)[()] for c in draws])
     est = float(nested_means(cells, np.ones((1, h.n_units)))[()][0])
     return est, reps, h

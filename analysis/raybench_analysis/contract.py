@@ -35,6 +35,8 @@ import polars as pl
 from raybench_analysis._frames import AnalysisError, require_columns, to_polars
 
 __all__ = [
+    "BATCH_PREFIX",
+    "BATCH_ROWS_KEY",
     "CONTRACT",
     "DATA_TABLES",
     "OPTIONAL_TABLES",
@@ -47,10 +49,12 @@ __all__ = [
     "check_leakage",
     "count_column",
     "inventory",
+    "is_batch",
     "markdown_table",
     "polars_schema",
     "raw_rows",
     "render_docs",
+    "scan_committed",
     "schema_problem",
     "write_docs",
 ]
@@ -507,13 +511,18 @@ class Inventory:
     statuses : dict
         ``trial_id -> status`` of the committed, verified trials.
     damaged : dict
-        ``trial_id -> Damage`` of trials whose ``trials`` file exists but whose files are
+        ``trial_id -> Damage`` of trials whose ``trials`` row exists but whose files are
         unreadable, of the wrong schema or of another row count than recorded. They count as
         not committed: a run redoes them.
     files : dict
-        ``table -> paths`` of the committed trials' files (sorted).
+        ``table -> paths`` of the files holding committed trials' rows (sorted): per-trial
+        files and batch files.
     orphans : dict
-        ``table -> paths`` of files whose trial has no ``trials`` file (a commit cut short).
+        ``table -> paths`` of files whose trial has no ``trials`` row (a commit cut short).
+    hidden : dict
+        ``batch file path -> trial ids`` whose rows in that file must not be read: trials
+        committed again since (a per-trial file or a newer batch holds them), damaged or not
+        committed. Read the files with :func:`scan_committed`, which applies it.
     """
 
     root: str
@@ -521,6 +530,7 @@ class Inventory:
     damaged: dict[str, Damage]
     files: dict[str, tuple[str, ...]]
     orphans: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    hidden: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def committed(self) -> tuple[str, ...]:
@@ -528,8 +538,21 @@ class Inventory:
         return tuple(sorted(self.statuses))
 
 
+#: Name prefix of a batch file (``<table>/_batch-<id>.parquet``: many trials' rows, written by
+#: ``raybench compact``); no trial id starts with it (the store refuses such ids).
+BATCH_PREFIX = "_batch-"
+#: Parquet key-value metadata of a batch data file: JSON ``{trial_id: rows}``.
+BATCH_ROWS_KEY = b"raybench.rows"
+
+
+def is_batch(name: str) -> bool:
+    """True for the base name of a batch file (``_batch-<id>.parquet``) or a batch id key."""
+    return name.startswith(BATCH_PREFIX)
+
+
 def _list_parquet(fs: Any, folder: str) -> dict[str, str]:
-    """``trial_id -> path`` of the Parquet files directly in ``folder`` (``.tmp/`` excluded)."""
+    """``name -> path`` of the Parquet files directly in ``folder`` (``.tmp/`` excluded): the
+    trial id for a per-trial file, ``_batch-<id>`` for a batch file."""
     import pyarrow.fs as pafs
 
     selector = pafs.FileSelector(folder, allow_not_found=True, recursive=False)
@@ -540,37 +563,46 @@ def _list_parquet(fs: Any, folder: str) -> dict[str, str]:
     }
 
 
-def _footer(fs: Any, path: str) -> tuple[Any, int]:
-    """(arrow schema, row count) of a Parquet file from its footer alone."""
+def _footer(fs: Any, path: str) -> tuple[Any, int, dict[bytes, bytes]]:
+    """(arrow schema, row count, key-value metadata) of a Parquet file from its footer alone."""
     import pyarrow.parquet as pq
 
     with fs.open_input_file(path) as handle:
         meta = pq.ParquetFile(handle).metadata
-        return meta.schema.to_arrow_schema(), meta.num_rows
+        return meta.schema.to_arrow_schema(), meta.num_rows, dict(meta.metadata or {})
 
 
-def _read_trials_file(fs: Any, path: str, trial_id: str) -> tuple[dict[str, Any] | None, str]:
-    """(the trial's ``trials`` row, "") or (None, why the file cannot be trusted)."""
+def _unreadable(exc: BaseException) -> str:
+    return f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+
+
+def _read_trials_file(fs: Any, path: str, trial_id: str | None) -> tuple[list[dict], str]:
+    """(the file's ``trials`` rows, "") or ([], why the file cannot be trusted).
+
+    ``trial_id``: the one trial a per-trial file must hold; None for a batch file.
+    """
     import pyarrow.parquet as pq
 
     try:
         with fs.open_input_file(path) as handle:
-            table = pq.read_table(handle)
+            table = pq.ParquetFile(handle).read()  # half the cost of pq.read_table (no dataset)
     except Exception as exc:  # pyarrow raises several types for a damaged file
-        return None, f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        return [], _unreadable(exc)
     problem = schema_problem("trials", table.schema)
     if problem:
-        return None, problem
-    ids = set(table.column("trial_id").to_pylist())
-    if ids != {trial_id} or table.num_rows != 1:
-        return None, f"expected one row of trial {trial_id!r}, found {table.num_rows} of {ids}"
-    return table.to_pylist()[0], ""
+        return [], problem
+    if trial_id is not None:
+        ids = set(table.column("trial_id").to_pylist())
+        if ids != {trial_id} or table.num_rows != 1:
+            return [], f"expected one row of trial {trial_id!r}, found {table.num_rows} of {ids}"
+    return table.to_pylist(), ""
 
 
 def _verify(
     fs: Any, root: str, trial_id: str, row: Mapping[str, Any], found: dict
 ) -> Damage | None:
-    """The first problem with ``trial_id``'s data files, or None; ``found``: table -> id -> path."""
+    """The first problem with a per-trial ``trial_id``'s data files, or None; ``found``:
+    table -> name -> path."""
     for table in DATA_TABLES:
         expected = row.get(count_column(table))
         path = found[table].get(trial_id)
@@ -580,10 +612,9 @@ def _verify(
                 return Damage(trial_id, where, f"missing; trials recorded {expected} rows")
             continue
         try:
-            schema, rows = _footer(fs, path)
+            schema, rows, _ = _footer(fs, path)
         except Exception as exc:
-            reason = f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0]})"
-            return Damage(trial_id, path, reason)
+            return Damage(trial_id, path, _unreadable(exc))
         problem = schema_problem(table, schema)
         if problem:
             return Damage(trial_id, path, problem)
@@ -592,35 +623,217 @@ def _verify(
     return None
 
 
-def inventory(filesystem: Any, root: str) -> Inventory:
+def _batch_counts(fs: Any, table: str, path: str) -> tuple[dict[str, int] | None, str]:
+    """(``trial_id -> rows`` of a batch data file, "") or (None, why it cannot be trusted)."""
+    import json
+
+    try:
+        schema, rows, meta = _footer(fs, path)
+        counts = json.loads(meta[BATCH_ROWS_KEY].decode())
+    except KeyError:
+        return None, f"a batch file without its {BATCH_ROWS_KEY.decode()!r} metadata"
+    except Exception as exc:
+        return None, _unreadable(exc)
+    problem = schema_problem(table, schema)
+    if problem:
+        return None, problem
+    if sum(counts.values()) != rows:
+        return None, f"holds {rows} rows; its metadata records {sum(counts.values())}"
+    return counts, ""
+
+
+def _verify_batch(
+    fs: Any, root: str, name: str, rows: Mapping[str, Mapping[str, Any]], found: dict
+) -> Damage | None:
+    """The first problem with batch ``name``'s data files for the trials in ``rows``, or None."""
+    for table in DATA_TABLES:
+        path = found[table].get(name)
+        expected = {t: r.get(count_column(table)) for t, r in rows.items()}
+        if path is None:
+            if any(expected.values()):
+                where = f"{root}/{table}/{name}.parquet"
+                return Damage("", where, "missing; its trials recorded rows there")
+            continue
+        counts, why = _batch_counts(fs, table, path)
+        if counts is None:
+            return Damage("", path, why)
+        for trial_id, n in expected.items():
+            if n is not None and counts.get(trial_id, 0) != n:
+                held = counts.get(trial_id, 0)
+                return Damage(
+                    trial_id, path, f"holds {held} rows of {trial_id}; trials recorded {n}"
+                )
+    return None
+
+
+def _per_trial(
+    fs: Any, root: str, trial_id: str, path: str, found: dict, row: dict | None = None
+) -> tuple[str, Any]:
+    """("ok", status) or ("damaged", Damage) of one per-trial commit (``row``: its ``trials``
+    row when already read and checked by :func:`_fast_trial_rows`)."""
+    if row is None:
+        rows, why = _read_trials_file(fs, path, trial_id)
+        if not rows:
+            return "damaged", Damage(trial_id, path, why)
+        row = rows[0]
+    problem = _verify(fs, root, trial_id, row, found)
+    if problem is not None:
+        return "damaged", problem
+    return "ok", str(row.get("status") or "unknown")
+
+
+def _fast_trial_rows(items: list[tuple[str, str]]) -> dict[str, dict]:
+    """The ``trials`` rows of many local per-trial files in one multi-threaded polars read.
+
+    Returns ``trial_id -> row`` (status and row counts) for the files that hold exactly one row
+    of their trial; the others, and all of them when the read fails (a damaged file, a column of
+    another type), are left to the careful per-file check, which says what is wrong.
+    """
+    if len(items) < 2:
+        return {}
+    wanted = ["trial_id", "status", *(count_column(t) for t in DATA_TABLES)]
+    try:
+        frame = (
+            pl.scan_parquet(  # every column, by the contract's types: a mismatch raises
+                [path for _, path in items],
+                schema=polars_schema("trials"),
+                missing_columns="insert",
+                extra_columns="ignore",
+                include_file_paths="__path",
+            )
+            .collect()  # before selecting: a projection would skip the other columns' check
+            .select(*wanted, "__path")
+        )
+    except Exception:  # any file the fast read cannot take: check each file
+        return {}
+    by_path = {path: trial_id for trial_id, path in items}
+    counts = frame.group_by("__path").len()
+    single = set(counts.filter(pl.col("len") == 1)["__path"].to_list())
+    out: dict[str, dict] = {}
+    for row in frame.filter(pl.col("__path").is_in(list(single))).iter_rows(named=True):
+        if by_path.get(row["__path"]) == row["trial_id"]:
+            out[row["trial_id"]] = row
+    return out
+
+
+def inventory(filesystem: Any, root: str, *, threads: int | None = None) -> Inventory:
     """Scan the results directory ``root`` on a pyarrow ``filesystem``: the one scanner.
 
-    A trial is committed when ``trials/<trial_id>.parquet`` exists and is verified: that file is
-    readable with one row of this trial, and each other table's file is readable (its footer),
-    fits the contract's schema and holds the row count the ``trials`` row recorded
-    (``rows_<table>``; not checked when null, as in files written before the counts existed).
-    Everything else is reported, never raised.
+    A trial is committed when its ``trials`` row exists and is verified. Two layouts, mixed
+    freely (docs/results.md):
+
+    - per trial: ``trials/<trial_id>.parquet`` is readable with one row of this trial, and each
+      other table's ``<table>/<trial_id>.parquet`` is readable (its footer), fits the contract's
+      schema and holds the row count the ``trials`` row recorded (``rows_<table>``; not checked
+      when null, as in files written before the counts existed);
+    - batches (``raybench compact``): ``trials/_batch-<id>.parquet`` holds many trials' rows, and
+      each other table's ``_batch-<id>.parquet`` records in its footer metadata how many rows of
+      each trial it holds; these counts must match the ``trials`` rows. A damaged batch file
+      makes every trial of the batch damaged.
+
+    A trial held by a per-trial file and a batch (a compaction cut short, or a trial run again
+    after it was compacted) is read from its per-trial files; one held by two batches from the
+    newest. Everything else is reported, never raised. Files are read by ``threads`` threads
+    (pyarrow reads and decodes without the GIL; on object stores each request waits on the
+    network).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.fs as pafs
+
+    if threads is None:
+        threads = 4 if isinstance(filesystem, pafs.LocalFileSystem) else 16
     root = root.rstrip("/")
     found = {t: _list_parquet(filesystem, f"{root}/{t}") for t in TABLE_NAMES}
+    singles = {n: p for n, p in found["trials"].items() if not is_batch(n)}
+    batches = sorted((n for n in found["trials"] if is_batch(n)), reverse=True)  # newest first
     statuses: dict[str, str] = {}
     damaged: dict[str, Damage] = {}
-    for trial_id, path in sorted(found["trials"].items()):
-        row, why = _read_trials_file(filesystem, path, trial_id)
-        if row is None:
-            damaged[trial_id] = Damage(trial_id, path, why)
-            continue
-        problem = _verify(filesystem, root, trial_id, row, found)
-        if problem is not None:
-            damaged[trial_id] = problem
+    items = sorted(singles.items())
+
+    local = isinstance(filesystem, pafs.LocalFileSystem)
+    fast = _fast_trial_rows(items) if local else {}
+
+    def per_trial(kv: tuple[str, str]) -> tuple[str, Any]:
+        return _per_trial(filesystem, root, kv[0], kv[1], found, fast.get(kv[0]))
+
+    def batch(name: str) -> tuple[list[dict], str]:
+        return _read_trials_file(filesystem, found["trials"][name], None)
+
+    if threads <= 1:
+        checked, read = [per_trial(kv) for kv in items], [batch(n) for n in batches]
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            checked, read = list(pool.map(per_trial, items)), list(pool.map(batch, batches))
+    for (trial_id, _), (outcome, value) in zip(items, checked, strict=True):
+        if outcome == "ok":
+            statuses[trial_id] = value
         else:
+            damaged[trial_id] = value
+    hidden: dict[str, set[str]] = {}
+    owners: set[str] = set()  # batches holding at least one committed trial
+    claimed = set(singles)
+    for name, (rows, why) in zip(batches, read, strict=True):
+        path = found["trials"][name]
+        if not rows and why:  # its trials are unknown: the batch is reported as damaged
+            damaged[name] = Damage(name, path, why)
+            continue
+        owned = {r["trial_id"]: r for r in rows if r["trial_id"] not in claimed}
+        hidden[name] = {r["trial_id"] for r in rows} - set(owned)
+        claimed |= set(owned)
+        problem = _verify_batch(filesystem, root, name, owned, found)
+        if problem is not None:
+            for trial_id in owned:
+                damaged[trial_id] = Damage(trial_id, problem.path, problem.reason)
+            hidden[name] |= set(owned)
+            continue
+        for trial_id, row in owned.items():
             statuses[trial_id] = str(row.get("status") or "unknown")
-    files = {t: tuple(sorted(p for i, p in found[t].items() if i in statuses)) for t in found}
+        if owned:
+            owners.add(name)
+    statuses = dict(sorted(statuses.items()))
+    files = {
+        t: tuple(
+            sorted(
+                p for n, p in found[t].items() if (n in singles and n in statuses) or n in owners
+            )
+        )
+        for t in found
+    }
     orphans = {
-        t: tuple(sorted(p for i, p in found[t].items() if i not in found["trials"]))
+        t: tuple(
+            sorted(
+                p
+                for n, p in found[t].items()
+                if n not in found["trials"] and (is_batch(n) or n not in claimed)
+            )
+        )
         for t in DATA_TABLES
     }
-    return Inventory(root, statuses, damaged, files, {t: o for t, o in orphans.items() if o})
+    hidden_paths = {
+        found[t][n]: frozenset(ids)
+        for n, ids in hidden.items()
+        if ids and n in owners
+        for t in found
+        if n in found[t]
+    }
+    return Inventory(
+        root, statuses, damaged, files, {t: o for t, o in orphans.items() if o}, hidden_paths
+    )
+
+
+def scan_committed(inv: Inventory, table: str, scan: Any) -> pl.LazyFrame:
+    """The committed rows of ``table``: ``scan(paths) -> LazyFrame`` over the inventory's files,
+    each batch file with hidden trials scanned apart and filtered (see :attr:`Inventory.hidden`).
+    """
+    plain = [p for p in inv.files[table] if p not in inv.hidden]
+    frames = [scan(plain)] if plain else []
+    for path in inv.files[table]:
+        if path in inv.hidden:
+            frames.append(scan([path]).filter(~pl.col("trial_id").is_in(sorted(inv.hidden[path]))))
+    if not frames:
+        return pl.LazyFrame(schema=polars_schema(table))
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical_relaxed")
 
 
 # --------------------------------------------------------------------------- leakage

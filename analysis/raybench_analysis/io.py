@@ -25,6 +25,7 @@ from raybench_analysis.contract import (
     check_leakage,
     inventory,
     polars_schema,
+    scan_committed,
 )
 
 __all__ = [
@@ -260,7 +261,10 @@ def load(results_dir: str | Path) -> Results:
             f"(e.g. {Path(paths[0]).name})"
         )
     remote = filesystem if is_remote(root) else None
-    frames = {t: _scan(list(inv.files[t]), t, remote) for t in TABLE_NAMES}
+    frames = {
+        t: scan_committed(inv, t, lambda paths, t=t: _scan(list(paths), t, remote))
+        for t in TABLE_NAMES
+    }
     for table in DATA_TABLES:  # the store writes one trial per file; hand-made files may not
         frames[table] = frames[table].filter(pl.col("trial_id").is_in(list(committed)))
     return Results(

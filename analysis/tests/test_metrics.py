@@ -192,3 +192,25 @@ def test_bad_input_messages():
         M.metric_by(frame, "auc")
     with pytest.raises(AnalysisError, match=r"missing column\(s\) \['y_pred'\]"):
         M.metric_by(frame, "accuracy")
+
+
+@pytest.mark.parametrize("decimals", [1, None])  # many ties (general path), none (fast path)
+def test_weighted_auc_cells_equals_weighted_auc_per_cell_with_ties_and_empty_cells(decimals):
+    rng = np.random.default_rng(3)
+    n, n_units, n_cells = 300, 40, 12
+    y = rng.integers(0, 2, n).astype(float)
+    score = rng.random(n) if decimals is None else np.round(rng.random(n), decimals)
+    cell = rng.integers(0, n_cells - 1, n)  # the last cell has no rows
+    cell[:3], y[:3] = n_cells - 2, 1.0  # a cell of positives only
+    y[cell == n_cells - 2] = 1.0
+    unit = rng.integers(0, n_units, n)
+    counts = rng.multinomial(n_units, [1 / n_units] * n_units, size=50).astype(float)
+    batched = M.weighted_auc_cells(y, score, cell, unit, counts.T.copy(), n_cells)
+    assert batched.shape == (50, n_cells)
+    for c in range(n_cells):
+        rows = cell == c
+        if not rows.any():
+            assert np.isnan(batched[:, c]).all()
+            continue
+        expected = M.weighted_auc(y[rows], score[rows], counts[:, unit[rows]])
+        np.testing.assert_allclose(batched[:, c], expected, rtol=1e-12, equal_nan=True)

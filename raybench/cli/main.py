@@ -20,6 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from raybench.cli import analyze, data, import_, plan, predict, report, run, status, validate
+from raybench.cli import compact as compact_cmd
 from raybench.cli.common import say
 from raybench.errors import RaybenchError
 
@@ -96,3 +97,4 @@ def root(
 for _module in (validate, data, plan, run, status, analyze, import_, report):
     _module.register(app)
 predict.register(app)
+compact_cmd.register(app)

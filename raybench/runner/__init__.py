@@ -1,6 +1,7 @@
-"""Execution on Ray: :func:`run_plan` runs a compiled plan, one Ray Tune run per stage.
+"""Execution on Ray: :func:`run_plan` runs a compiled plan stage by stage on Ray actors (or Tune).
 
-See docs/running.md (local runs, resume, failures, W&B) and docs/cluster.md (clusters).
+See docs/running.md (local runs, resume, failures, W&B), docs/cluster.md (clusters) and
+docs/scale.md (large suites).
 """
 
 from raybench.runner.cluster import ClusterError, ClusterInfo, init_ray

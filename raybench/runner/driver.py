@@ -1,13 +1,17 @@
-"""The driver: run a compiled plan on Ray, one Ray Tune run per stage.
+"""The driver: run a compiled plan on Ray, stage after stage.
 
 ``run_plan`` takes the store's lock and, unless every trial is already completed (then Ray is
 not started at all), starts or joins Ray, checks that the cluster can ever schedule each trial
 (:mod:`raybench.runner.resources`), and for each stage in order: skips the trials already
-committed as completed (resume), resolves the refits' search points from the
-committed search trials, runs the rest as one ``Tuner`` over ``{"trial_id": grid_search(ids)}``
-with the suite's resources, retries and actor reuse, and records every trial that failed after its
-retries as a ``failed`` row. A stage starts only when the previous one has finished, so each refit
-sees all its search trials. See docs/running.md.
+committed as completed (resume; the store is scanned once per run, not per stage), resolves the
+refits' search points from the committed search trials, runs the rest with the suite's resources
+and retries, and records every trial that failed after its retries as a ``failed`` row. A stage
+starts only when the previous one has finished, so each refit sees all its search trials.
+
+Two executors run a stage (``RunOptions.executor``): the default, :mod:`raybench.runner.pool`,
+runs the trials as calls on long-lived plain Ray actors kept across stages (flat overhead per
+trial, no start-up after the first stage); ``"tune"`` runs the stage as one ``Tuner`` over
+``{"trial_id": grid_search(ids)}`` with actor reuse. See docs/running.md and docs/scale.md.
 """
 
 from __future__ import annotations
@@ -31,15 +35,22 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raybench.data.cohort import Cohort
 from raybench.errors import RaybenchError, StorageError
+from raybench.plan.search import is_template
 from raybench.plan.spec import Plan, TrialSpec
 from raybench.runner.cluster import ClusterInfo, init_ray
 from raybench.runner.failures import describe_error
 from raybench.runner.interrupt import RunInterrupted, StopOnInterrupt, catch_sigint, interrupted
 from raybench.runner.options import EventFn, RunOptions, RunSummary
+from raybench.runner.pool import TrialPool
 from raybench.runner.progress import TuneEvents
 from raybench.runner.records import failed_row
 from raybench.runner.resources import override_gpus, schedulable_or_raise
-from raybench.runner.search import expand_refits, needs_search_runner, run_search_stage
+from raybench.runner.search import (
+    expand_refits,
+    finished_templates,
+    needs_search_runner,
+    run_search_stage,
+)
 from raybench.runner.selection import resolve_refits
 from raybench.runner.trainable import AttemptCounter, Payload, PerTrialResources, make_trainable
 
@@ -83,7 +94,20 @@ def _retries(specs: Sequence[TrialSpec], options: RunOptions) -> int:
 
 
 def _completed_ids(store: Any) -> set[str]:
-    return set(store.committed_ids()) - set(store.failed_ids())
+    """Committed trials not failed (one scan of the store)."""
+    return {t for t, status in store.statuses().items() if status != "failed"}
+
+
+def _done_ids(plan: Plan, store: Any) -> set[str]:
+    """The plan's trials a resume skips: committed and not failed, and the ``tpe`` templates
+    whose search is finished (:func:`finished_templates`), so that a resumed run with nothing
+    left to do starts no Ray, whatever its search algorithm."""
+    statuses = store.statuses()
+    done = {t for t, status in statuses.items() if status != "failed"}
+    templates = [t for t in plan.trials if is_template(t)]
+    if templates:
+        done |= finished_templates(templates, statuses, store.read_file)
+    return done
 
 
 def _scores(store: Any, ids: set[str]) -> dict[str, float | None]:
@@ -102,15 +126,29 @@ def _scores(store: Any, ids: set[str]) -> dict[str, float | None]:
 
 
 class _Run:
-    """State of one ``run_plan`` call (kept out of the public function to keep it short)."""
+    """State of one ``run_plan`` call (kept out of the public function to keep it short).
 
-    def __init__(self, plan: Plan, cohorts: Mapping[str, Cohort], store: Any, opts: RunOptions):
+    ``done`` is the set of completed trials, read from the store once when the run starts and
+    kept up to date as trials complete, so a stage does not rescan the store.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        cohorts: Mapping[str, Cohort],
+        store: Any,
+        opts: RunOptions,
+        done: set[str],
+    ):
         self.plan, self.cohorts, self.store, self.opts = plan, cohorts, store, opts
         self.emit: EventFn = opts.on_event or (lambda event: None)
+        self.done = done
         self.completed: list[str] = []
         self.failed: dict[str, str] = {}
         self.skipped: list[str] = []
         self.specs: dict[str, TrialSpec] = {t.trial_id: t for t in plan.trials}
+        self.pool: TrialPool | None = None
+        self.counter: Any = None
 
     def skip_all(self) -> None:
         """Every trial is already completed: report each stage as skipped (Ray is not started)."""
@@ -126,12 +164,9 @@ class _Run:
         self.failed[spec.trial_id] = error
         self.emit({"type": "trial_failed", "stage": spec.stage, "trial_id": spec.trial_id})
 
-    def run_stage(
-        self, stage: str, specs: Sequence[TrialSpec], counter: Any, scratch: Path
-    ) -> None:
-        done = _completed_ids(self.store)
-        todo = [s for s in specs if s.trial_id not in done]
-        self.skipped += [s.trial_id for s in specs if s.trial_id in done]
+    def run_stage(self, stage: str, specs: Sequence[TrialSpec], scratch: Path) -> None:
+        todo = [s for s in specs if s.trial_id not in self.done]
+        self.skipped += [s.trial_id for s in specs if s.trial_id in self.done]
         self.emit(
             {
                 "type": "stage_start",
@@ -141,10 +176,11 @@ class _Run:
             }
         )
         if stage == "search" and needs_search_runner(todo):  # scheduler or tpe: docs/search.md
+            self.release_pool()  # Tune's trials need the CPUs the pool's actors hold
             run_search_stage(
                 self,
                 todo,
-                counter,
+                self.attempt_counter(),
                 scratch,
                 trial_fn=self.opts.trial_fn or _default_trial_fn(),
                 resources=trial_resources(todo[0]),
@@ -158,8 +194,10 @@ class _Run:
             todo, errors = resolve_refits(todo, self.specs, _scores(self.store, deps))
             for trial_id, exc in errors.items():
                 self.record_failure(self.specs[trial_id], str(exc).splitlines()[0], str(exc), 0)
-        if todo:
-            self._tune(stage, todo, counter, scratch)
+        if todo and self.opts.executor == "tune":
+            self._tune(stage, todo, scratch)
+        elif todo:
+            self._pool(stage, todo)
         self.emit({"type": "stage_end", "stage": stage})
 
     def external_jobs(self) -> list[tuple[str, list[Any], list[str]]]:
@@ -240,10 +278,19 @@ class _Run:
             self.skipped += skipped
             self.emit({"type": "stage_end", "stage": stage})
 
-    def _tune(self, stage: str, todo: list[TrialSpec], counter: Any, scratch: Path) -> None:
-        by_id = {s.trial_id: s for s in todo}
-        payload = Payload(
-            specs=by_id,
+    def attempt_counter(self) -> Any:
+        """The run's :class:`AttemptCounter` actor (Tune executors), started on first use."""
+        if self.counter is None:
+            self.counter = AttemptCounter.options(  # on the driver's node: outlives workers
+                scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    ray.get_runtime_context().get_node_id(), soft=False
+                )
+            ).remote()
+        return self.counter
+
+    def _payload(self, todo: Sequence[TrialSpec], counter: Any = None) -> Payload:
+        return Payload(
+            specs={s.trial_id: s for s in todo},
             cohorts={name: self.cohorts[name] for name in {s.dataset for s in todo}},
             store=self.store,
             trial_fn=self.opts.trial_fn or _default_trial_fn(),
@@ -251,6 +298,48 @@ class _Run:
             wandb_dir=self.opts.wandb_dir,
             counter=counter,
         )
+
+    def _completed(self, trial_id: str) -> None:
+        self.completed.append(trial_id)
+        self.done.add(trial_id)
+
+    def _pool(self, stage: str, todo: list[TrialSpec]) -> None:
+        """Run ``todo`` on the run's :class:`TrialPool` (plain Ray actors, no Tune)."""
+        if self.pool is None:
+            self.pool = TrialPool(self.opts.max_concurrent)
+        outcome = self.pool.run_stage(
+            stage,
+            todo,
+            self._payload(todo),
+            trial_resources,
+            lambda spec: (
+                self.opts.max_retries
+                if self.opts.max_retries is not None
+                else spec.resources.max_retries
+            ),
+            self.emit,
+        )
+        for trial_id in outcome.completed:
+            self._completed(trial_id)
+        if interrupted():
+            return
+        for trial_id, (error, traceback, attempts) in outcome.failed.items():
+            if error.startswith(f"{StorageError.__name__}: "):  # not the model's failure:
+                raise StorageError(error.split(": ", 1)[1])  # stop; resume redoes the trial
+            self.record_failure(self.specs[trial_id], error, traceback, attempts)
+
+    def release_pool(self) -> None:
+        """Kill the pool's actors: they hold their trials' resources between stages, which Tune
+        trials and the external datasets' Ray tasks would otherwise wait for forever."""
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    def _tune(self, stage: str, todo: list[TrialSpec], scratch: Path) -> None:
+        """Run ``todo`` as one Ray Tune run over ``{"trial_id": grid_search(ids)}``."""
+        counter = self.attempt_counter()
+        payload = self._payload(todo, counter)
+        by_id = payload.specs
         resources = {tid: trial_resources(s) for tid, s in by_id.items()}
         distinct = {tuple(sorted(r.items())) for r in resources.values()}
         per_trial: Any = (
@@ -281,7 +370,7 @@ class _Run:
             if trial_id not in by_id:
                 continue
             if result.error is None and trial_id in committed:
-                self.completed.append(trial_id)
+                self._completed(trial_id)
             elif not interrupted():
                 error, traceback = (
                     describe_error(result.error)
@@ -326,7 +415,6 @@ def _run_on_ray(run: _Run, todo: Sequence[TrialSpec]) -> ClusterInfo | None:
     """Start or join Ray, check that ``todo`` can be scheduled, run the stages; shut down."""
     opts, store = run.opts, run.store
     info: ClusterInfo | None = None
-    counter: Any = None
     scratch = opts.scratch_dir or scratch_root(store)
     if opts.scratch_dir is None:
         shutil.rmtree(scratch, ignore_errors=True)  # a killed run's Tune folders
@@ -344,17 +432,13 @@ def _run_on_ray(run: _Run, todo: Sequence[TrialSpec]) -> ClusterInfo | None:
         )
         schedulable_or_raise({t.trial_id: trial_resources(t) for t in todo})
         run.emit({"type": "run_start", "cluster": info, "trials": len(run.plan.trials)})
-        counter = AttemptCounter.options(  # on the driver's node: it outlives worker nodes
-            scheduling_strategy=NodeAffinitySchedulingStrategy(
-                ray.get_runtime_context().get_node_id(), soft=False
-            )
-        ).remote()
         with catch_sigint():
             for stage, specs in run.plan.stages:
-                run.run_stage(stage, specs, counter, scratch)
+                run.run_stage(stage, specs, scratch)
                 if interrupted():
                     break
             if not interrupted():
+                run.release_pool()
                 run.run_external()
         if interrupted():
             hint = opts.resume_command or "run the same command again"
@@ -364,8 +448,9 @@ def _run_on_ray(run: _Run, todo: Sequence[TrialSpec]) -> ClusterInfo | None:
             )
     finally:
         tune_logger.setLevel(level)
-        if counter is not None:  # on a shared cluster, do not leave one actor per run behind
-            ray.kill(counter)
+        if run.counter is not None:  # on a shared cluster, leave no actor of this run behind
+            ray.kill(run.counter)
+        run.release_pool()
         if opts.scratch_dir is None:
             shutil.rmtree(scratch, ignore_errors=True)
         if info is not None and info.started_here:
@@ -382,19 +467,19 @@ def run_plan(
     """Run every trial of ``plan`` that has no completed result in ``store``; return a summary.
 
     ``store`` is a :class:`raybench.store.ResultStore` (or anything with its ``lock``, ``commit``,
-    ``committed_ids``, ``failed_ids`` and ``scan``). Failed trials are recorded, not raised: check
+    ``statuses``, ``committed_ids`` and ``scan``). Failed trials are recorded, not raised: check
     :attr:`RunSummary.failed`. Raises :class:`RunInterrupted` after a clean stop on SIGINT and
     :class:`~raybench.errors.ResultsError` when another run holds the store's lock.
     """
     opts = options or RunOptions()
     start = time.time()
     plan = override_gpus(plan, opts.gpus)
-    run = _Run(plan, cohorts, store, opts)
     with store.lock():
         _write_files(store, opts.files)
         if hasattr(store, "cleanup_tmp"):
             store.cleanup_tmp()  # staged files of a driver that was killed: never committed
-        done = _completed_ids(store)
+        done = _done_ids(plan, store)
+        run = _Run(plan, cohorts, store, opts, done)
         todo = [t for t in plan.trials if t.trial_id not in done]
         if todo or any(jobs for _, jobs, _ in run.external_jobs()):
             info = _run_on_ray(run, todo)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -42,6 +42,9 @@ class RunOptions:
     ``resume_command``: the exact shell command that resumes this run, printed on interruption.
     ``files``: files written at the root of the results directory once its lock is held (the CLI
     writes ``suite.yaml`` and ``plan.json`` this way, so a refused second run overwrites nothing).
+    ``executor``: ``"pool"`` runs a stage's trials on long-lived plain Ray actors, with an overhead
+    per trial that stays flat with the stage's size (:mod:`raybench.runner.pool`); ``"tune"``
+    runs each stage as one Ray Tune run (its cost per trial grows with the stage: docs/scale.md).
     """
 
     address: str | None = None
@@ -56,6 +59,7 @@ class RunOptions:
     wandb_dir: Path | None = None
     resume_command: str | None = None
     files: Mapping[str, bytes] = field(default_factory=dict)
+    executor: Literal["pool", "tune"] = "pool"
     trial_fn: TrialFn | None = None
     on_event: EventFn | None = field(default=None, compare=False)
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)

@@ -63,6 +63,7 @@ __all__ = [
     "GroupedScheduler",
     "TpeSearcher",
     "expand_refits",
+    "finished_templates",
     "needs_search_runner",
     "points_file",
     "run_search_stage",
@@ -93,6 +94,34 @@ def search_id(templates: Sequence[str]) -> str:
 def points_file(search: str) -> str:
     """Where the points of adaptive search ``search`` are recorded, in the results directory."""
     return f"search/{search}.json"
+
+
+def finished_templates(
+    templates: Sequence[TrialSpec], statuses: Mapping[str, str], read_file: Any
+) -> set[str]:
+    """The ``tpe`` templates whose search has nothing left to run (a resume skips them).
+
+    A search is finished when its recorded points (``read_file(points_file(id))``) hold at least
+    ``num_samples`` points and every inner-fold trial of the first ``num_samples`` is committed
+    as completed or pruned: what :class:`TpeSearcher` would replay into a full history without
+    asking Tune for a trial. A failed trial leaves its search unfinished (resume reruns it), as a
+    failed grid trial is rerun.
+    """
+    by_slot: dict[tuple[Any, ...], list[TrialSpec]] = {}
+    for t in templates:
+        by_slot.setdefault(_slot(t), []).append(t)
+    out: set[str] = set()
+    for group in by_slot.values():
+        raw = read_file(points_file(search_id([t.trial_id for t in group])))
+        points = json.loads(raw)["points"] if raw else []
+        budget = int(_settings(group)["num_samples"])
+        if len(points) >= budget and all(
+            statuses.get(search_trial(t, p["point"]).trial_id) in ("completed", "pruned")
+            for p in points[:budget]
+            for t in group
+        ):
+            out.update(t.trial_id for t in group)
+    return out
 
 
 # --------------------------------------------------------------------------- per-epoch reports

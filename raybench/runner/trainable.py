@@ -1,10 +1,12 @@
-"""The worker side: what one Ray Tune trial runs.
+"""The worker side: what one trial runs, under either executor.
 
-:func:`make_trainable` ships the stage's specs, cohorts, store and trial function to the object
-store **once** (``tune.with_parameters``); each trial then looks its spec up by the ``trial_id`` of
-its Tune config, runs the trial function, checks that the result is finite, commits the tables to
-the store from the worker and reports. Anything that goes wrong raises
-:class:`~raybench.runner.failures.TrialFailure` so that Tune retries the trial as the suite says.
+:func:`run_committed` runs the trial function, checks that the result is finite, commits the
+tables to the store from the worker and returns; anything that goes wrong raises
+:class:`~raybench.runner.failures.TrialFailure`, so that the executor retries the trial as the
+suite says. The default executor (:mod:`raybench.runner.pool`) calls it in long-lived actors;
+with ``executor="tune"``, :func:`make_trainable` ships the stage's specs, cohorts, store and
+trial function to the object store **once** (``tune.with_parameters``) and :func:`run_one` looks
+each trial's spec up by the ``trial_id`` of its Tune config.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class Payload:
     trial_fn: TrialFn
     cache_dir: Path | None
     wandb_dir: Path | None
-    counter: Any
+    counter: Any = None  # the AttemptCounter actor (Tune executor only)
 
 
 def _device(spec: TrialSpec) -> str:
@@ -120,21 +122,19 @@ def with_override(spec: TrialSpec, tables: Mapping[str, pa.Table]) -> dict[str, 
     return out
 
 
-def run_one(config: dict[str, Any], payload: Payload) -> None:
-    """Run, check and commit one trial (the Tune function trainable)."""
-    trial_id = config["trial_id"]
-    spec = payload.specs[trial_id]
+def run_committed(spec: TrialSpec, payload: Payload, attempt: int) -> str:
+    """Run, check and commit one trial in this worker; return the node id it ran on.
+
+    Shared by both executors (the Tune trainable :func:`run_one` and the plain Ray
+    :class:`~raybench.runner.pool.TrialWorker`). Any error is raised as a
+    :class:`~raybench.runner.failures.TrialFailure`, which the executor retries.
+    """
     try:
-        attempt = int(ray.get(payload.counter.next.remote(trial_id), timeout=60))
-    except Exception:  # the count is provenance; never fail a trial because of it
-        attempt = 0
-    try:
-        cpus = spec.resources.cpu
         with trial_run(spec, payload.wandb_dir) as on_epoch:
             ctx = WorkerContext(
                 cache_dir=payload.cache_dir,
                 device=_device(spec),
-                num_threads=max(1, int(cpus)),
+                num_threads=max(1, int(spec.resources.cpu)),
                 on_epoch=on_epoch,
                 attempt=attempt,
                 node=socket.gethostname(),
@@ -142,14 +142,25 @@ def run_one(config: dict[str, Any], payload: Payload) -> None:
                 store=payload.store,
             )
             tables = payload.trial_fn(spec, payload.cohorts[spec.dataset], ctx)
-            check_tables(trial_id, tables)
+            check_tables(spec.trial_id, tables)
             tables = with_override(spec, tables)
             if on_epoch is not None:  # W&B summary: best epoch, val score, test metrics
                 on_epoch.log_result(tables)
-        payload.store.commit(trial_id, tables)
+        payload.store.commit(spec.trial_id, tables)
     except Exception as exc:
         raise wrap(exc) from None
-    tune.report({"committed": 1, "attempt": attempt, "pid": os.getpid(), "node_id": ctx.node_id})
+    return ctx.node_id
+
+
+def run_one(config: dict[str, Any], payload: Payload) -> None:
+    """The Tune function trainable: count the attempt, run and commit the trial, report."""
+    trial_id = config["trial_id"]
+    try:
+        attempt = int(ray.get(payload.counter.next.remote(trial_id), timeout=60))
+    except Exception:  # the count is provenance; never fail a trial because of it
+        attempt = 0
+    node_id = run_committed(payload.specs[trial_id], payload, attempt)
+    tune.report({"committed": 1, "attempt": attempt, "pid": os.getpid(), "node_id": node_id})
 
 
 class PerTrialResources:

@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-from raybench_analysis.contract import Inventory, inventory, polars_schema
+from raybench_analysis.contract import Inventory, inventory, polars_schema, scan_committed
 from raybench_analysis.vocabulary import PREDICT_STAGE
 
 from raybench.errors import ResultsError
@@ -70,9 +70,13 @@ def scan_table(
     """
     if table not in SCHEMAS:
         raise ResultsError(f"unknown results table {table!r}; tables are {list(SCHEMAS)}")
-    paths = list((inv or scan_inventory(fs, root)).files[table])
-    if not paths:
+    inv = inv or scan_inventory(fs, root)
+    if not inv.files[table]:
         return pl.from_arrow(empty_table(table)).lazy()  # type: ignore[union-attr]
+    return scan_committed(inv, table, lambda paths: _scan_files(fs, table, paths, local=local))
+
+
+def _scan_files(fs: pafs.FileSystem, table: str, paths: list[str], *, local: bool) -> pl.LazyFrame:
     if local:  # by the contract's schema: files written before a column existed read it as null
         return pl.scan_parquet(
             paths, schema=polars_schema(table), missing_columns="insert", extra_columns="ignore"

@@ -55,14 +55,16 @@ def conform(name: str, table: pa.Table) -> pa.Table:
     :class:`ResultsError` naming the table and the column.
     """
     schema = _schema(name)
-    missing = [n for n in schema.names if n not in table.column_names]
-    extra = [n for n in table.column_names if n not in schema.names]
+    names, given = schema.names, table.column_names  # each a new list per access: read once
+    known, present = set(names), set(given)
+    missing = [n for n in names if n not in present]
+    extra = [n for n in given if n not in known]
     if missing or extra:
         raise ResultsError(
             f"table {name!r} does not match its schema: missing columns {missing}, unknown columns "
             f"{extra}; see docs/results.md for the contract"
         )
-    table = table.select(schema.names)
+    table = table.select(names)
     if table.schema.equals(schema, check_metadata=False):
         return table.replace_schema_metadata(None)
     columns = []

@@ -27,14 +27,14 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from raybench_analysis import AnalysisError
-from raybench_analysis.contract import DATA_TABLES, Inventory, count_column
+from raybench_analysis.contract import DATA_TABLES, Inventory, count_column, is_batch
 from raybench_analysis.io import check_uri
 
 from raybench.errors import ResultsError
@@ -43,6 +43,9 @@ from raybench.store.guard import SuiteCheck, check_suite
 from raybench.store.reader import RunLock, scan_inventory, scan_table
 from raybench.store.schemas import SCHEMAS, TABLES, conform
 from raybench.store.status import store_status
+
+if TYPE_CHECKING:
+    from raybench.store.compact import CompactResult
 
 __all__ = ["ResultStore"]
 
@@ -114,7 +117,7 @@ class ResultStore:
         Each table is checked against its fixed schema (:func:`raybench.store.schemas.conform`)
         before anything is written, and every row must carry this ``trial_id``.
         """
-        if not trial_id or "/" in trial_id or trial_id.startswith("."):
+        if not trial_id or "/" in trial_id or trial_id.startswith(".") or is_batch(trial_id):
             raise ResultsError(f"trial_id={trial_id!r} cannot name a results file")
         unknown = sorted(set(tables) - set(SCHEMAS))
         if unknown:
@@ -273,6 +276,15 @@ class ResultStore:
             return None
         except OSError as exc:
             raise ResultsError(f"{self.root}/{name}: unreadable ({exc})") from exc
+
+    def compact(self, batch_trials: int = 20_000) -> CompactResult:
+        """Merge the completed trials' per-trial files into batch files, under the lock.
+
+        See :func:`raybench.store.compact.compact` (``raybench compact``).
+        """
+        from raybench.store.compact import compact
+
+        return compact(self, batch_trials=batch_trials)
 
     @contextmanager
     def lock(self) -> Iterator[RunLock]:

@@ -99,7 +99,8 @@ def test_gpu_trials_on_a_cpu_only_ray_are_refused_then_run_with_the_override(ray
         if event["type"] == "trial_start":
             during.append(sorted(p.name for p in scratch.iterdir()))
 
-    options = RunOptions(trial_fn=fakes.fake_trial, gpus=0, on_event=on_event)
+    # the Tune executor (the default pool of Ray actors writes no scratch folder)
+    options = RunOptions(trial_fn=fakes.fake_trial, gpus=0, on_event=on_event, executor="tune")
     summary = run_plan(plan, cohorts, store, options)
     assert summary.ok and sorted(summary.completed) == ["g0", "g1"]
     trials = store.scan("trials").collect()

@@ -86,6 +86,13 @@ def test_tpe_with_asha_prunes_selects_among_the_rest_and_resumes_the_same_search
     assert len(second.skipped) == 0 or all(t in set(search["trial_id"]) for t in second.skipped)
     again = store.scan("trials").collect().filter(pl.col("stage") == "search")
     assert set(again["trial_id"]) == set(search["trial_id"])
+    # issue 13: a resume with every search finished starts no Ray, as a finished grid does
+    events = []
+    third = run_plan(
+        plan, cohorts, store, RunOptions(trial_fn=opts.trial_fn, on_event=events.append)
+    )
+    assert not third.completed and not third.failed
+    assert "run_start" not in {e["type"] for e in events}
 
 
 def test_random_points_with_asha_record_pruned_trials_and_refit_an_unpruned_point(

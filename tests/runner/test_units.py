@@ -112,3 +112,15 @@ def test_per_trial_resources_give_placement_groups():
 
     pgf = PerTrialResources({"a": {"cpu": 1.0, "gpu": 0.0, "gpu_a": 1.0}})({"trial_id": "a"})
     assert pgf.required_resources == {"CPU": 1.0, "gpu_a": 1.0}
+
+
+def test_the_pool_sizes_itself_by_what_each_node_holds():
+    from raybench.runner.pool import capacity, shape_of
+
+    nodes = [{"CPU": 2.0, "GPU": 1.0, "memory": 8e9}, {"CPU": 3.0, "memory": 8e9}]
+    assert capacity(shape_of({"cpu": 1.0, "gpu": 0.0}), nodes) == 5  # 2 + 3 CPUs
+    assert capacity(shape_of({"cpu": 1.0, "gpu": 0.25}), nodes) == 2  # GPU node: 2 CPUs
+    assert capacity(shape_of({"cpu": 0.5, "gpu": 0.25}), nodes) == 4  # 4 quarters of one GPU
+    assert capacity(shape_of({"cpu": 1.0, "memory": 5e9}), nodes) == 2  # one per node
+    assert capacity(shape_of({"cpu": 1.0, "a100": 1.0}), nodes) == 0  # none: waits, autoscaler
+    assert shape_of({"gpu": 0, "cpu": 1}) == shape_of({"cpu": 1.0, "gpu": 0.0})
