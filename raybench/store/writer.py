@@ -177,7 +177,12 @@ class ResultStore:
     def _put(self, path: str, data: bytes | pa.Buffer) -> None:
         """One object written whole: the bytes are complete before the upload starts, so an
         object store publishes all of them or nothing (no rename needed)."""
-        with self.fs.open_output_stream(path) as out:
+        try:
+            out = self.fs.open_output_stream(path)
+        except FileNotFoundError:  # a filesystem with folders (e.g. fsspec's local one behind a
+            self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)  # PyFileSystem)
+            out = self.fs.open_output_stream(path)
+        with out:
             out.write(data)
 
     def cleanup_tmp(self, older_than_s: float = 0.0) -> int:

@@ -25,8 +25,9 @@ fsspec = pytest.importorskip("fsspec")
 
 
 class FullDisk(pafs.FSSpecHandler):
-    """A local filesystem whose staged ``predictions`` writes fail with ENOSPC while ``flag``
-    exists (the flag is a file, so the workers of Ray see it too)."""
+    """A local filesystem whose ``predictions`` writes fail with ENOSPC while ``flag`` exists (the
+    flag is a file, so the workers of Ray see it too). Not a ``LocalFileSystem``, so the store
+    commits to it as to an object store: one put per table, no staging."""
 
     def __init__(self, flag: str) -> None:
         super().__init__(fsspec.filesystem("file"))
@@ -36,7 +37,7 @@ class FullDisk(pafs.FSSpecHandler):
         return (FullDisk, (self.flag,))
 
     def open_output_stream(self, path, metadata):  # type: ignore[override]
-        if "/predictions/.tmp/" in path and Path(self.flag).exists():
+        if "/predictions/" in path and Path(self.flag).exists():
             raise OSError(errno.ENOSPC, "No space left on device")
         return super().open_output_stream(path, metadata)
 
