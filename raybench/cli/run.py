@@ -197,6 +197,13 @@ def run(
         if event.get("type") == "run_start":
             err_console.print(event["cluster"].describe(), highlight=False, markup=False)
             say(f"results: {uri}", stderr=True)
+        elif event.get("type") == "compacted":
+            done = event["result"]
+            say(
+                f"compacted {done.trials} trial(s) into {done.batches} batch file(s) per table "
+                f"in {done.seconds:.1f} s (docs/scale.md)",
+                stderr=True,
+            )
         progress(event)
 
     options = RunOptions(

@@ -467,9 +467,11 @@ def run_plan(
     """Run every trial of ``plan`` that has no completed result in ``store``; return a summary.
 
     ``store`` is a :class:`raybench.store.ResultStore` (or anything with its ``lock``, ``commit``,
-    ``statuses``, ``committed_ids`` and ``scan``). Failed trials are recorded, not raised: check
-    :attr:`RunSummary.failed`. Raises :class:`RunInterrupted` after a clean stop on SIGINT and
-    :class:`~raybench.errors.ResultsError` when another run holds the store's lock.
+    ``statuses``, ``committed_ids``, ``scan`` and ``compact``). A run that committed at least
+    ``options.compact_after`` trials ends by compacting the store under its lock. Failed trials
+    are recorded, not raised: check :attr:`RunSummary.failed`. Raises :class:`RunInterrupted`
+    after a clean stop on SIGINT and :class:`~raybench.errors.ResultsError` when another run
+    holds the store's lock.
     """
     opts = options or RunOptions()
     start = time.time()
@@ -486,6 +488,8 @@ def run_plan(
         else:  # a resume with nothing to do: no Ray, no Tune, just the tally
             info = None
             run.skip_all()
+        if opts.compact_after and len(run.completed) >= opts.compact_after:
+            run.emit({"type": "compacted", "result": store.compact(held=True)})
     summary = RunSummary(
         results=str(getattr(store, "uri", store)),
         completed=tuple(run.completed),

@@ -18,6 +18,10 @@ from raybench.plan.spec import TrialSpec
 #: ``trial_row``; tests inject small functions here to exercise scheduling, failures and resume.
 TrialFn = Callable[[TrialSpec, Cohort, Any], Mapping[str, pa.Table]]
 
+#: A run that committed at least this many trials ends by compacting its results (1,000 per-trial
+#: files per table cost readers about a second; the compaction about as much, once): docs/scale.md.
+COMPACT_AFTER = 1_000
+
 #: Called on the driver for every progress event (see :mod:`raybench.runner.progress`).
 EventFn = Callable[[dict[str, Any]], None]
 
@@ -45,6 +49,10 @@ class RunOptions:
     ``executor``: ``"pool"`` runs a stage's trials on long-lived plain Ray actors, with an overhead
     per trial that stays flat with the stage's size (:mod:`raybench.runner.pool`); ``"tune"``
     runs each stage as one Ray Tune run (its cost per trial grows with the stage: docs/scale.md).
+    ``compact_after``: when this run committed at least that many trials, it ends by merging the
+    per-trial files into batch files (``raybench compact``, still under the run's lock), so that
+    ``status``, ``analyze`` and ``report`` of a large run read a few files (docs/scale.md);
+    ``0`` never compacts.
     """
 
     address: str | None = None
@@ -60,6 +68,7 @@ class RunOptions:
     resume_command: str | None = None
     files: Mapping[str, bytes] = field(default_factory=dict)
     executor: Literal["pool", "tune"] = "pool"
+    compact_after: int = COMPACT_AFTER
     trial_fn: TrialFn | None = None
     on_event: EventFn | None = field(default=None, compare=False)
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)

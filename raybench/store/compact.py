@@ -30,7 +30,7 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -78,15 +78,19 @@ class CompactResult:
         }
 
 
-def compact(store: ResultStore, *, batch_trials: int = BATCH_TRIALS) -> CompactResult:
+def compact(
+    store: ResultStore, *, batch_trials: int = BATCH_TRIALS, held: bool = False
+) -> CompactResult:
     """Merge the completed trials' per-trial files of ``store`` into batch files (see above).
 
     Takes the store's lock: refused with :class:`~raybench.errors.ResultsError` while a run
-    holds it. Damaged and failed trials keep their per-trial files.
+    holds it. ``held``: the caller holds the lock already (a run compacting at its end,
+    :func:`raybench.runner.driver.run_plan`). Damaged and failed trials keep their per-trial
+    files.
     """
     start = time.perf_counter()
     removed = batches = moved = 0
-    with store.lock():
+    with nullcontext() if held else store.lock():
         inv = store.inventory()
         listing = {t: _names(store, t) for t in TABLE_NAMES}
         removed += _drop_uncommitted_batches(store, listing)

@@ -282,14 +282,15 @@ class ResultStore:
         except OSError as exc:
             raise ResultsError(f"{self.root}/{name}: unreadable ({exc})") from exc
 
-    def compact(self, batch_trials: int = 20_000) -> CompactResult:
+    def compact(self, batch_trials: int = 20_000, *, held: bool = False) -> CompactResult:
         """Merge the completed trials' per-trial files into batch files, under the lock.
 
-        See :func:`raybench.store.compact.compact` (``raybench compact``).
+        See :func:`raybench.store.compact.compact` (``raybench compact``); ``held``: the caller
+        holds :meth:`lock` already.
         """
         from raybench.store.compact import compact
 
-        return compact(self, batch_trials=batch_trials)
+        return compact(self, batch_trials=batch_trials, held=held)
 
     @contextmanager
     def lock(self) -> Iterator[RunLock]:

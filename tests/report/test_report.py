@@ -405,7 +405,7 @@ def test_uncertainty_section_has_the_numbers_of_summarize(uncertainty_root: Path
 def test_explanations_section_has_the_numbers_of_explanations(
     results_factory: Any, tmp_path: Path
 ) -> None:
-    root = results_factory(tmp_path / "explained", datasets=("synth",), epochs=False, failed=False)
+    root = results_factory(tmp_path / "explained", epochs=False, failed=False)  # 2 datasets
     table = _write_explanations(root)
     report = write_report(root, n_boot=N_BOOT_SMALL)
     assert "explanations" in report.sections and "uncertainty" not in report.sections
@@ -414,7 +414,7 @@ def test_explanations_section_has_the_numbers_of_explanations(
     )
     html_text = report.path.read_text()
     shown = parse_tables(html_text)["explanations"]
-    assert len(shown) == expected.height == 3 * 2 * 3  # models x methods x metrics
+    assert len(shown) == expected.height == 2 * 3 * 2 * 3  # datasets x models x methods x metrics
     for row, ref in zip(shown, expected.iter_rows(named=True), strict=True):
         assert (row["model"], row["method"], row["metric"]) == (
             ref["model"], ref["method"], ref["metric"],
@@ -427,10 +427,13 @@ def test_explanations_section_has_the_numbers_of_explanations(
     assert {(r["method"], r["status"]) for r in check} == {("gradcam", "passes"),
                                                            ("saliency", "fails")}  # fmt: skip
     assert "Failing: <strong>saliency (" in html_text
-    # a gallery figure per model: the first trial's kept samples over their images
+    # gallery figures per dataset x model (two cohorts share the model names): the first
+    # trial's kept samples over their images
     figures = [f.name for f in report.figures if f.name.startswith("maps-")]
-    assert len({f.split("-")[1] for f in figures}) == 3 and all(f.endswith((".svg", ".png"))
-                                                                for f in figures)  # fmt: skip
+    assert {tuple(f.split("-")[1:3]) for f in figures} == {
+        (d, m) for d in ("synth", "other") for m in ("cnn", "resnet", "vit")
+    }
+    assert all(f.endswith((".svg", ".png")) for f in figures)
 
 
 def test_plain_results_have_neither_section(results_factory: Any, tmp_path: Path) -> None:

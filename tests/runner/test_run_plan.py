@@ -116,3 +116,28 @@ def test_second_run_on_a_locked_directory_is_refused(ray_session, store):
             RunOptions(trial_fn=fakes.fake_trial),
         )
     assert not store.committed_ids()
+
+
+def test_a_run_past_compact_after_ends_compacted_and_resumes_from_the_batches(ray_session, store):
+    cohorts = {"toy": fakes.cohort()}
+    specs = [fakes.spec(f"t{i}") for i in range(4)] + [fakes.spec("bad", mode="raise")]
+    events: list[dict] = []
+    opts = RunOptions(trial_fn=fakes.fake_trial, compact_after=3, on_event=events.append)
+    first = run_plan(fakes.plan(("refit", specs)), cohorts, store, opts)
+    assert len(first.completed) == 4 and list(first.failed) == ["bad"]
+    [done] = [e["result"] for e in events if e["type"] == "compacted"]
+    assert (done.trials, done.batches) == (4, 1)
+    names = sorted(p.name for p in (Path(store.uri) / "trials").glob("*.parquet"))
+    # the completed trials live in one batch; the failed one keeps its file, so a resume redoes it
+    assert len(names) == 2 and names[0].startswith("_batch-") and names[1] == "bad.parquet"
+    preds = store.scan("predictions").collect()
+    assert sorted(preds["trial_id"].unique()) == [f"t{i}" for i in range(4)]
+    # a resume below the threshold runs only the failed trial and leaves the batch alone
+    again = run_plan(
+        fakes.plan(("refit", [*specs[:4], fakes.spec("bad")])),
+        cohorts,
+        store,
+        RunOptions(trial_fn=fakes.fake_trial, compact_after=3),
+    )
+    assert again.completed == ("bad",) and len(again.skipped) == 4
+    assert _trials(store)["status"].to_list() == ["completed"] * 5

@@ -695,7 +695,10 @@ def _explanations(summary: Summary, results: Results, draw: _Figures) -> Section
 
 
 def _gallery(results: Results, draw: _Figures) -> list[str]:
-    """Kept maps over their images: the first trial of each model, lesions first (local results)."""
+    """Kept maps over their images: the first trial of each dataset × model, lesions first.
+
+    Only for local results (the slices are read from the results directory).
+    """
     root = str(results.root)
     frame = results.explanations.collect()
     if "slices_path" not in frame.columns or ("://" in root and not root.startswith("file://")):
@@ -707,11 +710,13 @@ def _gallery(results: Results, draw: _Figures) -> list[str]:
     lesion = kept.group_by("trial_id", "sample_id").agg(
         pl.col("note").str.contains("ground-truth mask").any().fill_null(False).alias("_empty")
     )
+    keys = [c for c in ("dataset", "model") if c in kept.columns]
     kept = kept.join(lesion, on=["trial_id", "sample_id"]).sort(
-        "model", "outer_fold", "seed", "trial_id", "_empty", "sample_id"
+        *keys, "outer_fold", "seed", "trial_id", "_empty", "sample_id"
     )
     parts = ["<h3>Attribution maps</h3>"]
-    for model, rows in kept.group_by("model", maintain_order=True):
+    for key, rows in kept.group_by(keys, maintain_order=True):
+        name = "/".join(str(k) for k in key) if kept.n_unique(keys) > 1 else str(key[-1])
         trial = rows["trial_id"][0]
         rows = rows.filter(pl.col("trial_id") == trial)
         samples = rows["sample_id"].unique(maintain_order=True).to_list()[:GALLERY_SAMPLES]
@@ -727,8 +732,8 @@ def _gallery(results: Results, draw: _Figures) -> list[str]:
             parts.append(
                 draw(
                     F.map_gallery(slices, methods),
-                    _slug("maps", model[0], trial, sample),
-                    f"{model[0]}, trial {trial} (fold {sample_rows['outer_fold'][0]}, seed "
+                    _slug("maps", *key, trial, sample),
+                    f"{name}, trial {trial} (fold {sample_rows['outer_fold'][0]}, seed "
                     f"{sample_rows['seed'][0]}), test image {sample}: each method's map (positive "
                     "part, scaled to its maximum) over the image, the lesion mask outlined in cyan",
                 )
