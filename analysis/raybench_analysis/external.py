@@ -22,6 +22,7 @@ two development datasets gives two rows.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -123,6 +124,39 @@ def _levels(levels: Sequence[str], frame: pl.DataFrame) -> list[str]:
     return [lv for lv in levels if lv in frame.columns]
 
 
+def _external_levels(levels: Sequence[str], rows: pl.DataFrame) -> list[str]:
+    """The hierarchy of one external dataset: without top levels that hold a single unit.
+
+    A top level with one unit (a one-site external cohort; generated samples, all of site
+    ``generated``) carries no between-unit variation: resampling one unit of one gives a
+    few-cluster t interval with 0 degrees of freedom, i.e. none. Such a level is dropped with a
+    warning, so the interval resamples the next level (that site's subjects) and answers the
+    narrower question "another sample of subjects like these"; its ``unit`` column says so.
+    """
+    kept = _levels(levels, rows)
+    while len(kept) > 1 and rows[kept[0]].n_unique() == 1:
+        warnings.warn(
+            f"external dataset {rows['dataset'][0]!r} has one {kept[0]} "
+            f"({rows[kept[0]][0]!r}): its interval resamples {kept[1]} only (an interval over "
+            f"that {kept[0]}'s units, not over {kept[0]}s)",
+            stacklevel=3,
+        )
+        kept = kept[1:]
+    return kept
+
+
+def _per_dataset(rows: pl.DataFrame, levels: Sequence[str], fn: Any) -> pl.DataFrame:
+    """``fn(part, levels)`` on each external dataset's rows with its own hierarchy, stacked.
+
+    ``fn`` returns ``None`` for a dataset it has nothing to say about.
+    """
+    parts = [
+        fn(part, _external_levels(levels, part))
+        for _, part in rows.sort("dataset").group_by("dataset", maintain_order=True)
+    ]
+    return pl.concat([p for p in parts if p is not None], how="diagonal_relaxed")
+
+
 def external_performance(
     predictions: Any,
     metric: str | Metric | None = None,
@@ -189,16 +223,21 @@ def external_performance(
         rows = rows.with_columns(protocol=pl.lit("outer"))
     if rows.height == 0:
         raise AnalysisError("no external predictions (split = 'external') to analyse")
-    return bootstrap(
+    m = _metric(metric, rows)
+    return _per_dataset(
         rows,
-        metric=_metric(metric, rows),
-        levels=_levels(levels, rows),
-        by=[*_KEYS, "model"],
-        n_boot=n_boot,
-        seed=seed,
-        alpha=alpha,
-        scheme=scheme,  # type: ignore[arg-type]
-        interval=interval,  # type: ignore[arg-type]
+        levels,
+        lambda part, lv: bootstrap(
+            part,
+            metric=m,
+            levels=lv,
+            by=[*_KEYS, "model"],
+            n_boot=n_boot,
+            seed=seed,
+            alpha=alpha,
+            scheme=scheme,  # type: ignore[arg-type]
+            interval=interval,  # type: ignore[arg-type]
+        ),
     )
 
 
@@ -379,18 +418,27 @@ def compare_external(
     rows = _clean(rows.filter(pl.col("split") == EXTERNAL_SPLIT))
     if "protocol" not in rows.columns:
         rows = rows.with_columns(protocol=pl.lit("outer"))
-    if rows["model"].n_unique() < 2:
-        raise AnalysisError("external comparisons: only one model has external predictions")
-    return compare(
+    if rows.group_by("dataset").agg(pl.col("model").n_unique())["model"].max() < 2:
+        raise AnalysisError("external comparisons: no external dataset has two models to compare")
+    m = _metric(metric, rows)
+    return _per_dataset(
         rows.with_columns(split=pl.lit("test")),  # compare() scores test rows
-        metric=_metric(metric, rows),
-        levels=_levels(levels, rows),
-        by=_KEYS,
-        method="bootstrap",
-        n_boot=n_boot,
-        seed=seed,
-        alpha=alpha,
-        correction=correction,
+        levels,
+        lambda part, lv: (
+            None
+            if part["model"].n_unique() < 2
+            else compare(
+                part,
+                metric=m,
+                levels=lv,
+                by=_KEYS,
+                method="bootstrap",
+                n_boot=n_boot,
+                seed=seed,
+                alpha=alpha,
+                correction=correction,
+            )
+        ),
     )
 
 
@@ -419,6 +467,6 @@ def external_summary(
     test = frame.filter(pl.col("split") == "test")
     if test.height:
         out["generalisation_gap"] = generalisation_gap(frame, metric, levels, trials=trials, **args)
-    if rows["model"].n_unique() >= 2:
+    if rows.group_by("dataset").agg(pl.col("model").n_unique())["model"].max() >= 2:
         out["external_comparisons"] = compare_external(rows, metric, levels, **args)
     return out

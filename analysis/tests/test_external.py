@@ -94,6 +94,31 @@ def test_paired_comparisons_on_the_external_subjects(run) -> None:
     assert row["estimate"] < 0  # a is worse than b on the external subjects
 
 
+def test_a_one_site_external_dataset_is_resampled_over_its_subjects_with_a_warning(run) -> None:
+    """Generated samples all have site 'generated': one top-level unit, so no site interval."""
+    ext = run["predictions"].filter(pl.col("split") == "external")
+    ext = ext.with_columns(development=pl.lit("synth"))
+    one_site = ext.with_columns(dataset=pl.lit("generated"), site=pl.lit("generated"))
+    both = pl.concat([ext, one_site])
+    with pytest.warns(UserWarning, match="'generated' has one site .*resamples subject_id only"):
+        out = external_performance(both, "auc", n_boot=300, seed=4)
+    units = dict(zip(out["dataset"] + "/" + out["model"], out["unit"], strict=True))
+    assert units == {"ext/a": "site>subject_id", "ext/b": "site>subject_id",
+                     "generated/a": "subject_id", "generated/b": "subject_id"}  # fmt: skip
+    assert out["ci_low"].is_finite().all() and out["ci_high"].is_finite().all()
+    # the same numbers as the subject-level bootstrap of that dataset alone
+    alone = bootstrap(
+        one_site, metric="auc", levels=["subject_id"], by=["development", "dataset", "protocol",
+        "model"], n_boot=300, seed=4,
+    )  # fmt: skip
+    gen = out.filter(pl.col("dataset") == "generated")
+    assert gen["ci_low"].to_list() == alone.sort("model")["ci_low"].to_list()
+    with pytest.warns(UserWarning, match="has one site"):
+        compared = compare_external(both, "auc", n_boot=300)
+    assert compared["dataset"].to_list() == ["ext", "generated"]
+    assert compared["p_value"].is_finite().all()
+
+
 def test_summary_and_report_show_external_tables_only_when_there_are_some(run) -> None:
     tables = external_summary(run["predictions"], "auc", trials=run["trials"], n_boot=200)
     assert set(tables) == {"external", "generalisation_gap", "external_comparisons"}
