@@ -36,6 +36,8 @@ def expected_counts(suite) -> Counter:
     )
     counts: Counter = Counter()
     for ds in suite.datasets:
+        if ds.name in suite.validation.external:  # scored by the refits, never trained on
+            continue
         sites = ds.params.sites
         n_folds = pools * sum(
             folds(p, sites) for p in [suite.validation.outer, *suite.validation.extra]
@@ -159,9 +161,11 @@ def test_shipped_suites_networks_build_and_run_on_their_volumes(path, tmp_path):
 
     suite = load_suite(path)
     shape = tuple(suite.datasets[0].params.shape)
-    cohorts = {
-        d.name: load_cohort(d, path.parent, tmp_path, materialize=False) for d in suite.datasets
-    }
+    cohorts: dict = {}
+    for d in sorted(suite.datasets, key=lambda d: d.source == "generated"):  # sources first
+        cohorts[d.name] = load_cohort(
+            d, path.parent, tmp_path, materialize=False, suite=suite, cohorts=cohorts
+        )
     seen = set()
     for t in compile_suite(suite, cohorts).trials:
         config = apply_point(t.config, t.candidates[0]) if t.params is None else t.config
