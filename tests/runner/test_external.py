@@ -7,6 +7,7 @@ import json
 
 import polars as pl
 import pytest
+from suite_runs import run_suite_text
 from typer.testing import CliRunner
 
 from raybench.cli.main import app
@@ -41,24 +42,14 @@ def _invoke(*args: str):
 
 
 def test_external_run_predict_and_saved_models(ray_session, tmp_path) -> None:
-    from raybench.cli.prepare import prepare
     from raybench.data import load_cohort
     from raybench.data.synthetic import generate_cohort
-    from raybench.plan.spec import plan_json
-    from raybench.runner import RunOptions, run_plan
-    from raybench.store import ResultStore
     from raybench.suite import load_suite
     from raybench.suite.schema import SyntheticParams
     from raybench.training.predict import predict_saved
     from raybench.training.saved import load_saved_model
 
-    suite_path, results, data = tmp_path / "s.yaml", tmp_path / "r", tmp_path / "data"
-    suite_path.write_text(SUITE)
-    prep = prepare(suite_path, data, materialize=True)
-    files = {"suite.yaml": SUITE.encode(), "plan.json": plan_json(prep.plan)}
-    options = RunOptions(cache_dir=data / "cache", files=files)
-    summary = run_plan(prep.plan, prep.cohorts, ResultStore(str(results)), options)
-    assert summary.ok, summary.failed
+    suite_path, results, data = run_suite_text(SUITE, tmp_path)
     trials = pl.read_parquet(str(results / "trials" / "*.parquet"))
     refits = trials.filter(pl.col("stage") == "refit").sort("protocol", "outer_fold")
     entries = trials.filter(pl.col("stage") == "predict")

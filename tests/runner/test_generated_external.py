@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from suite_runs import run_suite_text
 
 pytestmark = pytest.mark.slow
 
@@ -34,19 +35,9 @@ def test_generated_data_is_scored_by_fold_0_with_features(ray_session, tmp_path,
     from raybench_analysis.contract import check_leakage
     from raybench_analysis.report.external import feature_shift_section
 
-    from raybench.cli.prepare import prepare
     from raybench.cli.summary import print_summary
-    from raybench.plan.spec import plan_json
-    from raybench.runner import RunOptions, run_plan
-    from raybench.store import ResultStore
 
-    suite_path, results, data = tmp_path / "s.yaml", tmp_path / "r", tmp_path / "data"
-    suite_path.write_text(SUITE)
-    prep = prepare(suite_path, data, materialize=True)
-    files = {"suite.yaml": SUITE.encode(), "plan.json": plan_json(prep.plan)}
-    options = RunOptions(cache_dir=data / "cache", files=files)
-    summary = run_plan(prep.plan, prep.cohorts, ResultStore(str(results)), options)
-    assert summary.ok, summary.failed
+    _, results, _ = run_suite_text(SUITE, tmp_path)
 
     trials = pl.read_parquet(str(results / "trials" / "*.parquet"))
     refits = trials.filter(pl.col("stage") == "refit")
