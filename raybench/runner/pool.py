@@ -12,22 +12,26 @@ every refit) runs here instead, with the same contract:
   demand), at most ``max_concurrent``. An actor that cannot be placed yet is a trial *waiting for
   resources* (the ``trials_waiting`` event).
 - **Reuse**: an actor runs one trial after another (Tune's ``reuse_actors``) and survives the
-  stage, so the next stage starts without starting processes. The stage's specs, cohorts and
-  store travel once through the object store; an actor keeps the current stage's payload only.
+  stage, so the next stage starts without starting processes. The stage's cohorts and store
+  travel once through the object store (an actor keeps the current stage's payload only); each
+  call carries its trial's spec (a few KB), so a stage's start does not grow with its size.
 - **Retries**: a trial that raises, or whose worker dies (the actor is replaced), is run again up
   to its ``resources.max_retries`` (or ``--max-retries``); the driver counts the attempts.
 - **Resume**: as with Tune, a trial is done once the worker committed it to the store.
-- **Visibility**: each call is a Ray task named ``<stage>:<trial id>`` on the dashboard, run by
-  an actor named ``raybench-worker``.
+- **Visibility**: each call is a Ray task named after its stage on the dashboard, run by a
+  ``TrialWorker`` actor whose log (the dashboard's actor logs) has one line per trial: stage,
+  trial id, attempt. Not one task name per trial: Ray keeps state and metrics per distinct task
+  name, and a name per trial made the driver grow by about 15 KB per trial (3.4 KB with one name
+  per stage; docs/scale.md).
 
 The driver's work per trial is constant (one ``ray.wait`` over the calls in flight, one call),
-and it holds only ids, so the overhead per trial and the driver's memory stay flat with the
-stage's size.
+so the overhead per trial stays flat with the stage's size.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,11 +65,12 @@ class TrialWorker:
         self._payload = ray.get(box[0])
         return True
 
-    def run(self, trial_id: str, attempt: int) -> str:
-        """Run and commit ``trial_id`` of the current stage; return the node id. A call carries
-        plain values only: the payload came with :meth:`ready`, the actor's previous call."""
+    def run(self, spec: TrialSpec, attempt: int) -> str:
+        """Run and commit the trial ``spec`` of the current stage; return the node id. The
+        stage's shared payload came with :meth:`ready`, the actor's previous call."""
         assert self._payload is not None, "ready() first"
-        return run_committed(self._payload.specs[trial_id], self._payload, attempt)
+        print(f"{spec.stage}:{spec.trial_id} attempt {attempt}", flush=True)  # the actor's log
+        return run_committed(spec, self._payload, attempt)
 
 
 def shape_of(resources: Mapping[str, float]) -> Shape:
@@ -200,7 +205,7 @@ class _Stage:
     ) -> None:
         self.pool, self.stage, self.specs, self.shapes = pool, stage, payload.specs, shapes
         self.queues, self.retries, self.emit = queues, retries, emit
-        self.box = [ray.put(payload)]
+        self.box = [ray.put(dataclasses.replace(payload, specs={}))]  # specs go with each call
         self.attempts: collections.Counter[str] = collections.Counter()
         self.calls: dict[Any, _Slot] = {}  # ObjectRef in flight -> the slot running it
         self.out = StageOutcome()
@@ -263,8 +268,8 @@ class _Stage:
         trial_id = queue.popleft()
         self.attempts[trial_id] += 1
         slot.busy = trial_id
-        call = slot.actor.run.options(name=f"{self.stage}:{trial_id}")
-        self.calls[call.remote(trial_id, self.attempts[trial_id])] = slot
+        call = slot.actor.run.options(name=f"raybench:{self.stage}")  # bounded set of names
+        self.calls[call.remote(self.specs[trial_id], self.attempts[trial_id])] = slot
         self.emit({"type": "trial_start", "stage": self.stage, "trial_id": trial_id})
 
     def _failed(self, trial_id: str, exc: BaseException) -> None:
