@@ -72,8 +72,9 @@ class Metric:
 
     ``stats(frame)`` returns an ``(n, q)`` float array; the metric of a weighting ``w`` of the rows
     is ``finalize(w @ stats)``. ``kind="auc"`` metrics use :func:`weighted_auc` on ``y_true`` and
-    ``score`` instead. ``columns`` are the predictions columns read; ``params`` the settings
-    (stated in outputs).
+    ``score`` instead. ``columns`` are the predictions columns read, ``optional`` those read when
+    present (a probability metric reads ``score`` when it is complete, else ``probs``); ``params``
+    the settings (stated in outputs).
     """
 
     name: str
@@ -83,6 +84,7 @@ class Metric:
     finalize: Callable[[np.ndarray], np.ndarray] | None
     higher_is_better: bool = True
     params: dict[str, Any] = field(default_factory=dict)
+    optional: tuple[str, ...] = ()
 
     @property
     def value_range(self) -> tuple[float, float]:
@@ -152,6 +154,10 @@ def _probs_matrix(frame: pl.DataFrame) -> np.ndarray:
     if probs.ndim != 2:
         raise AnalysisError("column 'probs': expected one list of class probabilities per row")
     return probs
+
+
+#: Where a probability metric finds the probabilities: binary ``score``, else the ``probs`` lists.
+PROBABILITY_COLUMNS = ("score", "probs")
 
 
 def _uses_score(frame: pl.DataFrame) -> bool:
@@ -426,6 +432,11 @@ def _sums(name: str, cols: tuple[str, ...], stats: Any, fin: Any, hib: bool = Tr
     return Metric(name, cols, "sums", stats, fin, higher_is_better=hib, params=p)
 
 
+def _probability_metric(name: str, stats: Any, fin: Any, **p: Any) -> Metric:
+    """A lower-is-better metric of the predicted probabilities: ``score`` or ``probs``."""
+    return Metric(name, ("y_true",), "sums", stats, fin, False, p, PROBABILITY_COLUMNS)
+
+
 def get_metric(name: str | Metric, **params: Any) -> Metric:
     """Return the :class:`Metric` called ``name`` with its settings.
 
@@ -451,10 +462,8 @@ def _ece_metric(n_bins: int = 10, convention: Convention = "top_label") -> Metri
         )
     if not isinstance(n_bins, int) or n_bins < 1:
         raise AnalysisError(f"ece n_bins={n_bins!r}; allowed: an integer >= 1 (usually 10 or 15)")
-    cols = ("y_true",)
-    fin = _ece_finalize
     params = {"n_bins": n_bins, "convention": convention, "bins": "equal-width (lo, hi]"}
-    return _sums("ece", cols, _ece_stats(n_bins, convention), fin, False, **params)
+    return _probability_metric("ece", _ece_stats(n_bins, convention), _ece_finalize, **params)
 
 
 def _recall(name: str, idx: tuple[int, int], positive: float = 1.0) -> Metric:
@@ -509,9 +518,9 @@ METRICS: dict[str, Callable[..., Metric]] = {
         "f1", ("y_true", "y_pred"), _binary_counts(positive), _f1_finalize, positive=positive
     ),
     "mcc": lambda: _sums("mcc", ("y_true", "y_pred"), _confusion_stats, _mcc_finalize),
-    "brier": lambda: _sums("brier", ("y_true",), _mean_of(_brier_values), _mean_finalize, False),
-    "log_loss": lambda eps=1e-15: _sums(
-        "log_loss", ("y_true",), _mean_of(_log_loss_values(eps)), _mean_finalize, False
+    "brier": lambda: _probability_metric("brier", _mean_of(_brier_values), _mean_finalize),
+    "log_loss": lambda eps=1e-15: _probability_metric(
+        "log_loss", _mean_of(_log_loss_values(eps)), _mean_finalize
     ),
     "ece": _ece_metric,
     "mae": lambda: _sums(

@@ -151,7 +151,8 @@ def replicate_metric(
     """
     cols = [c for c in within if c in frame.columns]
     # only the columns read: gathering every column per cell dominated the time (issue 11)
-    read = [c for c in dict.fromkeys([*metric.columns, *cols]) if c in frame.columns]
+    wanted = [*metric.columns, *metric.optional, *cols]
+    read = [c for c in dict.fromkeys(wanted) if c in frame.columns]
     part = frame.select(read)[rows]
     idx = scheme.unit_index[rows]
     w_all = np.vstack([np.ones((1, scheme.weights.shape[1])), scheme.weights])

@@ -133,3 +133,20 @@ def test_errors() -> None:
         ranking_stability(run.predictions, "nope", n_boot=10)
     with pytest.raises(AnalysisError, match="n_boot=0"):
         resample_weights(run.predictions, ["site"], n_boot=0)
+
+
+@pytest.mark.parametrize("metric", ["ece", "brier", "log_loss"])
+def test_probability_metrics_read_probs_when_score_is_incomplete(metric: str) -> None:
+    """A probability metric reads ``probs`` when ``score`` has gaps, as ``bootstrap`` does."""
+    from raybench_analysis import bootstrap
+
+    run = simulate_predictions(models={"a": 2.0, "b": 0.5}, n_sites=4, subjects_per_site=8, seed=2)
+    preds = run.predictions.with_columns(
+        probs=pl.concat_list(1 - pl.col("score"), pl.col("score")),
+        score=pl.lit(None, pl.Float64),  # as a run writes multi-class predictions
+    )
+    out = ranking_stability(preds, metric, n_boot=100, seed=0)
+    ref = bootstrap(preds, metric=metric, by=["model"], n_boot=100, seed=0)
+    assert out.sort("model")["estimate"].to_list() == pytest.approx(
+        ref.sort("model")["estimate"].to_list(), abs=1e-12
+    )
