@@ -698,6 +698,33 @@ def _cell_inputs(
     return lambda rows, unit, n: Evaluator(metric, part[rows], unit, n)
 
 
+def cell_evaluators(
+    part: pl.DataFrame,
+    metric: Metric | Callable,
+    within: Sequence[str],
+    unit: np.ndarray,
+    n_units: int,
+) -> dict[tuple[Any, ...], Evaluator]:
+    """The :class:`Evaluator` of each cell of ``part`` (its rows of one value of the ``within``
+    columns, e.g. one trained model: outer fold x seed), for :func:`nested_means`.
+
+    ``unit`` is each row's resampled unit (of ``n_units``); keys are the cells' ``within``
+    values, in order of first appearance.
+    """
+    make = _cell_inputs(part, metric)
+    index = (
+        part.select(within)
+        .with_row_index("_row")
+        .group_by(list(within), maintain_order=True)
+        .agg(pl.col("_row"))
+    )
+    cells = {}
+    for *key, rows in index.iter_rows():
+        rows = np.asarray(rows, dtype=np.int64)
+        cells[tuple(key)] = make(rows, unit[rows], n_units)
+    return cells
+
+
 def _replicates(
     part: pl.DataFrame,
     metric: Metric | Callable,
@@ -717,12 +744,7 @@ def _replicates(
         ev = Evaluator(metric, part, h.unit, h.n_units)
         reps = np.concatenate([ev(c) for c in draws])
         return ev.estimate(), reps, h
-    cells = {}
-    index = part.with_row_index("_row").group_by(list(average_over)).agg(pl.col("_row"))
-    cell_input = _cell_inputs(part, metric)
-    for *key, rows in index.iter_rows():
-        rows = np.asarray(rows, dtype=np.int64)
-        cells[tuple(key)] = cell_input(rows, h.unit[rows], h.n_units)
+    cells = cell_evaluators(part, metric, average_over, h.unit, h.n_units)
     reps = np.concatenate([nested_means(cells, c)[()] for c in draws])
     est = float(nested_means(cells, np.ones((1, h.n_units)))[()][0])
     return est, reps, h

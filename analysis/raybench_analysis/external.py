@@ -145,6 +145,12 @@ def _external_levels(levels: Sequence[str], rows: pl.DataFrame) -> list[str]:
     return kept
 
 
+def _has_two_models(rows: pl.DataFrame) -> bool:
+    """Whether some external dataset has predictions of two models or more (to compare)."""
+    most = rows.group_by("dataset").agg(pl.col("model").n_unique())["model"].max()
+    return most is not None and most >= 2
+
+
 def _per_dataset(rows: pl.DataFrame, levels: Sequence[str], fn: Any) -> pl.DataFrame:
     """``fn(part, levels)`` on each external dataset's rows with its own hierarchy, stacked.
 
@@ -418,7 +424,7 @@ def compare_external(
     rows = _clean(rows.filter(pl.col("split") == EXTERNAL_SPLIT))
     if "protocol" not in rows.columns:
         rows = rows.with_columns(protocol=pl.lit("outer"))
-    if rows.group_by("dataset").agg(pl.col("model").n_unique())["model"].max() < 2:
+    if not _has_two_models(rows):
         raise AnalysisError("external comparisons: no external dataset has two models to compare")
     m = _metric(metric, rows)
     return _per_dataset(
@@ -467,6 +473,6 @@ def external_summary(
     test = frame.filter(pl.col("split") == "test")
     if test.height:
         out["generalisation_gap"] = generalisation_gap(frame, metric, levels, trials=trials, **args)
-    if rows.group_by("dataset").agg(pl.col("model").n_unique())["model"].max() >= 2:
+    if _has_two_models(rows):
         out["external_comparisons"] = compare_external(rows, metric, levels, **args)
     return out

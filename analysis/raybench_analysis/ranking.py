@@ -23,11 +23,10 @@ from scipy import stats
 from raybench_analysis._frames import AnalysisError, require_columns, to_polars
 from raybench_analysis.bootstrap import (
     SCHEMES,
-    _cell_inputs,
     build_hierarchy,
+    cell_evaluators,
     draw_counts,
-    evaluate_cells,
-    nested_average,
+    nested_means,
 )
 from raybench_analysis.contract import raw_rows
 from raybench_analysis.metrics import Metric, get_metric
@@ -159,18 +158,7 @@ def replicate_metric(
     if not cols:
         return metric.evaluate(part, w_all[:, idx])
     require_columns(part, metric.columns, why=f"by metric {metric.name!r}")
-    make = _cell_inputs(part, metric)  # per-row inputs once, sliced per cell
-    cells = (
-        part.select(cols)
-        .with_row_index("__cell_row")
-        .group_by(cols, maintain_order=True)
-        .agg(pl.col("__cell_row"))
-    )
-    evaluators = {}
-    for *key, g in cells.iter_rows():
-        g = np.asarray(g, dtype=np.int64)
-        evaluators[tuple(key)] = make(g, idx[g], w_all.shape[1])
-    return nested_average(evaluate_cells(evaluators, w_all))[()]
+    return nested_means(cell_evaluators(part, metric, cols, idx, w_all.shape[1]), w_all)[()]
 
 
 def _split_by(frame: pl.DataFrame, by: list[str]) -> list[tuple[dict[str, Any], np.ndarray]]:
