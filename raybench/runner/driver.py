@@ -93,11 +93,6 @@ def _retries(specs: Sequence[TrialSpec], options: RunOptions) -> int:
     return max(s.resources.max_retries for s in specs)
 
 
-def _completed_ids(store: Any) -> set[str]:
-    """Committed trials not failed (one scan of the store)."""
-    return {t for t, status in store.statuses().items() if status != "failed"}
-
-
 def _done_ids(plan: Plan, store: Any) -> set[str]:
     """The plan's trials a resume skips: committed and not failed, and the ``tpe`` templates
     whose search is finished (:func:`finished_templates`), so that a resumed run with nothing
@@ -216,7 +211,7 @@ class _Run:
             return []
         perturbed = bool((refits[0].config.get("evaluation") or {}).get("perturbations"))
         resources = {s.trial_id: (s.resources.cpu, s.resources.gpu) for s in refits}
-        done = _completed_ids(self.store)
+        done = self.done  # the store's completed trials at the start, and this run's since
         scopes = self.plan.meta.get("external_scope") or {}
         out = []
         for name, fingerprint in sorted(external.items()):
@@ -299,7 +294,8 @@ class _Run:
             counter=counter,
         )
 
-    def _completed(self, trial_id: str) -> None:
+    def mark_completed(self, trial_id: str) -> None:
+        """Record ``trial_id`` as committed by this run (in the summary and in ``done``)."""
         self.completed.append(trial_id)
         self.done.add(trial_id)
 
@@ -320,7 +316,7 @@ class _Run:
             self.emit,
         )
         for trial_id in outcome.completed:
-            self._completed(trial_id)
+            self.mark_completed(trial_id)
         if interrupted():
             return
         for trial_id, (error, traceback, attempts) in outcome.failed.items():
@@ -370,7 +366,7 @@ class _Run:
             if trial_id not in by_id:
                 continue
             if result.error is None and trial_id in committed:
-                self._completed(trial_id)
+                self.mark_completed(trial_id)
             elif not interrupted():
                 error, traceback = (
                     describe_error(result.error)

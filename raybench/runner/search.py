@@ -584,7 +584,7 @@ def _record(
             spec = search_trial(by_id[config["template"]], config["point"])
             run.specs[trial_id] = spec
         if trial_id in committed and result.error is None:
-            run.completed.append(trial_id)
+            run.mark_completed(trial_id)
         elif scheduler is not None and trial_id in scheduler.pruned:
             row = failed_row(spec, scheduler.reason(trial_id), "", 1, status="pruned")
             run.store.commit(trial_id, {"trials": row})  # Tune already said the trial ended
