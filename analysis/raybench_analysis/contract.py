@@ -543,6 +543,9 @@ class Inventory:
 BATCH_PREFIX = "_batch-"
 #: Parquet key-value metadata of a batch data file: JSON ``{trial_id: rows}``.
 BATCH_ROWS_KEY = b"raybench.rows"
+#: Trials per batch file that ``raybench compact`` writes at most (bounds its memory: one batch is
+#: read at a time); readers accept any size.
+BATCH_TRIALS = 20_000
 
 
 def is_batch(name: str) -> bool:

@@ -9,6 +9,7 @@ import json
 from typing import Annotated
 
 import typer
+from raybench_analysis.contract import BATCH_TRIALS
 
 from raybench.cli.common import JsonFlag, say
 
@@ -17,7 +18,7 @@ def compact(
     results: Annotated[str, typer.Argument(help="Results directory (or URI) of a run.")],
     batch_trials: Annotated[
         int, typer.Option("--batch-trials", min=1, help="Trials per batch file (bounds memory).")
-    ] = 20_000,
+    ] = BATCH_TRIALS,
     json_: JsonFlag = False,
 ) -> None:
     """Merge the completed trials' per-trial Parquet files into a few batch files, atomically.

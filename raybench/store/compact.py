@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 from raybench_analysis.contract import (
     BATCH_PREFIX,
     BATCH_ROWS_KEY,
+    BATCH_TRIALS,
     DATA_TABLES,
     TABLE_NAMES,
     Inventory,
@@ -54,9 +55,6 @@ if TYPE_CHECKING:
     from raybench.store.writer import ResultStore
 
 __all__ = ["CompactResult", "compact"]
-
-#: Trials per batch file: bounds the memory of a compaction (one batch is read at a time).
-BATCH_TRIALS = 20_000
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from raybench_analysis import AnalysisError
-from raybench_analysis.contract import DATA_TABLES, Inventory, count_column, is_batch
+from raybench_analysis.contract import (
+    BATCH_TRIALS,
+    DATA_TABLES,
+    Inventory,
+    count_column,
+    is_batch,
+)
 from raybench_analysis.io import check_uri
 
 from raybench.errors import ResultsError
@@ -282,7 +288,7 @@ class ResultStore:
         except OSError as exc:
             raise ResultsError(f"{self.root}/{name}: unreadable ({exc})") from exc
 
-    def compact(self, batch_trials: int = 20_000, *, held: bool = False) -> CompactResult:
+    def compact(self, batch_trials: int = BATCH_TRIALS, *, held: bool = False) -> CompactResult:
         """Merge the completed trials' per-trial files into batch files, under the lock.
 
         See :func:`raybench.store.compact.compact` (``raybench compact``); ``held``: the caller
